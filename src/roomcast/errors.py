@@ -1,0 +1,47 @@
+"""The exceptions roomcast raises to the code that embeds or configures it.
+
+Client mistakes are never exceptions: the protocol layer turns them into error replies or
+disconnects (see :mod:`roomcast.protocol`). What is left is for operators and embedding apps::
+
+    RoomcastError
+    ├── ConfigurationError      settings that cannot work together (raised at start-up)
+    ├── EngineError             a broker or store failed
+    │   └── EngineUnavailable   the engine cannot be reached now; retrying later may succeed
+    └── StateError              an operation was called in a state that does not allow it
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "EngineError",
+    "EngineUnavailable",
+    "RoomcastError",
+    "StateError",
+]
+
+
+class RoomcastError(Exception):
+    """Base of every exception roomcast raises on purpose."""
+
+
+class ConfigurationError(RoomcastError):
+    """The settings are invalid or contradict each other; the message says which and why."""
+
+
+class EngineError(RoomcastError):
+    """A broker, history store or presence store failed to do what was asked."""
+
+
+class EngineUnavailable(EngineError):
+    """The engine is unreachable right now; the same call may succeed after it comes back."""
+
+
+class StateError(RoomcastError):
+    """An operation was attempted in a state that forbids it; the message names the one expected."""
+
+    def __init__(self, operation: str, *, expected: str, actual: str) -> None:
+        super().__init__(f"cannot {operation}: expected state {expected}, but it is {actual}")
+        self.operation = operation
+        self.expected = expected
+        self.actual = actual

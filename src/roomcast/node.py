@@ -1,0 +1,141 @@
+"""The Node: one process' hub of channels and the subscribers connected to it.
+
+A Node keeps ``channel -> local subscribers``, subscribes its broker to a channel while at least
+one local subscriber wants it, and fans every publication the broker delivers out to those
+subscribers. The fan-out is synchronous: one encoding per wire format, then one non-blocking
+``deliver`` per subscriber; no task, no await, no per-recipient encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from roomcast.engines.base import Broker
+from roomcast.errors import StateError
+from roomcast.publication import Publication
+from roomcast.wire import Encoder, WireFormat, encode_text
+
+__all__ = ["Node", "Subscriber"]
+
+logger = logging.getLogger("roomcast.node")
+
+_LOCK_STRIPES = 64
+
+
+class Subscriber(Protocol):
+    """Anything a Node delivers to: it names its wire format and takes messages without waiting."""
+
+    @property
+    def wire_format(self) -> WireFormat: ...
+
+    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+        """Take one encoded message; must not block or raise."""
+
+
+class Node:
+    """The channels of one process.
+
+    Args:
+        broker: carries publications between processes (the memory broker within one).
+        encoders: extra wire formats beyond TEXT, keyed by format.
+    """
+
+    def __init__(self, broker: Broker, encoders: dict[WireFormat, Encoder] | None = None) -> None:
+        self.broker = broker
+        self._encoders: dict[WireFormat, Encoder] = {WireFormat.TEXT: encode_text}
+        self._encoders.update(encoders or {})
+        self._channels: dict[str, dict[Subscriber, None]] = {}
+        # Striped locks order subscribe/unsubscribe of one channel against the broker without
+        # keeping a lock object per channel alive.
+        self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+        self._started = False
+
+    @property
+    def channels(self) -> list[str]:
+        """Channels with at least one local subscriber."""
+        return list(self._channels)
+
+    def subscriber_count(self, channel: str) -> int:
+        """Local subscribers of ``channel``."""
+        return len(self._channels.get(channel, ()))
+
+    async def start(self) -> None:
+        """Start the broker; the node delivers from now on."""
+        await self.broker.start(self._fan_out)
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop the broker and forget every subscriber."""
+        self._started = False
+        await self.broker.close()
+        self._channels.clear()
+
+    async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Deliver ``channel``'s publications to ``subscriber`` from now on.
+
+        Raises:
+            StateError: the node is not started.
+            EngineUnavailable: the broker could not subscribe; ``subscriber`` is not added.
+        """
+        self._require_started("subscribe")
+        async with self._lock(channel):
+            subscribers = self._channels.get(channel)
+            if subscribers is None:
+                await self.broker.subscribe(channel)
+                subscribers = self._channels[channel] = {}
+            subscribers[subscriber] = None
+
+    async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Stop delivering ``channel`` to ``subscriber``; unknown pairs are ignored."""
+        async with self._lock(channel):
+            subscribers = self._channels.get(channel)
+            if subscribers is None or subscriber not in subscribers:
+                return
+            del subscribers[subscriber]
+            if not subscribers:
+                del self._channels[channel]
+                if self._started:
+                    await self.broker.unsubscribe(channel)
+
+    @asynccontextmanager
+    async def subscription(self, channel: str, subscriber: Subscriber) -> AsyncIterator[None]:
+        """Subscribed inside the block, unsubscribed after it however it ends."""
+        await self.subscribe(channel, subscriber)
+        try:
+            yield
+        finally:
+            await self.unsubscribe(channel, subscriber)
+
+    async def publish(self, channel: str, publication: Publication) -> None:
+        """Publish through the broker to every subscriber of ``channel`` on every node.
+
+        Raises:
+            StateError: the node is not started.
+            EngineUnavailable: the broker could not take the publication.
+        """
+        self._require_started("publish")
+        await self.broker.publish(channel, publication)
+
+    def _fan_out(self, channel: str, publication: Publication) -> None:
+        subscribers = self._channels.get(channel)
+        if not subscribers:
+            return
+        encoded: dict[WireFormat, str | bytes] = {}
+        # A copy, because a delivery that overflows a writer may end its subscription.
+        for subscriber in tuple(subscribers):
+            wire_format = subscriber.wire_format
+            message = encoded.get(wire_format)
+            if message is None:
+                message = encoded[wire_format] = self._encoders[wire_format](channel, publication)
+            subscriber.deliver(channel, message, publication)
+
+    def _lock(self, channel: str) -> asyncio.Lock:
+        return self._locks[hash(channel) % _LOCK_STRIPES]
+
+    def _require_started(self, operation: str) -> None:
+        if not self._started:
+            raise StateError(operation, expected="started", actual="stopped")

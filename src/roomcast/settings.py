@@ -1,0 +1,287 @@
+"""Every configuration value roomcast reads, in one pydantic-settings model.
+
+Sources, strongest first: explicit overrides (the CLI's flags, or keyword arguments), the
+environment (``ROOMCAST_`` prefix, ``__`` between nested keys, e.g.
+``ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY``), a config file (TOML, JSON or YAML, chosen by its
+extension), then the defaults below. Key names follow Centrifugo v6 where Centrifugo has the same
+idea (``client.insecure``, ``client.token.hmac_secret_key``, ``channel.namespaces``,
+``http_api.key``), so a Centrifugo config file loads as it is; keys roomcast does not know are
+ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from roomcast.errors import ConfigurationError
+
+__all__ = [
+    "ChannelOptions",
+    "ChannelSettings",
+    "ClientSettings",
+    "EngineSettings",
+    "ExamplesSettings",
+    "HttpApiSettings",
+    "Namespace",
+    "Settings",
+    "TokenSettings",
+    "WebSocketSettings",
+    "parse_duration",
+]
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> object:
+    """Turn a Go-style duration (``"25s"``, ``"1m30s"``, ``"500ms"``) into seconds.
+
+    Numbers pass through as seconds; anything else is returned unchanged for pydantic to reject.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return value
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if "".join(n + u for n, u in parts) != text:
+        return value
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TokenSettings(_Section):
+    """Keys that verify connection JWTs; at least one is needed unless ``client.insecure``."""
+
+    hmac_secret_key: str = ""
+    rsa_public_key: str = ""
+    ecdsa_public_key: str = ""
+    audience: str = ""
+    issuer: str = ""
+
+
+class ClientSettings(_Section):
+    """How client connections are admitted and kept alive."""
+
+    insecure: bool = False
+    token: TokenSettings = TokenSettings()
+    subscription_token: TokenSettings = TokenSettings()
+    allowed_origins: list[str] = []
+    ping_interval: Seconds = 25.0
+    pong_timeout: Seconds = 8.0
+    queue_max_size: int = Field(default=1 << 20, gt=0)
+    """Bytes a connection may have queued and unsent before it is disconnected as slow."""
+
+
+class ChannelOptions(_Section):
+    """What clients may do on the channels of one namespace (Centrifugo's option names)."""
+
+    presence: bool = False
+    join_leave: bool = False
+    force_push_join_leave: bool = False
+    history_size: int = Field(default=0, ge=0)
+    history_ttl: Seconds = 0.0
+    force_recovery: bool = False
+    allow_recovery: bool = False
+    force_positioning: bool = False
+    allow_positioning: bool = False
+    allow_subscribe_for_client: bool = False
+    allow_subscribe_for_anonymous: bool = False
+    allow_publish_for_client: bool = False
+    allow_publish_for_subscriber: bool = False
+    allow_publish_for_anonymous: bool = False
+    allow_presence_for_client: bool = False
+    allow_presence_for_subscriber: bool = False
+    allow_presence_for_anonymous: bool = False
+    allow_history_for_client: bool = False
+    allow_history_for_subscriber: bool = False
+    allow_history_for_anonymous: bool = False
+    allow_user_limited_channels: bool = False
+
+
+class Namespace(ChannelOptions):
+    """Channel options for channels named ``<name>:<rest>``."""
+
+    name: str = Field(pattern=r"^[-a-zA-Z0-9_.]{2,}$")
+
+
+class ChannelSettings(_Section):
+    """Channel namespaces and the options of channels without one."""
+
+    without_namespace: ChannelOptions = ChannelOptions()
+    namespaces: list[Namespace] = []
+    namespace_boundary: str = ":"
+    user_boundary: str = "#"
+    user_separator: str = ","
+    private_prefix: str = "$"
+    max_length: int = 255
+
+    @model_validator(mode="after")
+    def _unique_namespaces(self) -> ChannelSettings:
+        names = [ns.name for ns in self.namespaces]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"namespace names must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+
+class HttpApiSettings(_Section):
+    """The server HTTP API at ``/api``: guarded by ``key`` unless ``insecure``."""
+
+    key: str = ""
+    insecure: bool = False
+
+
+class WebSocketSettings(_Section):
+    """Transport limits for every WebSocket endpoint."""
+
+    message_size_limit: int = Field(default=65536, gt=0)
+    """Largest frame accepted from a client, in bytes; a larger one closes with 1009."""
+    compression: bool = False
+    """permessage-deflate; off by default because it costs CPU per recipient."""
+
+
+class EngineSettings(_Section):
+    """Which broker and stores to use, by URL scheme (``memory://``, ``sqlite:///path``, ...)."""
+
+    url: str = "memory://"
+    broker: str = ""
+    """Overrides ``url`` for the broker only."""
+    history: str = "sqlite:///roomcast-data/history.sqlite3"
+    presence: str = ""
+
+    @property
+    def broker_url(self) -> str:
+        """The broker's URL: ``broker`` if set, else ``url``."""
+        return self.broker or self.url
+
+
+class ExamplesSettings(_Section):
+    """The seed endpoints (echo, chat, secure, stream, methods_*, items, clock)."""
+
+    enabled: bool = True
+    secure_token: str = "secret-token"
+    stream_interval: Seconds = 1.0
+    stream_count: int = Field(default=10, ge=0)
+    clock_interval: Seconds = 10.0
+    chat_channel: str = "chat"
+    """The channel behind ``/ws/{client_id}``; Centrifuge clients may share it."""
+    anonymous_chat_channel: str = "chat_anonymous"
+    """The channel behind ``/ws/chat``."""
+
+
+_config_file: ContextVar[Path | None] = ContextVar("roomcast_config_file", default=None)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``Settings.load(config_file=...)``, by extension."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ is overridden; pydantic-settings never calls this
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        return {} if path is None else read_config_file(path)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML, JSON or YAML config file into a dict.
+
+    Raises:
+        ConfigurationError: the file is missing, unreadable, of an unknown type, or malformed.
+    """
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".toml":
+            data: object = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigurationError(
+                f"config file {path}: unknown type {suffix!r} (use .toml, .json, .yaml or .yml)"
+            )
+    except OSError as exc:
+        raise ConfigurationError(f"config file {path}: {exc.strerror or exc}") from exc
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"config file {path} is malformed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one roomcast server or embedded Hub."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOMCAST_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    client: ClientSettings = ClientSettings()
+    channel: ChannelSettings = ChannelSettings()
+    http_api: HttpApiSettings = HttpApiSettings()
+    websocket: WebSocketSettings = WebSocketSettings()
+    engine: EngineSettings = EngineSettings()
+    examples: ExamplesSettings = ExamplesSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build the settings from overrides, the environment and ``config_file``.
+
+        ``overrides`` are nested dicts keyed like the model (``client={"insecure": True}``) and
+        win over everything else.
+
+        Raises:
+            ConfigurationError: the file cannot be read or a value is invalid; the message names
+                the offending key.
+        """
+        from pydantic import ValidationError
+
+        token = _config_file.set(config_file)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigurationError(f"invalid settings: {problems}") from exc
+        finally:
+            _config_file.reset(token)

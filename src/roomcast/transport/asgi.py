@@ -1,0 +1,37 @@
+"""The one adapter that turns writer frames into ASGI WebSocket send events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from roomcast.writer import Frame, SendFrame
+
+__all__ = ["ASGISend", "asgi_frame_sender", "close_reason"]
+
+_MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
+
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def asgi_frame_sender(send: ASGISend) -> SendFrame:
+    """A ``SendFrame`` for a writer, over an ASGI ``send`` callable (raw, or Starlette's)."""
+
+    async def send_frame(frame: Frame) -> None:
+        if isinstance(frame, str):
+            await send({"type": "websocket.send", "text": frame})
+        elif isinstance(frame, bytes):
+            await send({"type": "websocket.send", "bytes": frame})
+        else:
+            reason = close_reason(frame.reason)
+            await send({"type": "websocket.close", "code": frame.code, "reason": reason})
+
+    return send_frame
+
+
+def close_reason(reason: str) -> str:
+    """``reason`` cut to fit a close frame, never splitting a UTF-8 character."""
+    encoded = reason.encode()
+    if len(encoded) <= _MAX_REASON_BYTES:
+        return reason
+    return encoded[:_MAX_REASON_BYTES].decode(errors="ignore")

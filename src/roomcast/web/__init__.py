@@ -1,0 +1,3 @@
+"""Static pages shipped with roomcast."""
+
+__all__: list[str] = []

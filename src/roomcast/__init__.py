@@ -11,6 +11,7 @@ from roomcast.hub import Hub
 from roomcast.node import Node
 from roomcast.publication import ClientInfo, Publication
 from roomcast.settings import Settings
+from roomcast.version import __version__
 
 __all__ = [
     "ClientInfo",
@@ -25,5 +26,3 @@ __all__ = [
     "StateError",
     "__version__",
 ]
-
-__version__ = "0.1.0"

@@ -11,9 +11,11 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from uvicorn.supervisors import Multiprocess
 
 from roomcast.app import SETTINGS_ENV
+from roomcast.engines import create_broker
 from roomcast.errors import ConfigurationError
 from roomcast.logs import log_config
 from roomcast.settings import Settings
@@ -43,6 +45,7 @@ def _overrides(**values: Any) -> dict[str, Any]:
 
 
 def _check_serveable(settings: Settings) -> None:
+    create_broker(settings.engine.broker_url)  # raises ConfigurationError for an unknown scheme
     if settings.workers > 1 and settings.engine.broker_url.startswith("memory:"):
         raise ConfigurationError(
             f"--workers {settings.workers} needs a broker shared by the workers; the memory "
@@ -107,7 +110,7 @@ def serve(
         )
         _check_serveable(settings)
     except ConfigurationError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     _run(settings)
 

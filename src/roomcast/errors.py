@@ -4,6 +4,7 @@ Client mistakes are never exceptions: the protocol layer turns them into error r
 disconnects (see :mod:`roomcast.protocol`). What is left is for operators and embedding apps::
 
     RoomcastError
+    ├── ClientError             raised by an application hook to refuse a client's command
     ├── ConfigurationError      settings that cannot work together (raised at start-up)
     ├── EngineError             a broker or store failed
     │   └── EngineUnavailable   the engine cannot be reached now; retrying later may succeed
@@ -13,6 +14,7 @@ disconnects (see :mod:`roomcast.protocol`). What is left is for operators and em
 from __future__ import annotations
 
 __all__ = [
+    "ClientError",
     "ConfigurationError",
     "EngineError",
     "EngineUnavailable",
@@ -23,6 +25,21 @@ __all__ = [
 
 class RoomcastError(Exception):
     """Base of every exception roomcast raises on purpose."""
+
+
+class ClientError(RoomcastError):
+    """Raise from a hook (connect, subscribe, publish, RPC) to refuse the client's command.
+
+    The client receives ``{"code": code, "message": message, "temporary": temporary}`` in the
+    command's reply and stays connected. Application codes belong in 400-1999; the protocol's
+    own codes (``roomcast.protocol.ErrorCode``) may be used too.
+    """
+
+    def __init__(self, code: int, message: str, *, temporary: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.temporary = temporary
 
 
 class ConfigurationError(RoomcastError):

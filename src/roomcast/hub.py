@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
+from roomcast.channels import ChannelRules
+from roomcast.context import (
+    Credentials,
+    Hooks,
+    MessageHandler,
+    PublishHook,
+    RPCHandler,
+    SubscribeHook,
+)
 from roomcast.engines import create_broker
 from roomcast.node import Node
+from roomcast.protocol import Disconnect
 from roomcast.publication import Publication
+from roomcast.registry import Registry
+from roomcast.session import Session, SessionServices, encode_pub_push
 from roomcast.settings import Settings
+from roomcast.tokens import TokenVerifier
+from roomcast.transport.client_endpoint import serve_client
+from roomcast.version import __version__
+from roomcast.wire import WireFormat
 
-__all__ = ["Hub"]
+__all__ = ["CLIENT_PATH", "Hub"]
 
 logger = logging.getLogger("roomcast.hub")
+
+CLIENT_PATH = "/connection/websocket"
+"""Where SDKs connect by default."""
+
+
+async def _no_app_credentials() -> Credentials | None:
+    return None
 
 
 class Hub:
@@ -26,27 +53,76 @@ class Hub:
 
     Use::
 
-        hub = Hub(Settings.load())
+        hub = Hub(Settings.load(), authenticate=current_user)
         app = FastAPI(lifespan=hub.lifespan)
         app.include_router(hub.router)
         ...
         await hub.publish("orders:42", {"status": "paid"})
 
+    Args:
+        settings: the configuration; ``Settings.load()`` (environment and defaults) if None.
+        authenticate: a FastAPI dependency, resolved for each client connection from its
+            cookies, headers or query, returning the client's ``Credentials``, or None to fall
+            back to connection tokens. It may raise ``WebSocketException`` to refuse.
+
     Raises:
-        ConfigurationError: the settings name an engine that cannot be used.
+        ConfigurationError: the settings name an engine or a key that cannot be used.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        authenticate: Callable[..., Any] | None = None,
+    ) -> None:
         self.settings = settings if settings is not None else Settings.load()
-        self.node = Node(create_broker(self.settings.engine.broker_url))
+        self.node = Node(
+            create_broker(self.settings.engine.broker_url),
+            encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
+        )
+        self.hooks = Hooks()
+        self.registry = Registry()
+        client = self.settings.client
+        subscription_keys = client.subscription_token
+        tokens = TokenVerifier(client.token)
+        self.services = SessionServices(
+            settings=self.settings,
+            node=self.node,
+            tokens=tokens,
+            subscription_tokens=(
+                TokenVerifier(subscription_keys)
+                if TokenVerifier(subscription_keys).configured
+                else tokens
+            ),
+            channels=ChannelRules(self.settings.channel),
+            hooks=self.hooks,
+            registry=self.registry,
+        )
         self.router = APIRouter()
         self.router.add_api_route("/healthz", self._healthz, methods=["GET"], tags=["health"])
         self.router.add_api_route("/readyz", self._readyz, methods=["GET"], tags=["health"])
+        dependency = authenticate or _no_app_credentials
+        services = self.services
+
+        # A default rather than Annotated[...]: annotations are strings here, and FastAPI
+        # could not resolve the local ``dependency`` inside one.
+        async def client_connection(
+            websocket: WebSocket,
+            credentials: Credentials | None = Depends(dependency),  # noqa: B008
+        ) -> None:
+            await serve_client(websocket, services, credentials)
+
+        self.router.add_api_websocket_route(CLIENT_PATH, client_connection)
+        self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._started_at = time.monotonic()
         self._ready = False
+
+    # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect the engines; the hub serves from now on."""
         await self.node.start()
+        self._started_at = time.monotonic()
         self._ready = True
 
     async def stop(self) -> None:
@@ -63,6 +139,8 @@ class Hub:
         finally:
             await self.stop()
 
+    # --- publishing ----------------------------------------------------------------------------
+
     async def publish(self, channel: str, data: Any) -> None:
         """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
 
@@ -71,6 +149,102 @@ class Hub:
             EngineUnavailable: the broker cannot take the publication now.
         """
         await self.node.publish(channel, Publication(data=msgspec.json.encode(data)))
+
+    async def broadcast(self, channels: list[str], data: Any) -> None:
+        """Publish the same ``data`` to each of ``channels``, encoding it once.
+
+        Raises:
+            StateError: the hub is not started.
+            EngineUnavailable: the broker cannot take a publication now; channels before the
+                failing one were published.
+        """
+        publication = Publication(data=msgspec.json.encode(data))
+        for channel in channels:
+            await self.node.publish(channel, publication)
+
+    # --- acting on connected clients (this process) ------------------------------------------
+
+    async def subscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
+        """Subscribe ``user``'s connections (or only ``client``) to ``channel``, with a push."""
+        for session in self._sessions(user, client):
+            await session.server_subscribe(channel)
+
+    async def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
+        """End ``user``'s subscriptions (or only ``client``'s) to ``channel``, with a push."""
+        for session in self._sessions(user, client):
+            await session.server_unsubscribe(channel)
+
+    def disconnect_user(
+        self, user: str, *, code: int = 3503, reason: str = "force disconnect", client: str = ""
+    ) -> int:
+        """Close ``user``'s connections (or only ``client``) with ``code``; returns how many.
+
+        The default code forbids reconnecting (3503); 3000-3499 lets the client reconnect.
+
+        Raises:
+            ValueError: ``code`` is outside 3000-4999 or ``reason`` is over 123 bytes.
+        """
+        disconnect = Disconnect(code, reason)
+        sessions = self._sessions(user, client)
+        for session in sessions:
+            session.disconnect(disconnect)
+        return len(sessions)
+
+    def channels(self) -> dict[str, int]:
+        """Channels with subscribers in this process, with their subscriber counts."""
+        return {channel: self.node.subscriber_count(channel) for channel in self.node.channels}
+
+    def info(self) -> dict[str, Any]:
+        """This node's name, version and counts, as the server API's ``info`` reports them."""
+        return {
+            "uid": self.node_id,
+            "name": self.node_id,
+            "version": __version__,
+            "num_clients": self.registry.num_clients,
+            "num_users": self.registry.num_users,
+            "num_channels": len(self.node.channels),
+            "uptime": int(time.monotonic() - self._started_at) if self._ready else 0,
+        }
+
+    def _sessions(self, user: str, client: str) -> list[Session]:
+        if client:
+            session = self.registry.get(client)
+            return [session] if session is not None and session.user == user else []
+        return self.registry.of_user(user)
+
+    # --- hooks -----------------------------------------------------------------------------------
+
+    def on_subscribe(self, hook: SubscribeHook) -> SubscribeHook:
+        """Decorator: ``async def hook(client, channel) -> bool`` decides every client subscribe
+        that carries no subscription token, instead of the namespace options."""
+        self.hooks.subscribe = hook
+        return hook
+
+    def on_publish(self, hook: PublishHook) -> PublishHook:
+        """Decorator: ``async def hook(client, channel, data) -> bool`` decides client publishes."""
+        self.hooks.publish = hook
+        return hook
+
+    def on_message(self, handler: MessageHandler) -> MessageHandler:
+        """Decorator: ``async def handler(client, data)`` receives clients' ``send`` messages."""
+        self.hooks.message = handler
+        return handler
+
+    def rpc(self, method: str) -> Callable[[RPCHandler], RPCHandler]:
+        """Decorator: ``async def handler(client, data) -> result`` answers RPC ``method``."""
+
+        def register(handler: RPCHandler) -> RPCHandler:
+            self.hooks.rpc[method] = handler
+            return handler
+
+        return register
+
+    def publication_model(self, namespace: str, model: type[Any]) -> None:
+        """Client publications in ``namespace`` ("" for none) must validate as ``model``;
+        others are refused with a bad-request error naming the invalid field."""
+        self.hooks.publication_models[namespace] = model
+
+    # --- health --------------------------------------------------------------------------------
 
     async def _healthz(self) -> dict[str, str]:
         return {"status": "ok"}

@@ -79,9 +79,12 @@ class Node:
 
         Raises:
             StateError: the node is not started.
+            ValueError: the node has no encoder for the subscriber's wire format.
             EngineUnavailable: the broker could not subscribe; ``subscriber`` is not added.
         """
         self._require_started("subscribe")
+        if subscriber.wire_format not in self._encoders:
+            raise ValueError(f"no encoder for wire format {subscriber.wire_format}")
         async with self._lock(channel):
             subscribers = self._channels.get(channel)
             if subscribers is None:

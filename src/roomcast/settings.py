@@ -91,6 +91,15 @@ class ClientSettings(_Section):
     pong_timeout: Seconds = 8.0
     queue_max_size: int = Field(default=1 << 20, gt=0)
     """Bytes a connection may have queued and unsent before it is disconnected as slow."""
+    allow_anonymous_connect_without_token: bool = False
+    channel_limit: int = Field(default=128, gt=0)
+    """Channels one connection may be subscribed to at once."""
+    expired_close_delay: Seconds = 25.0
+    """Grace after a connection's expiry for the client to refresh before it is closed."""
+    expired_sub_close_delay: Seconds = 25.0
+    """Grace after a subscription's expiry for the client to refresh before it is ended."""
+    stale_close_delay: Seconds = 10.0
+    """How long a connection may stay open without sending ``connect``."""
 
 
 class ChannelOptions(_Section):
@@ -274,10 +283,13 @@ class Settings(BaseSettings):
                 the offending key.
         """
         from pydantic import ValidationError
+        from pydantic_settings import SettingsError
 
         token = _config_file.set(config_file)
         try:
             return cls(**overrides)
+        except SettingsError as exc:
+            raise ConfigurationError(f"invalid settings: {exc}") from exc
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -55,7 +55,11 @@ class Writer:
         max_queue_bytes: unsent bytes allowed before the connection is closed with ``overflow``.
         overflow: the close sent when the queue overflows (the slow-consumer code).
         coalesce: join queued text messages into one frame with ``\\n`` between them.
-        max_frame_bytes: when coalescing, start a new frame once this many bytes are joined.
+        max_frame_bytes: when coalescing, the largest frame built by joining messages; a
+            single larger message is still sent, alone.
+
+    Sizes of text messages are counted in characters, which is their size in bytes for the
+    ASCII JSON the protocol mostly carries, and at most four times less otherwise.
     """
 
     def __init__(
@@ -160,12 +164,14 @@ class Writer:
             return first
         parts = [first]
         size = len(first)
-        while self._queue and size < self._max_frame_bytes and isinstance(self._queue[0], str):
-            nxt = self._queue.popleft()
-            assert isinstance(nxt, str)
+        while self._queue:
+            nxt = self._queue[0]
+            if not isinstance(nxt, str) or size + 1 + len(nxt) > self._max_frame_bytes:
+                break
+            self._queue.popleft()
             parts.append(nxt)
-            size += len(nxt)
-        self._queued_bytes -= size
+            size += 1 + len(nxt)
+        self._queued_bytes -= size - (len(parts) - 1)
         return "\n".join(parts)
 
     async def _drain(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from roomcast import protocol
 from roomcast.protocol.codec import (
     PING,
     decode_frame,
@@ -325,4 +326,17 @@ def test_fields_the_python_sdk_reads_unconditionally_are_always_written() -> Non
     }
     assert wire(encode_push(Push(channel="c", unsubscribe=UnsubscribePush(2000, "")))) == {
         "push": {"channel": "c", "unsubscribe": {"code": 2000, "reason": ""}}
+    }
+
+
+def test_empty_payloads_are_left_out_not_written_empty() -> None:
+    info = protocol.ClientInfo(user="u", client="c", conn_info=protocol.raw(b""))
+    push = protocol.encode_push(
+        protocol.Push(channel="ch", pub=protocol.Publication(data=protocol.raw(b""), info=info))
+    )
+    assert msgspec.json.decode(push) == {
+        "push": {"channel": "ch", "pub": {"info": {"user": "u", "client": "c"}}}
+    }
+    assert msgspec.json.decode(protocol.encode_publication_push("ch", b"")) == {
+        "push": {"channel": "ch", "pub": {}}
     }

@@ -62,6 +62,7 @@ from .messages import (
     UnsubscribePush,
     UnsubscribeRequest,
     UnsubscribeResult,
+    raw,
 )
 
 __all__ = [
@@ -112,5 +113,6 @@ __all__ = [
     "encode_publication_push",
     "encode_push",
     "encode_reply",
+    "raw",
     "reconnects",
 ]

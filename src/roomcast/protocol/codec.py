@@ -13,7 +13,7 @@ from typing import Final
 import msgspec
 
 from .codes import Disconnect, DisconnectCode, Error
-from .messages import ClientInfo, Command, Method, Publication, Push, Reply
+from .messages import ClientInfo, Command, Method, Publication, Push, Reply, raw
 
 __all__ = [
     "PING",
@@ -107,7 +107,7 @@ def encode_publication_push(
     to keep the output on one line. Nothing validates ``data``.
     """
     pub = Publication(
-        data=msgspec.Raw(data), info=info, offset=offset, tags=tags or {}, delta=delta, time=time
+        data=raw(data), info=info, offset=offset, tags=tags or {}, delta=delta, time=time
     )
     return encode_push(Push(channel=channel, pub=pub))
 

@@ -61,6 +61,7 @@ __all__ = [
     "UnsubscribePush",
     "UnsubscribeRequest",
     "UnsubscribeResult",
+    "raw",
 ]
 
 _UInt32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFF_FFFF)]
@@ -71,6 +72,15 @@ _ChannelName = Annotated[str, msgspec.Meta(min_length=1)]
 """A channel a command acts on: required and non-empty, else the frame is a bad request."""
 
 _EMPTY = msgspec.Raw()
+
+
+def raw(data: bytes) -> msgspec.Raw:
+    """``data`` (one JSON value, or empty for none) as a payload field's value.
+
+    Always build payload fields with this: msgspec leaves a field out only when it *is* the
+    default instance, and would write any other empty ``Raw`` as nothing, which is not JSON.
+    """
+    return msgspec.Raw(data) if data else _EMPTY
 
 
 class _Wire(msgspec.Struct, omit_defaults=True):

@@ -1,0 +1,57 @@
+"""Channel names: which namespace a channel belongs to and who may use it.
+
+``chat:room1`` is channel ``room1``'s form in namespace ``chat``; a channel without the
+boundary belongs to no namespace. ``dialog#42,43`` is user-limited: only users 42 and 43 may
+subscribe, when the namespace allows user-limited channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from roomcast.settings import ChannelOptions, ChannelSettings
+
+__all__ = ["ChannelRules", "ResolvedChannel"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedChannel:
+    """A channel name with its namespace's options."""
+
+    name: str
+    namespace: str
+    options: ChannelOptions
+
+
+class ChannelRules:
+    """Resolves channel names against configured namespaces."""
+
+    def __init__(self, settings: ChannelSettings) -> None:
+        self._settings = settings
+        self._namespaces: dict[str, ChannelOptions] = {ns.name: ns for ns in settings.namespaces}
+
+    def resolve(self, channel: str) -> ResolvedChannel | None:
+        """The channel's namespace options; None for an invalid name or an unknown namespace."""
+        if not channel or len(channel) > self._settings.max_length:
+            return None
+        namespace, boundary, _ = channel.partition(self._settings.namespace_boundary)
+        if not boundary:
+            return ResolvedChannel(channel, "", self._settings.without_namespace)
+        options = self._namespaces.get(namespace)
+        if options is None:
+            return None
+        return ResolvedChannel(channel, namespace, options)
+
+    def is_user_limited(self, channel: str) -> bool:
+        """Whether the name lists its allowed users after the user boundary."""
+        return self._settings.user_boundary in channel
+
+    def user_allowed(self, channel: str, user: str) -> bool:
+        """Whether ``user`` is one of the users a user-limited channel names."""
+        _, _, users = channel.rpartition(self._settings.user_boundary)
+        return bool(user) and user in users.split(self._settings.user_separator)
+
+    def is_private(self, channel: str) -> bool:
+        """Whether subscribing needs a subscription token (the name starts with ``$``)."""
+        prefix = self._settings.private_prefix
+        return bool(prefix) and channel.startswith(prefix)

@@ -1,0 +1,164 @@
+"""Connection and subscription JWTs, verified with PyJWT the way Centrifugo reads them.
+
+Claims read from a connection token: ``sub`` (user ID, empty for anonymous), ``exp``,
+``expire_at`` (when the connection expires, if not ``exp``; 0 means never), ``info`` (any JSON,
+shown to other clients in presence and publications), ``channels`` (server-side
+subscriptions). A subscription token adds ``channel`` and optional ``client``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import jwt
+import msgspec
+
+from roomcast.errors import ConfigurationError
+from roomcast.settings import TokenSettings
+
+__all__ = [
+    "ConnectToken",
+    "SubscriptionToken",
+    "TokenRejected",
+    "TokenVerifier",
+    "seconds_left",
+]
+
+_HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+_RSA_ALGORITHMS = ("RS256", "RS384", "RS512")
+_ECDSA_ALGORITHMS = ("ES256", "ES384", "ES512")
+
+
+class TokenRejected(Enum):
+    """Why a token was refused: EXPIRED may be fixed by a fresh token, INVALID may not."""
+
+    EXPIRED = "expired"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectToken:
+    """What a valid connection token says."""
+
+    user: str
+    expire_at: int = 0
+    """Unix seconds after which the connection must refresh; 0 for never."""
+    info: bytes = b""
+    """The ``info`` claim as JSON bytes, or empty."""
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionToken:
+    """What a valid subscription token says."""
+
+    user: str
+    channel: str
+    client: str = ""
+    expire_at: int = 0
+    info: bytes = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenVerifier:
+    """Checks signatures and expiry with the keys configured in one ``TokenSettings``.
+
+    Raises:
+        ConfigurationError: a configured public key cannot be parsed.
+    """
+
+    def __init__(self, settings: TokenSettings) -> None:
+        self._keys: dict[str, Any] = {}
+        if settings.hmac_secret_key:
+            for algorithm in _HMAC_ALGORITHMS:
+                self._keys[algorithm] = settings.hmac_secret_key
+        for pem, algorithms in (
+            (settings.rsa_public_key, _RSA_ALGORITHMS),
+            (settings.ecdsa_public_key, _ECDSA_ALGORITHMS),
+        ):
+            if not pem:
+                continue
+            try:
+                key = jwt.get_algorithm_by_name(algorithms[0]).prepare_key(pem)
+            except (jwt.PyJWTError, ValueError, TypeError) as exc:
+                raise ConfigurationError(
+                    f"cannot read a {algorithms[0]} public key: {exc}"
+                ) from exc
+            for algorithm in algorithms:
+                self._keys[algorithm] = key
+        self._audience = settings.audience or None
+        self._issuer = settings.issuer or None
+
+    @property
+    def configured(self) -> bool:
+        """Whether any key is set, i.e. whether tokens can be accepted at all."""
+        return bool(self._keys)
+
+    def verify_connect(self, token: str) -> ConnectToken | TokenRejected:
+        """The claims of a valid connection token, or why it was rejected."""
+        claims = self._decode(token)
+        if isinstance(claims, TokenRejected):
+            return claims
+        channels = claims.get("channels") or []
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            return TokenRejected.INVALID
+        return ConnectToken(
+            user=str(claims.get("sub") or ""),
+            expire_at=_expire_at(claims),
+            info=_info(claims),
+            channels=tuple(channels),
+        )
+
+    def verify_subscription(self, token: str) -> SubscriptionToken | TokenRejected:
+        """The claims of a valid subscription token, or why it was rejected."""
+        claims = self._decode(token)
+        if isinstance(claims, TokenRejected):
+            return claims
+        channel = claims.get("channel")
+        if not isinstance(channel, str) or not channel:
+            return TokenRejected.INVALID
+        return SubscriptionToken(
+            user=str(claims.get("sub") or ""),
+            channel=channel,
+            client=str(claims.get("client") or ""),
+            expire_at=_expire_at(claims),
+            info=_info(claims),
+        )
+
+    def _decode(self, token: str) -> dict[str, Any] | TokenRejected:
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg", "")
+            key = self._keys.get(algorithm)
+            if key is None:
+                return TokenRejected.INVALID
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            return TokenRejected.EXPIRED
+        except jwt.PyJWTError:
+            return TokenRejected.INVALID
+        return claims
+
+
+def _expire_at(claims: dict[str, Any]) -> int:
+    value = claims.get("expire_at", claims.get("exp", 0))
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
+
+
+def _info(claims: dict[str, Any]) -> bytes:
+    info = claims.get("info")
+    return b"" if info is None else msgspec.json.encode(info)
+
+
+def seconds_left(expire_at: int) -> int:
+    """Whole seconds until ``expire_at`` (Unix time), never negative; 0 means already due."""
+    return max(0, expire_at - int(time.time()))

@@ -1,0 +1,187 @@
+"""Node over the memory broker: the channel index, the publish path and encode-once fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from roomcast.engines.memory import MemoryBroker
+from roomcast.errors import StateError
+from roomcast.node import Node
+from roomcast.publication import Publication
+from roomcast.wire import WireFormat, text_publication
+
+
+class RecordingBroker(MemoryBroker):
+    """The memory broker, remembering every subscribe and unsubscribe it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    async def subscribe(self, channel: str) -> None:
+        self.calls.append(("subscribe", channel))
+        await super().subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.calls.append(("unsubscribe", channel))
+        await super().unsubscribe(channel)
+
+
+class Inbox:
+    """A subscriber that keeps what it is delivered; ``on_deliver`` runs after each delivery."""
+
+    def __init__(self, wire_format: WireFormat = WireFormat.TEXT) -> None:
+        self.wire_format = wire_format
+        self.messages: list[str | bytes] = []
+        self.on_deliver: Callable[[], None] | None = None
+
+    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+        self.messages.append(message)
+        if self.on_deliver is not None:
+            self.on_deliver()
+
+
+class CountingEncoder:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.calls = 0
+
+    def __call__(self, channel: str, publication: Publication) -> str:
+        self.calls += 1
+        return f"{self.prefix}:{channel}:{publication.data.decode()}"
+
+
+def run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine that never suspends (an uncontended unsubscribe) to completion, here."""
+    with pytest.raises(StopIteration):
+        coro.send(None)
+
+
+@pytest.fixture
+def broker() -> RecordingBroker:
+    return RecordingBroker()
+
+
+@pytest.fixture
+async def node(broker: RecordingBroker) -> AsyncIterator[Node]:
+    node = Node(broker)
+    await node.start()
+    yield node
+    await node.stop()
+
+
+async def test_subscribe_and_unsubscribe_keep_the_index_and_counts(node: Node) -> None:
+    a, b = Inbox(), Inbox()
+    await node.subscribe("room", a)
+    await node.subscribe("room", b)
+    await node.subscribe("other", a)
+    assert sorted(node.channels) == ["other", "room"]
+    assert node.subscriber_count("room") == 2
+    await node.unsubscribe("room", a)
+    assert node.subscriber_count("room") == 1
+    await node.unsubscribe("room", b)
+    await node.unsubscribe("room", b)  # unknown pairs are ignored
+    assert node.channels == ["other"]
+    assert node.subscriber_count("room") == 0
+
+
+async def test_publication_reaches_every_subscriber_of_its_channel_only(node: Node) -> None:
+    a, b, elsewhere = Inbox(), Inbox(), Inbox()
+    await node.subscribe("room", a)
+    await node.subscribe("room", b)
+    await node.subscribe("other", elsewhere)
+    await node.publish("room", text_publication("hi"))
+    assert a.messages == ["hi"]
+    assert b.messages == ["hi"]
+    assert elsewhere.messages == []
+
+
+async def test_encodes_once_per_wire_format_per_publication(broker: RecordingBroker) -> None:
+    text, json = CountingEncoder("text"), CountingEncoder("json")
+    node = Node(broker, {WireFormat.TEXT: text, WireFormat.CENTRIFUGE_JSON: json})
+    await node.start()
+    text_inboxes = [Inbox(WireFormat.TEXT) for _ in range(3)]
+    json_inboxes = [Inbox(WireFormat.CENTRIFUGE_JSON) for _ in range(2)]
+    for inbox in text_inboxes + json_inboxes:
+        await node.subscribe("room", inbox)
+    await node.publish("room", Publication(data=b"1"))
+    await node.publish("room", Publication(data=b"2"))
+    assert (text.calls, json.calls) == (2, 2)
+    assert all(i.messages == ["text:room:1", "text:room:2"] for i in text_inboxes)
+    assert all(i.messages == ["json:room:1", "json:room:2"] for i in json_inboxes)
+    await node.stop()
+
+
+async def test_unsubscribed_subscriber_gets_nothing(node: Node) -> None:
+    gone, stays = Inbox(), Inbox()
+    await node.subscribe("room", gone)
+    await node.subscribe("room", stays)
+    await node.unsubscribe("room", gone)
+    await node.publish("room", text_publication("hi"))
+    assert gone.messages == []
+    assert stays.messages == ["hi"]
+
+
+async def test_broker_subscribes_on_first_and_unsubscribes_on_last(
+    node: Node, broker: RecordingBroker
+) -> None:
+    a, b = Inbox(), Inbox()
+    await node.subscribe("room", a)
+    await node.subscribe("room", b)
+    assert broker.calls == [("subscribe", "room")]
+    await node.unsubscribe("room", a)
+    assert broker.calls == [("subscribe", "room")]
+    await node.unsubscribe("room", b)
+    assert broker.calls == [("subscribe", "room"), ("unsubscribe", "room")]
+
+
+async def test_subscriber_unsubscribing_itself_mid_fan_out_does_not_break_it(node: Node) -> None:
+    first, quitter, last = Inbox(), Inbox(), Inbox()
+    for inbox in (first, quitter, last):
+        await node.subscribe("room", inbox)
+    quitter.on_deliver = lambda: run_now(node.unsubscribe("room", quitter))
+    await node.publish("room", text_publication("one"))
+    await node.publish("room", text_publication("two"))
+    assert first.messages == last.messages == ["one", "two"]
+    assert quitter.messages == ["one"]
+    assert node.subscriber_count("room") == 2
+
+
+async def test_publish_and_subscribe_before_start_raise_state_error(
+    broker: RecordingBroker,
+) -> None:
+    node = Node(broker)
+    with pytest.raises(StateError, match="publish"):
+        await node.publish("room", text_publication("hi"))
+    with pytest.raises(StateError, match="subscribe"):
+        await node.subscribe("room", Inbox())
+    assert broker.calls == []
+
+
+async def test_publish_after_stop_raises_state_error(node: Node) -> None:
+    await node.subscribe("room", Inbox())
+    await node.stop()
+    assert node.channels == []
+    with pytest.raises(StateError):
+        await node.publish("room", text_publication("hi"))
+
+
+async def test_subscription_context_unsubscribes_on_exception(
+    node: Node, broker: RecordingBroker
+) -> None:
+    inbox = Inbox()
+
+    async def fail_inside() -> None:
+        async with node.subscription("room", inbox):
+            assert node.subscriber_count("room") == 1
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_inside()
+    assert node.subscriber_count("room") == 0
+    assert broker.calls == [("subscribe", "room"), ("unsubscribe", "room")]
+    await node.publish("room", text_publication("hi"))
+    assert inbox.messages == []

@@ -1,0 +1,254 @@
+"""Settings.load: defaults, config files, the environment, overrides, and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from roomcast.errors import ConfigurationError
+from roomcast.settings import Settings, parse_duration
+
+CENTRIFUGO_V6: dict[str, Any] = {
+    "client": {
+        "token": {"hmac_secret_key": "s3cret"},
+        "allowed_origins": ["http://localhost:3000"],
+        "ping_interval": "20s",
+        "proxy": {"connect": {"enabled": False}},  # not a roomcast key
+    },
+    "channel": {
+        "without_namespace": {"allow_subscribe_for_client": True},
+        "namespaces": [
+            {
+                "name": "chat",
+                "presence": True,
+                "history_size": 10,
+                "history_ttl": "5m",
+                "force_recovery": True,
+                "subscribe_proxy_enabled": True,  # not a roomcast key
+            },
+            {"name": "news", "allow_history_for_subscriber": True},
+        ],
+    },
+    "http_api": {"key": "api-key"},
+    "admin": {"enabled": True, "password": "pw"},  # not a roomcast section
+}
+
+CENTRIFUGO_V6_TOML = """
+[admin]
+enabled = true
+password = "pw"
+
+[client]
+allowed_origins = ["http://localhost:3000"]
+ping_interval = "20s"
+
+[client.token]
+hmac_secret_key = "s3cret"
+
+[client.proxy.connect]
+enabled = false
+
+[channel.without_namespace]
+allow_subscribe_for_client = true
+
+[[channel.namespaces]]
+name = "chat"
+presence = true
+history_size = 10
+history_ttl = "5m"
+force_recovery = true
+subscribe_proxy_enabled = true
+
+[[channel.namespaces]]
+name = "news"
+allow_history_for_subscriber = true
+
+[http_api]
+key = "api-key"
+"""
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("ROOMCAST_"):
+            monkeypatch.delenv(name)
+
+
+def write(path: Path, data: dict[str, Any]) -> Path:
+    if path.suffix == ".json":
+        path.write_text(json.dumps(data))
+    else:
+        path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_defaults() -> None:
+    settings = Settings.load()
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+    assert settings.client.insecure is False
+    assert settings.client.ping_interval == 25.0
+    assert settings.client.token.hmac_secret_key == ""
+    assert settings.channel.namespaces == []
+    assert settings.http_api.key == ""
+    assert settings.engine.broker_url == "memory://"
+
+
+@pytest.mark.parametrize("name", ["centrifugo.toml", "centrifugo.json", "centrifugo.yaml"])
+def test_centrifugo_v6_config_file_loads(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    if path.suffix == ".toml":
+        path.write_text(CENTRIFUGO_V6_TOML)
+    else:
+        write(path, CENTRIFUGO_V6)
+    settings = Settings.load(config_file=path)
+    assert settings.client.token.hmac_secret_key == "s3cret"
+    assert settings.client.allowed_origins == ["http://localhost:3000"]
+    assert settings.client.ping_interval == 20.0
+    assert settings.http_api.key == "api-key"
+    assert settings.channel.without_namespace.allow_subscribe_for_client is True
+    chat, news = settings.channel.namespaces
+    assert (chat.name, chat.presence, chat.history_size) == ("chat", True, 10)
+    assert (chat.history_ttl, chat.force_recovery) == (300.0, True)
+    assert (news.name, news.allow_history_for_subscriber, news.presence) == ("news", True, False)
+
+
+def test_yml_extension_is_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.yml", {"port": 9001})
+    assert Settings.load(config_file=path).port == 9001
+
+
+def test_precedence_overrides_then_env_then_file_then_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path / "config.json",
+        {
+            "port": 7000,
+            "client": {"insecure": False, "token": {"hmac_secret_key": "from-file"}},
+            "http_api": {"key": "from-file"},
+        },
+    )
+    monkeypatch.setenv("ROOMCAST_CLIENT__INSECURE", "true")
+    monkeypatch.setenv("ROOMCAST_HTTP_API__KEY", "from-env")
+    monkeypatch.setenv("ROOMCAST_CLIENT__PING_INTERVAL", "1m30s")
+    settings = Settings.load(config_file=path, http_api={"key": "from-override"})
+    assert settings.http_api.key == "from-override"  # overrides > env > file
+    assert settings.client.insecure is True  # env > file
+    assert settings.client.ping_interval == 90.0  # env > default
+    assert settings.client.token.hmac_secret_key == "from-file"  # file, beside env siblings
+    assert settings.port == 7000  # file > default
+    assert settings.host == "127.0.0.1"  # default
+
+
+def test_nested_override_keeps_sibling_keys_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.json", {"client": {"token": {"hmac_secret_key": "k"}}})
+    settings = Settings.load(config_file=path, client={"ping_interval": "5s"})
+    assert settings.client.ping_interval == 5.0
+    assert settings.client.token.hmac_secret_key == "k"
+
+
+def test_env_reaches_deeply_nested_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY", "env-secret")
+    assert Settings.load().client.token.hmac_secret_key == "env-secret"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("25s", 25.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1h", 3600.0),
+        ("1.5s", 1.5),
+        ("12", 12.0),
+        (12, 12.0),
+        (0.25, 0.25),
+    ],
+)
+def test_durations_go_style_or_numbers(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+    assert Settings.load(client={"ping_interval": value}).client.ping_interval == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "5x", "1m30", "-1s", -3, ""])
+def test_invalid_duration_names_the_key(value: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"client\.ping_interval"):
+        Settings.load(client={"ping_interval": value})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"port": 70000}, "port"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"workers": 0}, "workers"),
+        ({"client": {"queue_max_size": 0}}, r"client\.queue_max_size"),
+        ({"channel": {"namespaces": [{"name": "bad name!"}]}}, r"channel\.namespaces\.0\.name"),
+    ],
+)
+def test_invalid_value_names_the_key(overrides: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigurationError, match=key):
+        Settings.load(**overrides)
+
+
+def test_invalid_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMCAST_CLIENT__INSECURE", "maybe")
+    with pytest.raises(ConfigurationError, match=r"client\.insecure"):
+        Settings.load()
+
+
+def test_malformed_json_in_env_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMCAST_CHANNEL__NAMESPACES", "not json")
+    with pytest.raises(ConfigurationError, match="channel"):
+        Settings.load()
+
+
+def test_duplicate_namespace_names_are_rejected() -> None:
+    namespaces = [{"name": "chat"}, {"name": "news"}, {"name": "chat"}]
+    with pytest.raises(ConfigurationError, match=r"unique.*chat"):
+        Settings.load(channel={"namespaces": namespaces})
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("bad.toml", "[client\ninsecure = true"),
+        ("bad.json", '{"client": '),
+        ("bad.yaml", "client: [unclosed"),
+        ("list.yaml", "- just\n- a list\n"),
+        ("binary.json", b"\xff\xfe{}"),
+    ],
+)
+def test_malformed_file_names_the_file(tmp_path: Path, name: str, text: str | bytes) -> None:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigurationError, match=re.escape(name)):
+        Settings.load(config_file=path)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"absent\.toml"):
+        Settings.load(config_file=tmp_path / "absent.toml")
+
+
+def test_unknown_extension_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.ini"
+    path.write_text("[client]\ninsecure = true\n")
+    with pytest.raises(ConfigurationError, match=r"config\.ini.*unknown type"):
+        Settings.load(config_file=path)
+
+
+def test_invalid_value_in_file_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.yaml", {"client": {"pong_timeout": "forever"}})
+    with pytest.raises(ConfigurationError, match=r"client\.pong_timeout"):
+        Settings.load(config_file=path)

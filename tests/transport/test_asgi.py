@@ -1,0 +1,59 @@
+"""The ASGI adapter: writer frames become ASGI WebSocket send events."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+import pytest
+
+from roomcast.transport.asgi import asgi_frame_sender, close_reason
+from roomcast.writer import Close, Frame
+
+
+async def events_for(*frames: Frame) -> list[MutableMapping[str, Any]]:
+    events: list[MutableMapping[str, Any]] = []
+
+    async def send(event: MutableMapping[str, Any]) -> None:
+        events.append(event)
+
+    send_frame = asgi_frame_sender(send)
+    for frame in frames:
+        await send_frame(frame)
+    return events
+
+
+async def test_frames_become_asgi_events() -> None:
+    events = await events_for("text", b"\x00bin", Close(1000, "bye"))
+    assert events == [
+        {"type": "websocket.send", "text": "text"},
+        {"type": "websocket.send", "bytes": b"\x00bin"},
+        {"type": "websocket.close", "code": 1000, "reason": "bye"},
+    ]
+
+
+async def test_close_event_carries_a_cut_reason() -> None:
+    [event] = await events_for(Close(3008, "x" * 500))
+    assert event == {"type": "websocket.close", "code": 3008, "reason": "x" * 123}
+
+
+def test_short_reason_is_unchanged() -> None:
+    assert close_reason("going away") == "going away"
+    assert close_reason("é" * 61) == "é" * 61  # 122 bytes
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("a" * 200, "a" * 123),
+        ("é" * 100, "é" * 61),  # 2-byte characters: 122 bytes, not half of the 62nd
+        ("a" + "€" * 60, "a" + "€" * 40),  # 3-byte characters: 121 bytes
+        ("🙂" * 40, "🙂" * 30),  # 4-byte characters: 120 bytes
+    ],
+)
+def test_long_reason_is_cut_to_123_bytes_on_a_character_boundary(
+    reason: str, expected: str
+) -> None:
+    cut = close_reason(reason)
+    assert cut == expected
+    assert len(cut.encode()) <= 123

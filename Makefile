@@ -31,7 +31,7 @@ node-deps:
 	@if [ -f tests/node/package.json ]; then cd tests/node && npm ci --no-audit --no-fund --loglevel=error; fi
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src
 
 typecheck: $(VENV)/.dev-installed

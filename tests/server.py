@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["RunningServer", "start_server"]
+__all__ = ["RunningServer", "start_app", "start_server"]
 
 _LISTENING = re.compile(r"roomcast listening on http://([\d.]+):(\d+)")
+_UVICORN_LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
 _START_TIMEOUT = 30.0
 
 
@@ -56,12 +57,24 @@ class RunningServer:
 def start_server(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> RunningServer:
-    """Start ``roomcast serve --port 0 ARGS`` and wait until it answers ``/healthz``."""
+    """Start ``roomcast serve --port 0 ARGS`` and wait until it answers ``/readyz``."""
     command = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--port", "0"]
+    return _start([*command, *args], _LISTENING, env, cwd)
+
+
+def start_app(target: str, *, env: dict[str, str] | None = None) -> RunningServer:
+    """Start ``uvicorn TARGET`` (an app embedding a Hub) on a free port, from the repo root."""
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", "0"]
+    return _start(command, _UVICORN_LISTENING, env, Path(__file__).resolve().parent.parent)
+
+
+def _start(
+    command: list[str], listening: re.Pattern[str], env: dict[str, str] | None, cwd: Path | None
+) -> RunningServer:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     environment.update(env or {})
     process = subprocess.Popen(
-        [*command, *args],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,7 +89,7 @@ def start_server(
         assert process.stdout is not None
         for line in process.stdout:
             log.append(line)
-            match = _LISTENING.search(line)
+            match = listening.search(line)
             if match and not found.is_set():
                 address.append((match.group(1), int(match.group(2))))
                 found.set()
@@ -85,7 +98,7 @@ def start_server(
     threading.Thread(target=pump, daemon=True).start()
     if not found.wait(_START_TIMEOUT) or not address:
         process.kill()
-        raise RuntimeError("roomcast serve did not start:\n" + "".join(log))
+        raise RuntimeError(f"{command[2:4]} did not start:\n" + "".join(log))
     server = RunningServer(process, *address[0], log)
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
@@ -96,4 +109,4 @@ def start_server(
             pass
         time.sleep(0.05)
     server.stop(signal.SIGKILL)
-    raise RuntimeError("roomcast serve never became ready:\n" + server.log)
+    raise RuntimeError(f"{command[2:4]} never became ready:\n" + server.log)

@@ -1,6 +1,8 @@
 """roomcast: a realtime messaging server for FastAPI that speaks the Centrifuge client protocol."""
 
+from roomcast.context import ClientContext, Credentials
 from roomcast.errors import (
+    ClientError,
     ConfigurationError,
     EngineError,
     EngineUnavailable,
@@ -14,8 +16,11 @@ from roomcast.settings import Settings
 from roomcast.version import __version__
 
 __all__ = [
+    "ClientContext",
+    "ClientError",
     "ClientInfo",
     "ConfigurationError",
+    "Credentials",
     "EngineError",
     "EngineUnavailable",
     "Hub",

@@ -6,6 +6,7 @@ import os
 
 from fastapi import FastAPI
 
+from roomcast.api import server_api_router
 from roomcast.examples import seed_router
 from roomcast.hub import Hub
 from roomcast.settings import Settings
@@ -22,6 +23,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="roomcast", lifespan=hub.lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
     app.include_router(hub.router)
+    app.include_router(server_api_router(hub))
     if settings.examples.enabled:
         app.include_router(seed_router(hub.node, settings))
     return app

@@ -34,7 +34,8 @@ class ChannelRules:
         """The channel's namespace options; None for an invalid name or an unknown namespace."""
         if not channel or len(channel) > self._settings.max_length:
             return None
-        namespace, boundary, _ = channel.partition(self._settings.namespace_boundary)
+        bare = channel.removeprefix(self._settings.private_prefix)
+        namespace, boundary, _ = bare.partition(self._settings.namespace_boundary)
         if not boundary:
             return ResolvedChannel(channel, "", self._settings.without_namespace)
         options = self._namespaces.get(namespace)

@@ -148,6 +148,35 @@ def _run(settings: Settings) -> None:
         server.run(sockets=[sock])
 
 
+@app.command()
+def publish(
+    channel: Annotated[str, typer.Argument(help="Channel to publish into.")],
+    data: Annotated[str, typer.Argument(help='The publication, as JSON: \'{"text": "hi"}\'.')],
+    url: Annotated[str, typer.Option(help="The server's base URL.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str, typer.Option(envvar="ROOMCAST_HTTP_API__KEY", help="Key for the HTTP server API.")
+    ] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
+) -> None:
+    """Publish DATA into CHANNEL through a running server's HTTP API; prints the result."""
+    import json
+
+    from roomcast.api.client import call_api  # imported here: serve never needs httpx
+
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] DATA is not valid JSON: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    reply = call_api(
+        url, "publish", {"channel": channel, "data": payload}, api_key=api_key, timeout=timeout
+    )
+    if reply.result is None:
+        console.print(f"[bold red]error:[/] {escape(reply.error)}")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(reply.result))
+
+
 def main() -> None:
     """Entry point of the ``roomcast`` console script."""
     app()

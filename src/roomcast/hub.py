@@ -141,14 +141,18 @@ class Hub:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any) -> None:
+    async def publish(self, channel: str, data: Any, *, tags: dict[str, str] | None = None) -> None:
         """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
+
+        ``tags`` travel with the publication to subscribers. Already-encoded JSON can be
+        passed as ``msgspec.Raw(bytes)``, which is sent as it is.
 
         Raises:
             StateError: the hub is not started.
             EngineUnavailable: the broker cannot take the publication now.
         """
-        await self.node.publish(channel, Publication(data=msgspec.json.encode(data)))
+        publication = Publication(data=msgspec.json.encode(data), tags=tags or {})
+        await self.node.publish(channel, publication)
 
     async def broadcast(self, channels: list[str], data: Any) -> None:
         """Publish the same ``data`` to each of ``channels``, encoding it once.
@@ -175,9 +179,16 @@ class Hub:
             await session.server_unsubscribe(channel)
 
     def disconnect_user(
-        self, user: str, *, code: int = 3503, reason: str = "force disconnect", client: str = ""
+        self,
+        user: str,
+        *,
+        code: int = 3503,
+        reason: str = "force disconnect",
+        client: str = "",
+        whitelist: frozenset[str] = frozenset(),
     ) -> int:
-        """Close ``user``'s connections (or only ``client``) with ``code``; returns how many.
+        """Close ``user``'s connections (or only ``client``), except the client IDs in
+        ``whitelist``, with ``code``; returns how many were closed.
 
         The default code forbids reconnecting (3503); 3000-3499 lets the client reconnect.
 
@@ -185,7 +196,7 @@ class Hub:
             ValueError: ``code`` is outside 3000-4999 or ``reason`` is over 123 bytes.
         """
         disconnect = Disconnect(code, reason)
-        sessions = self._sessions(user, client)
+        sessions = [s for s in self._sessions(user, client) if s.client not in whitelist]
         for session in sessions:
             session.disconnect(disconnect)
         return len(sessions)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -145,6 +146,7 @@ class Session:
         self._app_credentials = credentials
         self._app_state: Any = None
         self._expire_at = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._ping_state = PingState.IDLE
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -284,12 +286,12 @@ class Session:
         self.services.registry.add(self)
 
         subs: dict[str, protocol.SubscribeResult] = {}
-        for channel in credentials.channels:
+        for channel in dict.fromkeys(credentials.channels):
             subscription = ChannelSubscription(self, channel, chan_info=b"", expire_at=0)
             await self.services.node.subscribe(channel, subscription)
             self.subscriptions[channel] = subscription
             subs[channel] = protocol.SubscribeResult()
-        ping = int(client_settings.ping_interval)
+        ping = math.ceil(client_settings.ping_interval)
         self._reply(
             command.id,
             connect=protocol.ConnectResult(
@@ -314,6 +316,9 @@ class Session:
         if isinstance(verified, TokenRejected) or verified.user != self.user:
             self._log_client_mistake("invalid refresh token")
             self.disconnect(Disconnect.of(DisconnectCode.INVALID_TOKEN))
+            return
+        if verified.expire_at and seconds_left(verified.expire_at) == 0:
+            self._reply_error(command.id, Error.of(ErrorCode.EXPIRED))
             return
         if verified.info:
             self.conn_info = verified.info
@@ -348,16 +353,17 @@ class Session:
             self._ping_timer = self._loop.call_later(interval, self._ping)
 
     def _ping(self) -> None:
+        # Pings go out on a fixed interval, whatever the pongs do: centrifuge-python resets its
+        # "server is gone" timer on pings only.
         self._ping_timer = None
         if self.state is not SessionState.CONNECTED:
             return
         self.writer.push(_PING)
         self._ping_state = PingState.AWAITING_PONG
         timeout = self.services.settings.client.pong_timeout
-        if timeout > 0:
+        if timeout > 0 and self._pong_timer is None:
             self._pong_timer = self._loop.call_later(timeout, self._pong_missed)
-        else:
-            self._schedule_ping()
+        self._schedule_ping()
 
     def _pong_missed(self) -> None:
         self._pong_timer = None
@@ -372,7 +378,6 @@ class Session:
         if self._pong_timer is not None:
             self._pong_timer.cancel()
             self._pong_timer = None
-        self._schedule_ping()
 
     # --- channels -----------------------------------------------------------------------------
 
@@ -407,6 +412,9 @@ class Session:
             ):
                 self._log_client_mistake("subscription token for another channel or user")
                 self.disconnect(Disconnect.of(DisconnectCode.INVALID_TOKEN))
+                return
+            if verified.expire_at and seconds_left(verified.expire_at) == 0:
+                self._reply_error(command.id, Error.of(ErrorCode.EXPIRED))
                 return
             chan_info, expire_at = verified.info, verified.expire_at
         elif not await self._may_subscribe(resolved):
@@ -469,6 +477,9 @@ class Session:
             self._log_client_mistake("invalid subscription refresh token")
             self.disconnect(Disconnect.of(DisconnectCode.INVALID_TOKEN))
             return
+        if verified.expire_at and seconds_left(verified.expire_at) == 0:
+            self._reply_error(command.id, Error.of(ErrorCode.EXPIRED))
+            return
         subscription.expire_at = verified.expire_at
         if verified.info:
             subscription.chan_info = verified.info
@@ -497,9 +508,11 @@ class Session:
         if self.subscriptions.get(subscription.channel) is subscription and (
             seconds_left(subscription.expire_at) == 0
         ):
-            self._loop.create_task(
+            task = self._loop.create_task(
                 self._end_subscription(subscription.channel, protocol.UnsubscribeCode.EXPIRED)
             )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _end_subscription(self, channel: str, code: protocol.UnsubscribeCode) -> None:
         subscription = self.subscriptions.pop(channel, None)
@@ -525,15 +538,15 @@ class Session:
             self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
             return
         data = bytes(request.data) if request.data else b"null"
+        if not await self._may_publish(resolved, data):
+            self._reply_error(command.id, Error.of(ErrorCode.PERMISSION_DENIED))
+            return
         model = self.services.hooks.publication_models.get(resolved.namespace)
         if model is not None:
             problem = _validation_problem(model, data)
             if problem is not None:
                 self._reply_error(command.id, Error.of(ErrorCode.BAD_REQUEST, problem))
                 return
-        if not await self._may_publish(resolved, data):
-            self._reply_error(command.id, Error.of(ErrorCode.PERMISSION_DENIED))
-            return
         subscription = self.subscriptions.get(channel)
         info = ClientInfo(
             user=self.user,

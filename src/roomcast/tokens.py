@@ -15,6 +15,8 @@ from typing import Any
 
 import jwt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from roomcast.errors import ConfigurationError
 from roomcast.settings import TokenSettings
@@ -87,6 +89,10 @@ class TokenVerifier:
                 raise ConfigurationError(
                     f"cannot read a {algorithms[0]} public key: {exc}"
                 ) from exc
+            if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
+                raise ConfigurationError(
+                    f"the {algorithms[0]} key must be a public key, not a private one"
+                )
             for algorithm in algorithms:
                 self._keys[algorithm] = key
         self._audience = settings.audience or None
@@ -105,9 +111,12 @@ class TokenVerifier:
         channels = claims.get("channels") or []
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             return TokenRejected.INVALID
+        expire_at = _expire_at(claims)
+        if expire_at is None:
+            return TokenRejected.INVALID
         return ConnectToken(
             user=str(claims.get("sub") or ""),
-            expire_at=_expire_at(claims),
+            expire_at=expire_at,
             info=_info(claims),
             channels=tuple(channels),
         )
@@ -118,13 +127,14 @@ class TokenVerifier:
         if isinstance(claims, TokenRejected):
             return claims
         channel = claims.get("channel")
-        if not isinstance(channel, str) or not channel:
+        expire_at = _expire_at(claims)
+        if not isinstance(channel, str) or not channel or expire_at is None:
             return TokenRejected.INVALID
         return SubscriptionToken(
             user=str(claims.get("sub") or ""),
             channel=channel,
             client=str(claims.get("client") or ""),
-            expire_at=_expire_at(claims),
+            expire_at=expire_at,
             info=_info(claims),
         )
 
@@ -149,9 +159,14 @@ class TokenVerifier:
         return claims
 
 
-def _expire_at(claims: dict[str, Any]) -> int:
+def _expire_at(claims: dict[str, Any]) -> int | None:
+    """Unix seconds the token's holder expires at, 0 for never, None for a malformed claim."""
     value = claims.get("expire_at", claims.get("exp", 0))
-    return int(value) if isinstance(value, int | float) and value > 0 else 0
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if value > 0 else 0
 
 
 def _info(claims: dict[str, Any]) -> bytes:

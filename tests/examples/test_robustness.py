@@ -83,6 +83,19 @@ async def test_client_killed_mid_broadcast(clean_log: RunningServer) -> None:
         assert [m for m in got if m != "A client left the chat"] == expected
 
 
+_SLOW_LINE = re.compile(r"closing a slow connection: \d+ bytes queued")
+
+
+async def wait_for_log(
+    server: RunningServer, pattern: re.Pattern[str], *, since: int, seconds: float
+) -> None:
+    """Return once the server's log after offset ``since`` matches ``pattern``."""
+    async with asyncio.timeout(seconds):
+        # The log is another process' output: there is nothing to await but its growth.
+        while not pattern.search(server.log, since):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
 def _small_buffer_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -95,6 +108,7 @@ async def test_slow_reader_is_cut_off_and_others_get_everything(
     clean_log: RunningServer,
 ) -> None:
     url = f"{clean_log.ws}/ws/chat"
+    log_start = len(clean_log.log)
     count, size = 1500, 4096
     async with connect(url, max_size=None) as sender, connect(url, max_size=None) as fast:
         slow: ClientConnection = await connect(
@@ -112,22 +126,27 @@ async def test_slow_reader_is_cut_off_and_others_get_everything(
                     numbers.append(message[-8:])
             return numbers
 
+        async def cut_off() -> tuple[int, str]:
+            """Resume reading once the server has given up on the slow client; its close code."""
+            await wait_for_log(clean_log, _SLOW_LINE, since=log_start, seconds=20.0)
+            slow.transport.resume_reading()
+            return await closed_with(slow, seconds=15.0)
+
         readers = [asyncio.create_task(read_all(ws)) for ws in (sender, fast)]
+        slow_closed = asyncio.create_task(cut_off())
         for n in range(count):
             await sender.send(f"{body}{n:08d}")
         results = await asyncio.wait_for(asyncio.gather(*readers), 30.0)
         expected = [f"{n:08d}" for n in range(count)]
         assert results == [expected, expected]
-
-        slow.transport.resume_reading()
-        code, reason = await closed_with(slow, seconds=15.0)
+        code, reason = await asyncio.wait_for(slow_closed, 30.0)
         assert code == 3008
         assert "slow" in reason
     # The sender and fast reader get the slow client's departure, not an error.
     async with connect(url) as probe, connect(url) as other:
         await probe.send("after")
         assert await recv(other) == "Client says: after"
-    assert re.search(r"closing a slow connection: \d+ bytes queued", clean_log.log)
+    assert _SLOW_LINE.search(clean_log.log, log_start)
 
 
 async def test_ctrl_c_closes_websockets_with_going_away() -> None:

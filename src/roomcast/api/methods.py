@@ -1,0 +1,257 @@
+"""The server API's methods: each validates its request the way Centrifugo does, then calls the Hub.
+
+A method returns its result or an :class:`ApiError`, never raises for a caller's mistake.
+Engine failures (``RoomcastError``) are turned into error 100 by :func:`call`, the one entry
+point that routes and batches use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+import msgspec
+
+from roomcast.api.glob import compile_glob
+from roomcast.api.schemas import (
+    ApiError,
+    BroadcastRequest,
+    BroadcastResult,
+    ChannelInfo,
+    ChannelRequest,
+    ChannelsRequest,
+    ChannelsResult,
+    DisconnectRequest,
+    EmptyRequest,
+    EmptyResult,
+    InfoResult,
+    PublishRequest,
+    PublishResponse,
+    PublishResult,
+    SubscribeRequest,
+    UnsubscribeRequest,
+)
+from roomcast.errors import EngineUnavailable, RoomcastError
+from roomcast.hub import Hub
+from roomcast.protocol import Disconnect, DisconnectCode, ErrorCode
+
+__all__ = ["CONCURRENCY", "METHODS", "ApiMethod", "Outcome", "call", "gather_bounded"]
+
+logger = logging.getLogger("roomcast.api")
+
+CONCURRENCY = 1024
+"""Most publishes (broadcast) or commands (parallel batch) in flight at once, as in Centrifugo."""
+
+Outcome: TypeAlias = msgspec.Struct | ApiError
+"""What a method returns: its result struct, or an error."""
+
+Req = TypeVar("Req", bound=msgspec.Struct)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiMethod(Generic[Req]):
+    """One API method: the type its body decodes into and the coroutine that serves it."""
+
+    request: type[Req]
+    serve: Callable[[Hub, Req], Awaitable[Outcome]]
+
+
+async def call(hub: Hub, method: ApiMethod[Any], request: msgspec.Struct) -> Outcome:
+    """Run ``method`` with its decoded ``request``; engine failures become error 100."""
+    try:
+        return await method.serve(hub, request)
+    except RoomcastError as exc:
+        return _engine_error(exc)
+
+
+def _engine_error(exc: RoomcastError) -> ApiError:
+    if isinstance(exc, EngineUnavailable):
+        logger.warning("server API: engine unavailable: %s", exc)
+        return ApiError.of(ErrorCode.INTERNAL, f"engine unavailable, retry later ({exc})")
+    logger.error("server API: %s", exc)
+    return ApiError.of(ErrorCode.INTERNAL, str(exc))
+
+
+async def gather_bounded(coroutines: Iterable[Awaitable[T]], limit: int = CONCURRENCY) -> list[T]:
+    """Await ``coroutines`` concurrently, at most ``limit`` at a time; results in order."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def bounded(coroutine: Awaitable[T]) -> T:
+        async with semaphore:
+            return await coroutine
+
+    return list(await asyncio.gather(*(bounded(c) for c in coroutines)))
+
+
+# --- shared checks ------------------------------------------------------------------------------
+
+
+def _channel_error(hub: Hub, channel: str) -> ApiError | None:
+    """107 for a missing channel, 102 for one outside every configured namespace."""
+    if not channel:
+        return ApiError.of(ErrorCode.BAD_REQUEST, "channel required")
+    if hub.services.channels.resolve(channel) is None:
+        return ApiError.of(ErrorCode.UNKNOWN_CHANNEL, channel)
+    return None
+
+
+def _target_error(session: str, all_users: bool) -> ApiError | None:
+    if session:
+        return ApiError.of(ErrorCode.NOT_AVAILABLE, "targeting a session is not supported")
+    if all_users:
+        return ApiError.of(ErrorCode.NOT_AVAILABLE, "all_users is not supported")
+    return None
+
+
+def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
+    """The publication's JSON bytes from ``data``, or from ``b64data`` (which must decode to
+    JSON: roomcast's clients speak the JSON protocol)."""
+    if b64data:
+        try:
+            decoded = base64.b64decode(b64data, validate=True)
+            msgspec.json.decode(decoded)
+        except (binascii.Error, msgspec.DecodeError):
+            return ApiError.of(ErrorCode.BAD_REQUEST, "b64data must be base64 of a JSON value")
+        return decoded
+    if not data:
+        return ApiError.of(ErrorCode.BAD_REQUEST, "data required")
+    return bytes(data)
+
+
+async def _publish_one(
+    hub: Hub, channel: str, data: bytes, tags: dict[str, str] | None
+) -> ApiError | None:
+    error = _channel_error(hub, channel)
+    if error is not None:
+        return error
+    try:
+        await hub.publish(channel, msgspec.Raw(data), tags=tags)
+    except RoomcastError as exc:
+        return _engine_error(exc)
+    return None
+
+
+# --- methods ------------------------------------------------------------------------------------
+
+
+async def publish(hub: Hub, request: PublishRequest) -> Outcome:
+    """Publish into one channel; the result is ``{}`` until channels keep history."""
+    data = _payload(request.data, request.b64data)
+    if isinstance(data, ApiError):
+        return data
+    error = await _publish_one(hub, request.channel, data, request.tags)
+    return error or PublishResult()
+
+
+async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
+    """Publish into each channel; a channel's failure is its own response, not the call's."""
+    if not request.channels:
+        return ApiError.of(ErrorCode.BAD_REQUEST, "channels required")
+    data = _payload(request.data, request.b64data)
+    if isinstance(data, ApiError):
+        return data
+    errors = await gather_bounded(
+        _publish_one(hub, channel, data, request.tags) for channel in request.channels
+    )
+    return BroadcastResult(
+        [PublishResponse(error=e) if e else PublishResponse(result=PublishResult()) for e in errors]
+    )
+
+
+async def subscribe(hub: Hub, request: SubscribeRequest) -> Outcome:
+    """Subscribe the user's connections on this node; each gets a subscribe push."""
+    error = _channel_error(hub, request.channel) or _target_error(
+        request.session, request.all_users
+    )
+    if error is not None:
+        return error
+    await hub.subscribe_user(request.user, request.channel, client=request.client)
+    return EmptyResult()
+
+
+async def unsubscribe(hub: Hub, request: UnsubscribeRequest) -> Outcome:
+    """End the user's subscriptions on this node; each gets an unsubscribe push."""
+    error = _channel_error(hub, request.channel) or _target_error(
+        request.session, request.all_users
+    )
+    if error is not None:
+        return error
+    await hub.unsubscribe_user(request.user, request.channel, client=request.client)
+    return EmptyResult()
+
+
+async def disconnect(hub: Hub, request: DisconnectRequest) -> Outcome:
+    """Close the user's connections on this node with the given (or the default) code."""
+    error = _target_error(request.session, request.all_users)
+    if error is not None:
+        return error
+    spec = request.disconnect
+    default = DisconnectCode.FORCE_NO_RECONNECT
+    if spec is None or spec.code == 0:
+        code, reason = default.value, default.reason
+    else:
+        code, reason = spec.code, spec.reason
+    try:
+        Disconnect(code, reason)  # checks the code's range and the reason's length
+    except ValueError as exc:
+        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
+    hub.disconnect_user(
+        request.user,
+        code=code,
+        reason=reason,
+        client=request.client,
+        whitelist=frozenset(request.whitelist),
+    )
+    return EmptyResult()
+
+
+def _not_available(what: str) -> Callable[[Hub, ChannelRequest], Awaitable[Outcome]]:
+    async def serve(hub: Hub, request: ChannelRequest) -> Outcome:
+        return _channel_error(hub, request.channel) or ApiError.of(
+            ErrorCode.NOT_AVAILABLE, f"roomcast keeps no {what} yet"
+        )
+
+    return serve
+
+
+async def channels(hub: Hub, request: ChannelsRequest) -> Outcome:
+    """Channels with subscribers on this node, optionally filtered by a glob pattern."""
+    matcher = compile_glob(request.pattern) if request.pattern else None
+    if request.pattern and matcher is None:
+        return ApiError.of(ErrorCode.BAD_REQUEST, f"invalid pattern {request.pattern!r}")
+    return ChannelsResult(
+        {
+            name: ChannelInfo(count)
+            for name, count in hub.channels().items()
+            if count > 0 and (matcher is None or matcher.fullmatch(name))
+        }
+    )
+
+
+async def info(hub: Hub, request: EmptyRequest) -> Outcome:
+    """This node's counts (only this process: nodes do not share state yet)."""
+    node = hub.info()
+    node.setdefault("num_subs", sum(hub.channels().values()))
+    return InfoResult([node])
+
+
+METHODS: dict[str, ApiMethod[Any]] = {
+    "publish": ApiMethod(PublishRequest, publish),
+    "broadcast": ApiMethod(BroadcastRequest, broadcast),
+    "subscribe": ApiMethod(SubscribeRequest, subscribe),
+    "unsubscribe": ApiMethod(UnsubscribeRequest, unsubscribe),
+    "disconnect": ApiMethod(DisconnectRequest, disconnect),
+    "presence": ApiMethod(ChannelRequest, _not_available("presence")),
+    "presence_stats": ApiMethod(ChannelRequest, _not_available("presence")),
+    "history": ApiMethod(ChannelRequest, _not_available("history")),
+    "history_remove": ApiMethod(ChannelRequest, _not_available("history")),
+    "channels": ApiMethod(ChannelsRequest, channels),
+    "info": ApiMethod(EmptyRequest, info),
+}
+"""Every method but ``batch`` (which runs these, see :mod:`roomcast.api.routes`), by name."""

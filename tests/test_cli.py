@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+import jwt
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -78,3 +80,32 @@ def test_serve_with_an_unknown_engine_scheme_is_refused(started: list[Settings])
     assert started == []
     assert result.exit_code == 2
     assert "bogus" in output
+
+
+SECRET = "a-test-secret-that-is-long-enough-for-hs256"
+
+
+def test_token_mints_a_connection_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY", SECRET)
+    result = runner.invoke(
+        roomcast.cli.app, ["token", "alice", "--ttl", "60", "--info", '{"a": 1}']
+    )
+    assert result.exit_code == 0, result.output
+    claims = jwt.decode(result.output.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["info"] == {"a": 1}
+    assert 0 < claims["exp"] - time.time() <= 60
+
+
+def test_token_mints_a_subscription_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY", SECRET)
+    result = runner.invoke(roomcast.cli.app, ["token", "bob", "--channel", "$secret", "--ttl", "0"])
+    claims = jwt.decode(result.output.strip(), SECRET, algorithms=["HS256"])
+    assert claims == {"sub": "bob", "channel": "$secret"}
+
+
+def test_token_without_a_key_explains_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY", raising=False)
+    result = runner.invoke(roomcast.cli.app, ["token", "alice"])
+    assert result.exit_code == 2
+    assert "hmac_secret_key" in result.output

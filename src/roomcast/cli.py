@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import jwt
 import typer
 import uvicorn
 from rich.console import Console
@@ -175,6 +178,44 @@ def publish(
         console.print(f"[bold red]error:[/] {escape(reply.error)}")
         raise typer.Exit(1)
     typer.echo(json.dumps(reply.result))
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Argument(help="The user ID (the token's sub claim).")],
+    ttl: Annotated[int, typer.Option(help="Seconds until the token expires; 0 for never.")] = 3600,
+    channel: Annotated[
+        str | None, typer.Option(help="Make a subscription token for this channel.")
+    ] = None,
+    info: Annotated[str | None, typer.Option(help="JSON for the info claim.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML, JSON or YAML config file.")
+    ] = None,
+) -> None:
+    """Print an HS256 connection (or subscription) token signed with the configured key."""
+    try:
+        settings = Settings.load(config_file=config)
+        keys = settings.client.subscription_token if channel else settings.client.token
+        secret = keys.hmac_secret_key or settings.client.token.hmac_secret_key
+        if not secret:
+            raise ConfigurationError(
+                "no client.token.hmac_secret_key is configured "
+                "(set ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY or use --config)"
+            )
+        claims: dict[str, Any] = {"sub": user}
+        if ttl:
+            claims["exp"] = int(time.time()) + ttl
+        if channel:
+            claims["channel"] = channel
+        if info is not None:
+            claims["info"] = json.loads(info)
+    except ConfigurationError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] --info is not valid JSON: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    typer.echo(jwt.encode(claims, secret, algorithm="HS256"))
 
 
 def main() -> None:

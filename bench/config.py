@@ -1,0 +1,49 @@
+"""How big each scenario is: the full run and the ``--quick`` one used by the test suite."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["FULL", "QUICK", "Sizes"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Counts, sizes (bytes) and time limits (seconds) of every scenario."""
+
+    burst_subscribers: int
+    burst_messages: int
+    burst_size: int
+    burst_timeout: float
+    fixed_subscribers: int
+    fixed_rate: float
+    fixed_seconds: float
+    fixed_drain: float
+    slow_healthy: int
+    slow_messages: int
+    slow_size: int
+    slow_timeout: float
+    slow_rcvbuf: int
+    idle_clients: int
+    idle_settle: float
+    connect_deadline: float
+    channel: str = "bench"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Sizes(
+    burst_subscribers=1000, burst_messages=200, burst_size=100, burst_timeout=60.0,
+    fixed_subscribers=1000, fixed_rate=50.0, fixed_seconds=10.0, fixed_drain=10.0,
+    slow_healthy=100, slow_messages=1000, slow_size=20_000, slow_timeout=30.0, slow_rcvbuf=4096,
+    idle_clients=5000, idle_settle=2.0, connect_deadline=120.0,
+)  # fmt: skip
+
+QUICK = Sizes(
+    burst_subscribers=200, burst_messages=50, burst_size=100, burst_timeout=15.0,
+    fixed_subscribers=200, fixed_rate=50.0, fixed_seconds=2.0, fixed_drain=3.0,
+    slow_healthy=20, slow_messages=300, slow_size=20_000, slow_timeout=5.0, slow_rcvbuf=4096,
+    idle_clients=500, idle_settle=1.0, connect_deadline=30.0,
+)  # fmt: skip

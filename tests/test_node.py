@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -12,6 +13,14 @@ from roomcast.errors import StateError
 from roomcast.node import Node
 from roomcast.publication import Publication
 from roomcast.wire import WireFormat, text_publication
+from roomcast.writer import Close, Frame, Writer, WriterState
+
+SLOW = Close(3008, "slow")
+DONE = Close(1000, "")
+
+
+async def _never_sent(frame: Frame) -> None:
+    raise AssertionError("this writer is never started")
 
 
 class RecordingBroker(MemoryBroker):
@@ -37,6 +46,7 @@ class Inbox:
         self.wire_format = wire_format
         self.messages: list[str | bytes] = []
         self.on_deliver: Callable[[], None] | None = None
+        self.writer = Writer(_never_sent, max_queue_bytes=1 << 20, overflow=SLOW)
 
     def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
         self.messages.append(message)
@@ -185,3 +195,60 @@ async def test_subscription_context_unsubscribes_on_exception(
     assert broker.calls == [("subscribe", "room"), ("unsubscribe", "room")]
     await node.publish("room", text_publication("hi"))
     assert inbox.messages == []
+
+
+class Connection:
+    """A subscriber with a real, started writer whose transport takes ``pace`` s per frame;
+    ``None`` stalls it like a client that stopped reading."""
+
+    wire_format = WireFormat.TEXT
+
+    def __init__(self, pace: float | None) -> None:
+        self.pace = pace
+        self.sent: list[Frame] = []
+        self.writer = Writer(self._send, max_queue_bytes=10_000, overflow=SLOW)
+        self.writer.start()
+
+    async def _send(self, frame: Frame) -> None:
+        if self.pace is None and not isinstance(frame, Close):
+            await asyncio.Event().wait()
+        await asyncio.sleep(self.pace or 0)
+        self.sent.append(frame)
+
+    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+        self.writer.push(message)
+
+
+async def test_a_lagging_subscriber_paces_the_publisher_and_gets_everything() -> None:
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=2.0)
+    await node.start()
+    lagging = Connection(pace=0.01)
+    await node.subscribe("room", lagging)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(10):
+        for n in range(20):
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        # 20 x 400 bytes overflow nothing, but passing lag_bytes made the publishes wait.
+        assert loop.time() - started >= 0.1
+        assert lagging.writer.state is WriterState.OPEN
+        lagging.writer.close(DONE)
+        await lagging.writer.wait_closed()
+    assert len(lagging.sent) == 21
+    assert lagging.sent[-1] == DONE
+
+
+async def test_a_stalled_subscriber_is_cut_off_after_the_lag_timeout() -> None:
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=0.2)
+    await node.start()
+    stalled, healthy = Connection(pace=None), Connection(pace=0)
+    await node.subscribe("room", stalled)
+    await node.subscribe("room", healthy)
+    async with asyncio.timeout(10):
+        for n in range(10):
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        await stalled.writer.wait_closed()
+        healthy.writer.close(DONE)
+        await healthy.writer.wait_closed()
+    assert stalled.sent == [SLOW]
+    assert len(healthy.sent) == 11

@@ -79,6 +79,8 @@ class Hub:
         self.node = Node(
             create_broker(self.settings.engine.broker_url),
             encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
+            lag_bytes=self.settings.client.queue_max_size // 2,
+            lag_timeout=self.settings.client.lag_timeout,
         )
         self.hooks = Hooks()
         self.registry = Registry()

@@ -18,6 +18,7 @@ from roomcast.engines.base import Broker
 from roomcast.errors import StateError
 from roomcast.publication import Publication
 from roomcast.wire import Encoder, WireFormat, encode_text
+from roomcast.writer import Writer
 
 __all__ = ["Node", "Subscriber"]
 
@@ -32,6 +33,10 @@ class Subscriber(Protocol):
     @property
     def wire_format(self) -> WireFormat: ...
 
+    @property
+    def writer(self) -> Writer:
+        """The connection's writer, whose backlog paces publishers (see ``Node.settle``)."""
+
     def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
         """Take one encoded message; must not block or raise."""
 
@@ -39,12 +44,27 @@ class Subscriber(Protocol):
 class Node:
     """The channels of one process.
 
+    Publishing is paced, never blocked, by slow subscribers: a fan-out that leaves a
+    subscriber's writer with more than ``lag_bytes`` queued makes the publish wait until that
+    writer drains below it, for at most ``lag_timeout`` seconds; a writer still behind then is
+    cut off as a slow consumer. The fan-out itself never waits, so a publisher is held back
+    only as long as it takes to tell a lagging subscriber from a stalled one.
+
     Args:
         broker: carries publications between processes (the memory broker within one).
         encoders: extra wire formats beyond TEXT, keyed by format.
+        lag_bytes: the backlog past which a subscriber paces publishers.
+        lag_timeout: the longest a publish waits for lagging subscribers.
     """
 
-    def __init__(self, broker: Broker, encoders: dict[WireFormat, Encoder] | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        encoders: dict[WireFormat, Encoder] | None = None,
+        *,
+        lag_bytes: int = 1 << 19,
+        lag_timeout: float = 2.0,
+    ) -> None:
         self.broker = broker
         self._encoders: dict[WireFormat, Encoder] = {WireFormat.TEXT: encode_text}
         self._encoders.update(encoders or {})
@@ -53,6 +73,9 @@ class Node:
         # keeping a lock object per channel alive.
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
         self._started = False
+        self._lag_bytes = lag_bytes
+        self._lag_timeout = lag_timeout
+        self._laggards: dict[Writer, None] = {}
 
     @property
     def channels(self) -> list[str]:
@@ -122,6 +145,24 @@ class Node:
         """
         self._require_started("publish")
         await self.broker.publish(channel, publication)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the subscribers that fell behind in recent fan-outs (see the class doc).
+
+        Returns at once when nobody lags; never raises.
+        """
+        if not self._laggards:
+            return
+        laggards = list(self._laggards)
+        self._laggards.clear()
+        waits = {
+            asyncio.ensure_future(writer.wait_below(self._lag_bytes)): writer for writer in laggards
+        }
+        _, pending = await asyncio.wait(waits, timeout=self._lag_timeout)
+        for future in pending:
+            future.cancel()
+            waits[future].cut_off()
 
     def _fan_out(self, channel: str, publication: Publication) -> None:
         subscribers = self._channels.get(channel)
@@ -135,6 +176,9 @@ class Node:
             if message is None:
                 message = encoded[wire_format] = self._encoders[wire_format](channel, publication)
             subscriber.deliver(channel, message, publication)
+            writer = subscriber.writer
+            if writer.queued_bytes > self._lag_bytes:
+                self._laggards[writer] = None
 
     def _lock(self, channel: str) -> asyncio.Lock:
         return self._locks[hash(channel) % _LOCK_STRIPES]

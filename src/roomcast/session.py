@@ -119,6 +119,10 @@ class ChannelSubscription:
         self.expire_at = expire_at
         self.expire_timer: asyncio.TimerHandle | None = None
 
+    @property
+    def writer(self) -> Writer:
+        return self.session.writer
+
     def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
         self.session.writer.push(message)
 

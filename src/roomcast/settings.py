@@ -91,6 +91,9 @@ class ClientSettings(_Section):
     pong_timeout: Seconds = 8.0
     queue_max_size: int = Field(default=1 << 20, gt=0)
     """Bytes a connection may have queued and unsent before it is disconnected as slow."""
+    lag_timeout: Seconds = 2.0
+    """How long a publish waits for subscribers more than half ``queue_max_size`` behind; one
+    still that far behind afterwards is disconnected as slow."""
     allow_anonymous_connect_without_token: bool = False
     channel_limit: int = Field(default=128, gt=0)
     """Channels one connection may be subscribed to at once."""

@@ -82,6 +82,7 @@ class Writer:
         self._close: Close | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
+        self._progress = asyncio.Event()
         self.state = WriterState.OPEN
 
     @property
@@ -110,12 +111,7 @@ class Writer:
         self._queue.append(message)
         self._queued_bytes += len(message)
         if self._queued_bytes > self._max_queue_bytes:
-            logger.info(
-                "closing a slow connection: %d bytes queued, limit %d",
-                self._queued_bytes,
-                self._max_queue_bytes,
-            )
-            self.abort(self._overflow)
+            self.cut_off()
             return False
         self._wakeup.set()
         return True
@@ -145,6 +141,21 @@ class Writer:
             self._task = asyncio.get_running_loop().create_task(self._send_close())
         else:
             self._wakeup.set()
+
+    def cut_off(self) -> None:
+        """Close as a slow consumer: drop the queue and send the ``overflow`` close."""
+        logger.info(
+            "closing a slow connection: %d bytes queued, limit %d",
+            self._queued_bytes,
+            self._max_queue_bytes,
+        )
+        self.abort(self._overflow)
+
+    async def wait_below(self, threshold: int) -> None:
+        """Return once at most ``threshold`` bytes are queued, or the writer is closed."""
+        while self._queued_bytes > threshold and self.state is not WriterState.CLOSED:
+            self._progress.clear()
+            await self._progress.wait()
 
     def discard(self) -> None:
         """Stop at once without sending anything more: the peer is already gone."""
@@ -181,6 +192,7 @@ class Writer:
                 self._wakeup.clear()
                 while self._queue:
                     await self._send(self._next_frame())
+                    self._progress.set()
                 if self.state is WriterState.CLOSING:
                     await self._send_close()
                     return
@@ -210,3 +222,4 @@ class Writer:
         self._queue.clear()
         self._queued_bytes = 0
         self._closed.set()
+        self._progress.set()

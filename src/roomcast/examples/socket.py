@@ -69,6 +69,11 @@ class SeedSocket:
         self.state = SocketState.CONNECTING
 
     @property
+    def writer(self) -> Writer:
+        """This connection's writer."""
+        return self._writer
+
+    @property
     def path(self) -> str:
         """The request path, for log lines."""
         return self._websocket.url.path

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from roomcast.api import server_api_router
 from roomcast.examples import seed_router
 from roomcast.hub import Hub
+from roomcast.runtime import tune_garbage_collector
 from roomcast.settings import Settings
+from roomcast.transport.client_endpoint import DirectClientEndpoint
 
 __all__ = ["SETTINGS_ENV", "app_from_environment", "create_app"]
 
@@ -29,8 +33,20 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def app_from_environment() -> FastAPI:
-    """uvicorn factory for worker processes: settings as resolved by the CLI, else loaded anew."""
+def app_from_environment() -> DirectClientEndpoint:
+    """uvicorn factory for ``roomcast serve``'s workers: settings as the CLI resolved them
+    (else loaded anew), and the process tuned for a hub once the app has started."""
     resolved = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(resolved) if resolved else Settings.load()
-    return create_app(settings)
+    app = create_app(settings)
+    hub_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with hub_lifespan(app):
+            tune_garbage_collector()
+            yield
+
+    app.router.lifespan_context = lifespan
+    hub: Hub = app.state.hub
+    return DirectClientEndpoint(app, hub.services)

@@ -32,16 +32,13 @@ from roomcast.registry import Registry
 from roomcast.session import Session, SessionServices, encode_pub_push
 from roomcast.settings import Settings
 from roomcast.tokens import TokenVerifier
-from roomcast.transport.client_endpoint import serve_client
+from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
 from roomcast.version import __version__
 from roomcast.wire import WireFormat
 
 __all__ = ["CLIENT_PATH", "Hub"]
 
 logger = logging.getLogger("roomcast.hub")
-
-CLIENT_PATH = "/connection/websocket"
-"""Where SDKs connect by default."""
 
 
 async def _no_app_credentials() -> Credentials | None:
@@ -112,7 +109,9 @@ class Hub:
             websocket: WebSocket,
             credentials: Credentials | None = Depends(dependency),  # noqa: B008
         ) -> None:
-            await serve_client(websocket, services, credentials)
+            await serve_client(
+                websocket.scope, websocket.receive, websocket.send, services, credentials
+            )
 
         self.router.add_api_websocket_route(CLIENT_PATH, client_connection)
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -1,9 +1,14 @@
-"""One writer per connection: a byte-bounded queue drained by one task.
+"""One writer per connection: a byte-bounded queue, written out without waiting for anyone.
 
-The fan-out pushes into writers synchronously and never waits for a client. Each writer owns a
-single task that takes everything queued and hands it to the transport, joining queued text
-messages into one newline-separated frame when the connection's protocol allows it (the
-Centrifuge JSON protocol does), so a busy connection costs one send per batch, not per message.
+The fan-out pushes into writers synchronously and never waits for a client. What is pushed
+during one event-loop iteration is written at the end of that iteration: through the server's
+synchronous ``write_now`` when it offers one and the transport can take it, otherwise by a
+task that awaits the transport. Queued text messages are joined into one newline-separated
+frame when the connection's protocol allows it (the Centrifuge JSON protocol does), so a busy
+connection costs one write per batch, not per message.
+
+An idle writer holds no task, no queue and no future: a server with many quiet connections
+pays for them only while they have something to send.
 
 A writer whose unsent bytes pass ``max_queue_bytes`` drops its queue and closes the connection
 with the ``overflow`` close it was given: one slow client never holds memory or time that
@@ -15,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-__all__ = ["Close", "Frame", "SendFrame", "Writer", "WriterState"]
+__all__ = ["Close", "Frame", "SendFrame", "WriteNow", "Writer", "WriterState"]
 
 logger = logging.getLogger("roomcast.writer")
 
@@ -38,6 +44,9 @@ Frame = str | bytes | Close
 SendFrame = Callable[[Frame], Awaitable[None]]
 """Sends one frame; raises ``OSError`` (or a transport's own error) when the peer is gone."""
 
+WriteNow = Callable[[str | bytes], bool]
+"""Writes one whole message at once if the transport can take it now; False otherwise."""
+
 
 class WriterState(Enum):
     """OPEN accepts messages; CLOSING sends what it must, then the close; CLOSED sends nothing."""
@@ -48,15 +57,16 @@ class WriterState(Enum):
 
 
 class Writer:
-    """Queues messages for one connection and sends them from one task.
+    """Queues messages for one connection and writes them out.
 
     Args:
-        send: the only function that moves frames to this connection's transport.
+        send: the asynchronous way to the transport, for whatever ``write_now`` cannot take.
         max_queue_bytes: unsent bytes allowed before the connection is closed with ``overflow``.
         overflow: the close sent when the queue overflows (the slow-consumer code).
         coalesce: join queued text messages into one frame with ``\\n`` between them.
         max_frame_bytes: when coalescing, the largest frame built by joining messages; a
             single larger message is still sent, alone.
+        write_now: a synchronous write offered by the server (see ``WriteNow``).
 
     Sizes of text messages are counted in characters, which is their size in bytes for the
     ASCII JSON the protocol mostly carries, and at most four times less otherwise.
@@ -70,19 +80,23 @@ class Writer:
         overflow: Close,
         coalesce: bool = False,
         max_frame_bytes: int = 65536,
+        write_now: WriteNow | None = None,
     ) -> None:
         self._send = send
+        self._write_now = write_now
         self._max_queue_bytes = max_queue_bytes
         self._overflow = overflow
         self._coalesce = coalesce
         self._max_frame_bytes = max_frame_bytes
-        self._queue: deque[str | bytes] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[str | bytes] | None = None
+        # A frame write_now refused, sent before anything else: (frame, bytes it accounts for).
+        self._held: tuple[str | bytes, int] | None = None
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
         self._close: Close | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closed = asyncio.Event()
-        self._progress = asyncio.Event()
+        self._flush_handle: asyncio.Handle | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self.state = WriterState.OPEN
 
     @property
@@ -96,9 +110,8 @@ class Writer:
         return self._close
 
     def start(self) -> None:
-        """Start the draining task; call once, from the connection's event loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        """Bind the writer to the running event loop; call once, before the first push."""
+        self._loop = asyncio.get_running_loop()
 
     def push(self, message: str | bytes) -> bool:
         """Queue one message without waiting. Never raises.
@@ -108,12 +121,19 @@ class Writer:
         """
         if self.state is not WriterState.OPEN:
             return False
-        self._queue.append(message)
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        queue.append(message)
         self._queued_bytes += len(message)
         if self._queued_bytes > self._max_queue_bytes:
             self.cut_off()
             return False
-        self._wakeup.set()
+        if self._task is None:
+            if self._write_now is None:
+                self._spawn(self._drain())
+            elif self._flush_handle is None:
+                self._flush_handle = self._running_loop().call_soon(self._flush)
         return True
 
     def close(self, close: Close) -> None:
@@ -121,7 +141,8 @@ class Writer:
         if self.state is WriterState.OPEN:
             self.state = WriterState.CLOSING
             self._close = close
-            self._wakeup.set()
+            if self._task is None:
+                self._spawn(self._drain())
 
     def abort(self, close: Close) -> None:
         """Drop everything queued and send ``close`` as soon as the transport takes it.
@@ -133,14 +154,11 @@ class Writer:
             return
         self.state = WriterState.CLOSING
         self._close = close
-        self._queue.clear()
-        self._queued_bytes = 0
+        self._drop_queue()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
-            self._task = asyncio.get_running_loop().create_task(self._send_close())
-        else:
-            self._wakeup.set()
+        self._spawn(self._send_close())
 
     def cut_off(self) -> None:
         """Close as a slow consumer: drop the queue and send the ``overflow`` close."""
@@ -151,12 +169,6 @@ class Writer:
         )
         self.abort(self._overflow)
 
-    async def wait_below(self, threshold: int) -> None:
-        """Return once at most ``threshold`` bytes are queued, or the writer is closed."""
-        while self._queued_bytes > threshold and self.state is not WriterState.CLOSED:
-            self._progress.clear()
-            await self._progress.wait()
-
     def discard(self) -> None:
         """Stop at once without sending anything more: the peer is already gone."""
         task = self._task
@@ -164,38 +176,109 @@ class Writer:
             task.cancel()
         self._finish()
 
+    async def wait_below(self, threshold: int) -> None:
+        """Return once at most ``threshold`` bytes are queued, or the writer is closed."""
+        while self._queued_bytes > threshold and self.state is not WriterState.CLOSED:
+            await self._wait()
+
     async def wait_closed(self) -> None:
         """Return once the writer has sent its close or found the peer gone."""
-        await self._closed.wait()
+        while self.state is not WriterState.CLOSED:
+            await self._wait()
 
-    def _next_frame(self) -> str | bytes:
-        first = self._queue.popleft()
-        if not self._coalesce or isinstance(first, bytes) or not self._queue:
+    # --- internals ---------------------------------------------------------------------------
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._task = self._running_loop().create_task(work)
+
+    async def _wait(self) -> None:
+        waiter = self._running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _notify(self) -> None:
+        """Wake everyone waiting for progress or for the close."""
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _flush(self) -> None:
+        """Write what is queued through ``write_now``; hand what it refuses to a task."""
+        self._flush_handle = None
+        write_now = self._write_now
+        if write_now is None or self._task is not None or self.state is WriterState.CLOSED:
+            return
+        wrote = False
+        while self._has_frames():
+            frame, size = self._next_frame()
+            if not write_now(frame):
+                self._held = (frame, size)
+                self._queued_bytes += size
+                self._spawn(self._drain())
+                break
+            wrote = True
+        if wrote:
+            self._notify()
+
+    def _has_frames(self) -> bool:
+        return bool(self._queue) or self._held is not None
+
+    def _next_frame(self) -> tuple[str | bytes, int]:
+        """The next frame to send and the queued bytes it accounts for, taken off the queue."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._queued_bytes -= held[1]
+            return held
+        queue = self._queue
+        assert queue is not None
+        first = queue.popleft()
+        if not self._coalesce or isinstance(first, bytes) or not queue:
+            self._release_if_empty()
             self._queued_bytes -= len(first)
-            return first
+            return first, len(first)
         parts = [first]
         size = len(first)
-        while self._queue:
-            nxt = self._queue[0]
+        while queue:
+            nxt = queue[0]
             if not isinstance(nxt, str) or size + 1 + len(nxt) > self._max_frame_bytes:
                 break
-            self._queue.popleft()
+            queue.popleft()
             parts.append(nxt)
             size += 1 + len(nxt)
-        self._queued_bytes -= size - (len(parts) - 1)
-        return "\n".join(parts)
+        self._release_if_empty()
+        accounted = size - (len(parts) - 1)
+        self._queued_bytes -= accounted
+        return "\n".join(parts), accounted
+
+    def _release_if_empty(self) -> None:
+        if not self._queue:
+            self._queue = None
+
+    def _drop_queue(self) -> None:
+        self._queue = None
+        self._held = None
+        self._queued_bytes = 0
 
     async def _drain(self) -> None:
+        """Send what is queued by awaiting the transport; exit once there is nothing left."""
         try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    await self._send(self._next_frame())
-                    self._progress.set()
-                if self.state is WriterState.CLOSING:
-                    await self._send_close()
-                    return
+            while self._has_frames():
+                frame, _ = self._next_frame()
+                await self._send(frame)
+                self._notify()
+            if self.state is WriterState.CLOSING:
+                await self._send_close()
+                return
         except asyncio.CancelledError:
             # abort() cancelled a blocked send and started _send_close() in its place; the
             # connection's own cancellation also lands here, and either way there is no more
@@ -206,6 +289,9 @@ class Writer:
         except Exception as exc:  # the transport reports a gone peer in its own way
             logger.debug("connection gone while sending: %r", exc)
             self._finish()
+            return
+        if self._task is asyncio.current_task():
+            self._task = None
 
     async def _send_close(self) -> None:
         close = self._close
@@ -218,8 +304,9 @@ class Writer:
             self._finish()
 
     def _finish(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self.state = WriterState.CLOSED
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._closed.set()
-        self._progress.set()
+        self._drop_queue()
+        self._notify()

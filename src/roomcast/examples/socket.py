@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from roomcast.errors import StateError
 from roomcast.publication import Publication
-from roomcast.transport.asgi import asgi_frame_sender
+from roomcast.transport.asgi import asgi_frame_sender, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.wire import WireFormat
 from roomcast.writer import Close, Writer
@@ -64,6 +64,7 @@ class SeedSocket:
             asgi_frame_sender(websocket.send),
             max_queue_bytes=max_queue_bytes,
             overflow=Close(CloseCode.SLOW_CONSUMER, "slow consumer: too many unsent messages"),
+            write_now=write_now_of(websocket.scope),
         )
         self._reader: asyncio.Task[None] | None = None
         self.state = SocketState.CONNECTING

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, cast
 
-from roomcast.writer import Frame, SendFrame
+from roomcast.writer import Frame, SendFrame, WriteNow
 
-__all__ = ["ASGISend", "asgi_frame_sender", "close_reason"]
+__all__ = ["ASGISend", "asgi_frame_sender", "close_reason", "write_now_of"]
+
+WRITE_NOW_EXTENSION = "roomcast.write_now"
+"""Offered by ``roomcast serve``'s server (see ``transport.uvicorn_protocol``)."""
 
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
 
@@ -35,3 +38,9 @@ def close_reason(reason: str) -> str:
     if len(encoded) <= _MAX_REASON_BYTES:
         return reason
     return encoded[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def write_now_of(scope: Mapping[str, Any]) -> WriteNow | None:
+    """The server's synchronous write for this connection, if it offers one."""
+    extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
+    return None if extension is None else cast(WriteNow, extension["write"])

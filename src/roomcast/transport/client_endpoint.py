@@ -1,49 +1,77 @@
-"""The Centrifuge client WebSocket endpoint: frames in to a Session, frames out by its Writer."""
+"""The Centrifuge client WebSocket endpoint: frames in to a Session, frames out by its Writer.
+
+It speaks raw ASGI, so ``roomcast serve`` routes ``/connection/websocket`` straight to it
+(``DirectClientEndpoint``) and a connection carries no web-framework middleware for its
+whole life; an embedding app reaches it through the Hub's FastAPI route instead, where the
+app's own dependencies authenticate the client.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-
-from starlette.websockets import WebSocket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from roomcast.context import Credentials
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.session import Session, SessionServices
-from roomcast.transport.asgi import asgi_frame_sender
+from roomcast.transport.asgi import asgi_frame_sender, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.origins import origin_allowed
 from roomcast.writer import Close, Writer, WriterState
 
-__all__ = ["PROTOBUF_SUBPROTOCOL", "serve_client"]
+__all__ = ["CLIENT_PATH", "PROTOBUF_SUBPROTOCOL", "DirectClientEndpoint", "serve_client"]
 
 logger = logging.getLogger("roomcast.transport")
+
+CLIENT_PATH = "/connection/websocket"
+"""Where SDKs connect by default."""
 
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 _CLOSE_FLUSH_TIMEOUT = 5.0
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
 
 async def serve_client(
-    websocket: WebSocket, services: SessionServices, credentials: Credentials | None
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    services: SessionServices,
+    credentials: Credentials | None,
 ) -> None:
     """Run one client connection until it ends; never raises for anything the client does."""
     settings = services.settings
-    origin = websocket.headers.get("origin")
-    if not origin_allowed(origin, websocket.headers.get("host"), settings.client.allowed_origins):
-        logger.info("refused a connection from origin %r", origin)
-        await websocket.close(code=CloseCode.POLICY_VIOLATION, reason="origin not allowed")
+    if (await receive())["type"] != "websocket.connect":
         return
-    await websocket.accept()
+    origin = _header(scope, b"origin")
+    if not origin_allowed(origin, _header(scope, b"host"), settings.client.allowed_origins):
+        logger.info("refused a connection from origin %r", origin)
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+        return
+    await send({"type": "websocket.accept"})
     writer = Writer(
-        asgi_frame_sender(websocket.send),
+        asgi_frame_sender(send),
         max_queue_bytes=settings.client.queue_max_size,
         overflow=Close(DisconnectCode.SLOW, DisconnectCode.SLOW.reason),
         coalesce=True,
+        write_now=write_now_of(scope),
     )
     writer.start()
     session = Session(services, writer, credentials)
-    if PROTOBUF_SUBPROTOCOL in websocket.scope.get("subprotocols", []):
+    if PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", []):
         session.disconnect(
             Disconnect.of(DisconnectCode.INAPPROPRIATE_PROTOCOL, "only the JSON protocol is served")
         )
@@ -51,7 +79,7 @@ async def serve_client(
     gone = False
     try:
         while True:
-            message = await websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 gone = True
                 break
@@ -75,3 +103,18 @@ async def serve_client(
 
 def _byte_size(frame: str | bytes) -> int:
     return len(frame.encode()) if isinstance(frame, str) else len(frame)
+
+
+class DirectClientEndpoint:
+    """ASGI app: client connections at ``CLIENT_PATH`` go straight to ``serve_client``; every
+    other request (HTTP, lifespan, other WebSockets) to ``app``."""
+
+    def __init__(self, app: ASGIApp, services: SessionServices) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == CLIENT_PATH:
+            await serve_client(scope, receive, send, self.services, None)
+        else:
+            await self.app(scope, receive, send)

@@ -1,10 +1,14 @@
 """uvicorn's sans-I/O WebSocket protocol with two changes roomcast needs from its server.
 
-1. A close sent while the peer has stopped reading is not queued behind the full write buffer
+1. It offers the app a synchronous write (the ``roomcast.write_now`` ASGI extension): a
+   text or binary message is framed once (server frames are unmasked, so every recipient of
+   a publication gets the same bytes) and written to the transport at once when it is
+   writable, without a task switch or an ASGI round trip per recipient.
+2. A close sent while the peer has stopped reading is not queued behind the full write buffer
    (uvicorn waits for the buffer to drain before any send, so a slow consumer could never be
    closed): the close frame is appended to the transport's buffer at once and, if the peer
    does not finish the closing handshake within the close timeout, the connection is aborted.
-2. Server shutdown closes connections with 1001 (going away) instead of 1012, so clients know
+3. Server shutdown closes connections with 1001 (going away) instead of 1012, so clients know
    to reconnect elsewhere rather than to the same address.
 
 Only ``roomcast serve`` installs this class; an app embedding roomcast keeps its own server's
@@ -16,14 +20,59 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.typing import Data
 
+from roomcast.transport.asgi import WRITE_NOW_EXTENSION
 from roomcast.transport.close_codes import CloseCode
 
 __all__ = ["RoomcastWebSocketProtocol"]
 
 
+class _FrameCache:
+    """The last message framed and its frame: a fan-out frames each publication once."""
+
+    message: Data | None = None
+    frame: bytes = b""
+
+    @classmethod
+    def frame_of(cls, message: Data) -> bytes:
+        if message is not cls.message:
+            if isinstance(message, str):
+                frame = Frame(Opcode.TEXT, message.encode())
+            else:
+                frame = Frame(Opcode.BINARY, bytes(message))
+            cls.frame = frame.serialize(mask=False)
+            cls.message = message
+        return cls.frame
+
+
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, closing slow peers promptly and going away with 1001."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][WRITE_NOW_EXTENSION] = {"write": self.write_now}
+
+    def write_now(self, message: Data) -> bool:
+        """Write one whole message now if the connection is open and writable; else False.
+
+        Never raises and never waits; a False asks the caller to use the ASGI send, which
+        waits for the transport to drain.
+        """
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+            or self.conn.extensions  # a negotiated compression makes frames per connection
+        ):
+            return False
+        self.transport.write(_FrameCache.frame_of(message))
+        return True
 
     async def send(self, message: Any) -> None:
         if (

@@ -8,7 +8,10 @@
    (uvicorn waits for the buffer to drain before any send, so a slow consumer could never be
    closed): the close frame is appended to the transport's buffer at once and, if the peer
    does not finish the closing handshake within the close timeout, the connection is aborted.
-3. Server shutdown closes connections with 1001 (going away) instead of 1012, so clients know
+3. A connection keeps less: the handshake's request and response are let go once the
+   connection is accepted, and incoming events wait in a list rather than an
+   ``asyncio.Queue`` (whose three deques alone cost more than a kilobyte per connection).
+4. Server shutdown closes connections with 1001 (going away) instead of 1012, so clients know
    to reconnect elsewhere rather than to the same address.
 
 Only ``roomcast serve`` installs this class; an app embedding roomcast keeps its own server's
@@ -17,6 +20,8 @@ behaviour, where a slow consumer's writer still stops queueing but its socket wa
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -48,8 +53,40 @@ class _FrameCache:
         return cls.frame
 
 
+class _EventQueue:
+    """The part of ``asyncio.Queue`` uvicorn uses, for one reader: unbounded, FIFO."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, closing slow peers promptly and going away with 1001."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _EventQueue()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -85,6 +122,9 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self._close_now(int(message.get("code", 1000)), message.get("reason") or "")
             return
         await super().send(message)
+        if message["type"] == "websocket.accept":
+            # Needed only to answer the handshake, which has been answered now.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and not self.disconnected:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -54,6 +55,39 @@ class WriterState(Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+class _Flusher:
+    """Once per event-loop iteration, flushes every writer pushed to during it: one callback
+    per iteration for the whole fan-out, rather than one per recipient."""
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[Writer] = []
+
+    def add(self, writer: Writer) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._run)
+        self._pending.append(writer)
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, []
+        for writer in pending:
+            writer._flush()
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
 
 
 class Writer:
@@ -95,7 +129,8 @@ class Writer:
         self._queued_bytes = 0
         self._close: Close | None = None
         self._task: asyncio.Task[None] | None = None
-        self._flush_handle: asyncio.Handle | None = None
+        self._flusher: _Flusher | None = None
+        self._flush_scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
         self.state = WriterState.OPEN
 
@@ -112,6 +147,7 @@ class Writer:
     def start(self) -> None:
         """Bind the writer to the running event loop; call once, before the first push."""
         self._loop = asyncio.get_running_loop()
+        self._flusher = _flusher_of(self._loop)
 
     def push(self, message: str | bytes) -> bool:
         """Queue one message without waiting. Never raises.
@@ -132,8 +168,12 @@ class Writer:
         if self._task is None:
             if self._write_now is None:
                 self._spawn(self._drain())
-            elif self._flush_handle is None:
-                self._flush_handle = self._running_loop().call_soon(self._flush)
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                flusher = self._flusher
+                if flusher is None:
+                    flusher = self._flusher = _flusher_of(self._running_loop())
+                flusher.add(self)
         return True
 
     def close(self, close: Close) -> None:
@@ -213,7 +253,7 @@ class Writer:
 
     def _flush(self) -> None:
         """Write what is queued through ``write_now``; hand what it refuses to a task."""
-        self._flush_handle = None
+        self._flush_scheduled = False
         write_now = self._write_now
         if write_now is None or self._task is not None or self.state is WriterState.CLOSED:
             return
@@ -304,9 +344,6 @@ class Writer:
             self._finish()
 
     def _finish(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
         self.state = WriterState.CLOSED
         self._drop_queue()
         self._notify()

@@ -11,7 +11,7 @@ import pytest
 from roomcast.engines.memory import MemoryBroker
 from roomcast.errors import StateError
 from roomcast.node import Node
-from roomcast.publication import Publication
+from roomcast.publication import ChannelEvent, ClientInfo, Join, Publication
 from roomcast.wire import WireFormat, text_publication
 from roomcast.writer import Close, Frame, Writer, WriterState
 
@@ -42,16 +42,22 @@ class RecordingBroker(MemoryBroker):
 class Inbox:
     """A subscriber that keeps what it is delivered; ``on_deliver`` runs after each delivery."""
 
+    join_leave = False
+
     def __init__(self, wire_format: WireFormat = WireFormat.TEXT) -> None:
         self.wire_format = wire_format
         self.messages: list[str | bytes] = []
         self.on_deliver: Callable[[], None] | None = None
+        self.resyncs: list[str] = []
         self.writer = Writer(_never_sent, max_queue_bytes=1 << 20, overflow=SLOW)
 
-    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
         self.messages.append(message)
         if self.on_deliver is not None:
             self.on_deliver()
+
+    def resync(self, channel: str) -> None:
+        self.resyncs.append(channel)
 
 
 class CountingEncoder:
@@ -202,6 +208,7 @@ class Connection:
     ``None`` stalls it like a client that stopped reading."""
 
     wire_format = WireFormat.TEXT
+    join_leave = False
 
     def __init__(self, pace: float | None) -> None:
         self.pace = pace
@@ -215,8 +222,11 @@ class Connection:
         await asyncio.sleep(self.pace or 0)
         self.sent.append(frame)
 
-    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
         self.writer.push(message)
+
+    def resync(self, channel: str) -> None:
+        raise AssertionError("no stream here has offsets")
 
 
 async def test_a_lagging_subscriber_paces_the_publisher_and_gets_everything() -> None:
@@ -252,3 +262,34 @@ async def test_a_stalled_subscriber_is_cut_off_after_the_lag_timeout() -> None:
         await healthy.writer.wait_closed()
     assert stalled.sent == [SLOW]
     assert len(healthy.sent) == 11
+
+
+async def test_a_gap_in_a_stream_makes_its_subscribers_resync(broker: RecordingBroker) -> None:
+    node = Node(broker)
+    await node.start()
+    inbox = Inbox()
+    await node.subscribe("room", inbox)
+    for offset in (1, 2, 4):
+        await node.publish("room", Publication(b'"x"', offset=offset, epoch="e"))
+    await node.publish("room", Publication(b'"x"', offset=1, epoch="e2"))
+    assert inbox.resyncs == ["room", "room"]
+    assert len(inbox.messages) == 4
+
+
+async def test_join_and_leave_reach_only_subscribers_that_want_them() -> None:
+    encoded: list[str] = []
+
+    def encode(channel: str, event: object) -> str:
+        encoded.append(channel)
+        return "joined"
+
+    node = Node(MemoryBroker(), event_encoder=encode)
+    await node.start()
+    wants, ignores = Inbox(), Inbox()
+    wants.join_leave = True
+    await node.subscribe("room", wants)
+    await node.subscribe("room", ignores)
+    await node.publish_event("room", Join(ClientInfo("u", "c")))
+    assert wants.messages == ["joined"]
+    assert ignores.messages == []
+    assert encoded == ["room"]

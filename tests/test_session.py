@@ -497,7 +497,7 @@ async def test_private_channel_needs_a_subscription_token(harness: Harness, hub:
     assert error_code(await client.subscribe("$secret")) == 103
     reply = await client.subscribe("$secret", token=sub_token("$secret", info={"role": "x"}))
     assert reply == {"id": 3, "subscribe": {}}
-    assert client.session.subscriptions["$secret"].chan_info == b'{"role":"x"}'
+    assert client.session.subscriptions["$secret"].info.chan_info == b'{"role":"x"}'
 
 
 async def test_a_subscription_token_grants_a_closed_namespace(harness: Harness, hub: Hub) -> None:
@@ -560,7 +560,7 @@ async def test_an_expired_subscription_ends_with_2501_unless_refreshed(harness: 
     reply = await client.call("sub_refresh", {"channel": "$kept", "token": fresh})
     assert reply["sub_refresh"]["expires"] is True
     assert 59 <= reply["sub_refresh"]["ttl"] <= 60
-    assert client.session.subscriptions["$kept"].chan_info == b'{"v":2}'
+    assert client.session.subscriptions["$kept"].info.chan_info == b'{"v":2}'
 
     assert await client.push() == {
         "channel": "$lapsing",

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from roomcast.engines.base import HistoryOptions
 from roomcast.settings import ChannelOptions, ChannelSettings
 
-__all__ = ["ChannelRules", "ResolvedChannel"]
+__all__ = ["ChannelRules", "ResolvedChannel", "history_options"]
+
+
+def history_options(options: ChannelOptions) -> HistoryOptions | None:
+    """How a namespace keeps history; None when its channels keep none."""
+    if options.history_size <= 0 or options.history_ttl <= 0:
+        return None
+    return HistoryOptions(
+        size=options.history_size, ttl=options.history_ttl, meta_ttl=options.history_meta_ttl
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
-from roomcast.channels import ChannelRules
+from roomcast.centrifuge_wire import encode_event_push, encode_pub_push
+from roomcast.channels import ChannelRules, history_options
 from roomcast.context import (
     Credentials,
     Hooks,
@@ -24,12 +25,20 @@ from roomcast.context import (
     RPCHandler,
     SubscribeHook,
 )
-from roomcast.engines import create_broker
+from roomcast.engines import create_broker, create_history_store, create_presence_store
+from roomcast.engines.base import (
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PresenceStats,
+    PresenceStore,
+)
+from roomcast.idempotency import IdempotencyWindow
 from roomcast.node import Node
 from roomcast.protocol import Disconnect
-from roomcast.publication import Publication
+from roomcast.publication import ClientInfo, Publication, StreamPosition
 from roomcast.registry import Registry
-from roomcast.session import Session, SessionServices, encode_pub_push
+from roomcast.session import Session, SessionServices
 from roomcast.settings import Settings
 from roomcast.tokens import TokenVerifier
 from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
@@ -73,13 +82,23 @@ class Hub:
         authenticate: Callable[..., Any] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.load()
+        engine = self.settings.engine
+        channel_settings = self.settings.channel
+        keeps_history = any(
+            history_options(options) is not None
+            for options in (channel_settings.without_namespace, *channel_settings.namespaces)
+        )
+        self.presence_store = create_presence_store(engine.presence_url)
         self.node = Node(
-            create_broker(self.settings.engine.broker_url),
+            create_broker(engine.broker_url),
             encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
+            event_encoder=encode_event_push,
+            history=create_history_store(engine.history) if keeps_history else None,
             lag_bytes=self.settings.client.queue_max_size // 2,
             lag_timeout=self.settings.client.lag_timeout,
         )
         self.hooks = Hooks()
+        self._idempotency: IdempotencyWindow[Publication] = IdempotencyWindow()
         self.registry = Registry()
         client = self.settings.client
         subscription_keys = client.subscription_token
@@ -96,6 +115,7 @@ class Hub:
             channels=ChannelRules(self.settings.channel),
             hooks=self.hooks,
             registry=self.registry,
+            presence=self.presence_store,
         )
         self.router = APIRouter()
         self.router.add_api_route("/healthz", self._healthz, methods=["GET"], tags=["health"])
@@ -121,8 +141,21 @@ class Hub:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the engines; the hub serves from now on."""
-        await self.node.start()
+        """Connect the engines; the hub serves from now on.
+
+        Raises:
+            EngineUnavailable: an engine cannot be reached; nothing is left running.
+        """
+        started: list[HistoryStore | PresenceStore] = []
+        try:
+            for store in self._stores():
+                await store.start()
+                started.append(store)
+            await self.node.start()
+        except BaseException:
+            for store in reversed(started):
+                await store.close()
+            raise
         self._started_at = time.monotonic()
         self._ready = True
 
@@ -130,6 +163,12 @@ class Hub:
         """Disconnect the engines; safe to call after a failed start."""
         self._ready = False
         await self.node.stop()
+        for store in self._stores():
+            await store.close()
+
+    def _stores(self) -> list[HistoryStore | PresenceStore]:
+        history = self.node.history
+        return [self.presence_store] if history is None else [history, self.presence_store]
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -142,7 +181,14 @@ class Hub:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, *, tags: dict[str, str] | None = None) -> None:
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        tags: dict[str, str] | None = None,
+        idempotency_key: str = "",
+    ) -> Publication:
         """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
 
         ``tags`` travel with the publication to subscribers. Already-encoded JSON can be
@@ -153,7 +199,58 @@ class Hub:
             EngineUnavailable: the broker cannot take the publication now.
         """
         publication = Publication(data=msgspec.json.encode(data), tags=tags or {})
-        await self.node.publish(channel, publication)
+
+        async def publish_once() -> Publication:
+            history = self._history_of(channel)
+            return await self.node.publish(channel, publication, history=history)
+
+        if idempotency_key:
+            return await self._idempotency.run(f"{channel}\x00{idempotency_key}", publish_once)
+        return await publish_once()
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = -1,
+        reverse: bool = False,
+    ) -> HistoryPage | None:
+        """The channel's kept publications (see ``HistoryStore.read``); None when its namespace
+        keeps no history.
+
+        Raises:
+            EngineUnavailable: the history store cannot be reached.
+        """
+        store = self.node.history
+        if store is None or self._history_of(channel) is None:
+            return None
+        return await store.read(channel, since=since, limit=limit, reverse=reverse)
+
+    async def history_remove(self, channel: str) -> bool:
+        """Forget the channel's history; False when its namespace keeps none."""
+        store = self.node.history
+        if store is None or self._history_of(channel) is None:
+            return False
+        await store.remove(channel)
+        return True
+
+    async def presence(self, channel: str) -> dict[str, ClientInfo] | None:
+        """Who is subscribed to the channel on every node, by client ID; None when its
+        namespace has no presence."""
+        if not self._has_presence(channel):
+            return None
+        return await self.presence_store.get(channel)
+
+    async def presence_stats(self, channel: str) -> PresenceStats | None:
+        """How many clients and users are subscribed; None when the namespace has no presence."""
+        if not self._has_presence(channel):
+            return None
+        return await self.presence_store.stats(channel)
+
+    def _has_presence(self, channel: str) -> bool:
+        resolved = self.services.channels.resolve(channel)
+        return resolved is not None and resolved.options.presence
 
     async def broadcast(self, channels: list[str], data: Any) -> None:
         """Publish the same ``data`` to each of ``channels``, encoding it once.
@@ -165,7 +262,11 @@ class Hub:
         """
         publication = Publication(data=msgspec.json.encode(data))
         for channel in channels:
-            await self.node.publish(channel, publication)
+            await self.node.publish(channel, publication, history=self._history_of(channel))
+
+    def _history_of(self, channel: str) -> HistoryOptions | None:
+        resolved = self.services.channels.resolve(channel)
+        return None if resolved is None else history_options(resolved.options)
 
     # --- acting on connected clients (this process) ------------------------------------------
 

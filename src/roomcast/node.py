@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from roomcast.engines.base import Broker
+from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
 from roomcast.errors import StateError
-from roomcast.publication import Publication
+from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import Encoder, WireFormat, encode_text
 from roomcast.writer import Writer
 
@@ -37,8 +37,15 @@ class Subscriber(Protocol):
     def writer(self) -> Writer:
         """The connection's writer, whose backlog paces publishers (see ``Node.settle``)."""
 
-    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+    @property
+    def join_leave(self) -> bool:
+        """Whether join and leave events are delivered to it too."""
+
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
         """Take one encoded message; must not block or raise."""
+
+    def resync(self, channel: str) -> None:
+        """The channel's stream has a gap this subscriber may have missed publications in."""
 
 
 class Node:
@@ -50,9 +57,15 @@ class Node:
     cut off as a slow consumer. The fan-out itself never waits, so a publisher is held back
     only as long as it takes to tell a lagging subscriber from a stalled one.
 
+    A channel whose publications carry offsets is watched for gaps: a publication whose
+    offset does not follow the last one seen (another epoch, or a skipped offset, as when a
+    broker connection dropped) makes every subscriber ``resync``.
+
     Args:
         broker: carries publications between processes (the memory broker within one).
         encoders: extra wire formats beyond TEXT, keyed by format.
+        event_encoder: encodes join and leave events for subscribers that want them.
+        history: where channels with history keep their streams.
         lag_bytes: the backlog past which a subscriber paces publishers.
         lag_timeout: the longest a publish waits for lagging subscribers.
     """
@@ -62,6 +75,8 @@ class Node:
         broker: Broker,
         encoders: dict[WireFormat, Encoder] | None = None,
         *,
+        event_encoder: Callable[[str, Join | Leave], str] | None = None,
+        history: HistoryStore | None = None,
         lag_bytes: int = 1 << 19,
         lag_timeout: float = 2.0,
     ) -> None:
@@ -76,6 +91,9 @@ class Node:
         self._lag_bytes = lag_bytes
         self._lag_timeout = lag_timeout
         self._laggards: dict[Writer, None] = {}
+        self._event_encoder = event_encoder
+        self.history = history
+        self._positions: dict[str, StreamPosition] = {}
 
     @property
     def channels(self) -> list[str]:
@@ -124,6 +142,7 @@ class Node:
             del subscribers[subscriber]
             if not subscribers:
                 del self._channels[channel]
+                self._positions.pop(channel, None)
                 if self._started:
                     await self.broker.unsubscribe(channel)
 
@@ -136,16 +155,40 @@ class Node:
         finally:
             await self.unsubscribe(channel, subscriber)
 
-    async def publish(self, channel: str, publication: Publication) -> None:
+    async def publish(
+        self, channel: str, publication: Publication, *, history: HistoryOptions | None = None
+    ) -> Publication:
         """Publish through the broker to every subscriber of ``channel`` on every node.
 
+        With ``history``, the publication is first added to the channel's stream, and the
+        returned copy carries its offset and epoch; adding and publishing happen under the
+        channel's lock, so this process never publishes a stream out of order.
+
         Raises:
-            StateError: the node is not started.
-            EngineUnavailable: the broker could not take the publication.
+            StateError: the node is not started, or has no history store for ``history``.
+            EngineUnavailable: the broker or the history store could not take it.
         """
         self._require_started("publish")
-        await self.broker.publish(channel, publication)
+        if history is None:
+            await self.broker.publish(channel, publication)
+        else:
+            store = self.history
+            if store is None:
+                raise StateError("keep history", expected="a history store", actual="none")
+            async with self._lock(channel):
+                publication = await store.add(channel, publication, history)
+                await self.broker.publish(channel, publication)
         await self.settle()
+        return publication
+
+    async def publish_event(self, channel: str, event: Join | Leave) -> None:
+        """Tell the subscribers of ``channel`` that want join/leave events about ``event``.
+
+        Raises:
+            EngineUnavailable: the broker could not take it.
+        """
+        self._require_started("publish")
+        await self.broker.publish(channel, event)
 
     async def settle(self) -> None:
         """Wait for the subscribers that fell behind in recent fan-outs (see the class doc).
@@ -164,10 +207,20 @@ class Node:
             future.cancel()
             waits[future].cut_off()
 
-    def _fan_out(self, channel: str, publication: Publication) -> None:
+    def _fan_out(self, channel: str, event: ChannelEvent) -> None:
         subscribers = self._channels.get(channel)
         if not subscribers:
             return
+        if not isinstance(event, Publication):
+            self._fan_out_event(channel, event)
+            return
+        publication = event
+        if publication.offset and self._breaks_stream(channel, publication):
+            for subscriber in tuple(subscribers):
+                subscriber.resync(channel)
+            subscribers = self._channels.get(channel)
+            if not subscribers:
+                return
         encoded: dict[WireFormat, str | bytes] = {}
         # A copy, because a delivery that overflows a writer may end its subscription.
         for subscriber in tuple(subscribers):
@@ -179,6 +232,29 @@ class Node:
             writer = subscriber.writer
             if writer.queued_bytes > self._lag_bytes:
                 self._laggards[writer] = None
+
+    def _fan_out_event(self, channel: str, event: Join | Leave) -> None:
+        encode = self._event_encoder
+        subscribers = self._channels.get(channel)
+        if encode is None or not subscribers:
+            return
+        message: str | None = None
+        for subscriber in tuple(subscribers):
+            if subscriber.join_leave:
+                if message is None:
+                    message = encode(channel, event)
+                subscriber.deliver(channel, message, event)
+
+    def _breaks_stream(self, channel: str, publication: Publication) -> bool:
+        """Record the channel's position; True when ``publication`` does not follow it."""
+        last = self._positions.get(channel)
+        if last is not None and last.epoch == publication.epoch:
+            if publication.offset <= last.offset:
+                return False  # a late duplicate: the position stays where it is
+            self._positions[channel] = StreamPosition(publication.offset, publication.epoch)
+            return publication.offset != last.offset + 1
+        self._positions[channel] = StreamPosition(publication.offset, publication.epoch)
+        return last is not None
 
     def _lock(self, channel: str) -> asyncio.Lock:
         return self._locks[hash(channel) % _LOCK_STRIPES]

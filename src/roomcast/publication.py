@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ClientInfo", "Publication"]
+__all__ = ["ChannelEvent", "ClientInfo", "Join", "Leave", "Publication", "StreamPosition"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +33,34 @@ class Publication:
     epoch: str = ""
     info: ClientInfo | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    """A place in a channel's history stream: the offset of a publication within an epoch.
+
+    Offsets start at 1 and grow by exactly one per publication; the epoch names one unbroken
+    run of the stream, and changes whenever the store cannot vouch for continuity (the stream
+    expired, the store was wiped, the server stopped without flushing).
+    """
+
+    offset: int
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A client subscribed to a channel (delivered to subscribers that asked for join/leave)."""
+
+    info: ClientInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """A client left a channel."""
+
+    info: ClientInfo
+
+
+ChannelEvent = Publication | Join | Leave
+"""What a broker carries from node to node."""

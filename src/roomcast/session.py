@@ -22,7 +22,8 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -30,20 +31,23 @@ import msgspec
 from pydantic import TypeAdapter, ValidationError
 
 from roomcast import protocol
-from roomcast.channels import ChannelRules, ResolvedChannel
+from roomcast.centrifuge_wire import encode_pub_push, wire_info, wire_publication
+from roomcast.channels import ChannelRules, ResolvedChannel, history_options
 from roomcast.context import ClientContext, Credentials, Hooks
-from roomcast.errors import ClientError, EngineUnavailable
+from roomcast.engines.base import PresenceStore
+from roomcast.errors import ClientError, EngineError, EngineUnavailable
 from roomcast.node import Node
 from roomcast.permissions import can_publish, can_read, can_subscribe_without_token
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, Method
-from roomcast.publication import ClientInfo, Publication
+from roomcast.publication import ClientInfo, Join, Leave, Publication, StreamPosition
+from roomcast.recovery import RecoveryOutcome, merge
 from roomcast.registry import Registry
-from roomcast.settings import Settings
+from roomcast.settings import ChannelOptions, Settings
+from roomcast.subscription import ChannelSubscription, SubscriptionFeatures
 from roomcast.tokens import TokenRejected, TokenVerifier, seconds_left
-from roomcast.wire import WireFormat
 from roomcast.writer import Close, Writer
 
-__all__ = ["PingState", "Session", "SessionServices", "SessionState", "encode_pub_push"]
+__all__ = ["PingState", "Session", "SessionServices", "SessionState"]
 
 logger = logging.getLogger("roomcast.session")
 
@@ -78,53 +82,13 @@ class SessionServices:
     channels: ChannelRules
     hooks: Hooks
     registry: Registry
-
-
-def encode_pub_push(channel: str, publication: Publication) -> str:
-    """The CENTRIFUGE_JSON wire form of a publication: encoded once, sent to every subscriber."""
-    info = publication.info
-    return protocol.encode_publication_push(
-        channel,
-        publication.data,
-        offset=publication.offset,
-        info=None if info is None else _wire_info(info),
-        tags=publication.tags or None,
-    ).decode()
+    presence: PresenceStore | None = None
 
 
 def _ttl(expire_at: int) -> int:
     """Seconds to announce for an expiring connection or subscription: at least 1, as SDKs
     read ``expires`` with ``ttl`` 0 as already expired."""
     return max(1, seconds_left(expire_at))
-
-
-def _wire_info(info: ClientInfo) -> protocol.ClientInfo:
-    return protocol.ClientInfo(
-        user=info.user,
-        client=info.client,
-        conn_info=protocol.raw(info.conn_info),
-        chan_info=protocol.raw(info.chan_info),
-    )
-
-
-class ChannelSubscription:
-    """One session's subscription to one channel: the Subscriber the Node delivers to."""
-
-    wire_format = WireFormat.CENTRIFUGE_JSON
-
-    def __init__(self, session: Session, channel: str, *, chan_info: bytes, expire_at: int):
-        self.session = session
-        self.channel = channel
-        self.chan_info = chan_info
-        self.expire_at = expire_at
-        self.expire_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def writer(self) -> Writer:
-        return self.session.writer
-
-    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
-        self.session.writer.push(message)
 
 
 class Session:
@@ -156,6 +120,7 @@ class Session:
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._expire_timer: asyncio.TimerHandle | None = None
+        self._presence_timer: asyncio.TimerHandle | None = None
         self._stale_timer: asyncio.TimerHandle | None = self._loop.call_later(
             services.settings.client.stale_close_delay,
             self.disconnect,
@@ -194,10 +159,10 @@ class Session:
         self.state = SessionState.CLOSED
         self._cancel_timers()
         self.services.registry.remove(self)
-        node = self.services.node
-        for subscription in list(self.subscriptions.values()):
-            await node.unsubscribe(subscription.channel, subscription)
+        subscriptions = list(self.subscriptions.values())
         self.subscriptions.clear()
+        for subscription in subscriptions:
+            await self._leave(subscription)
 
     # --- server-initiated actions (server API) -----------------------------------------------
 
@@ -207,10 +172,22 @@ class Session:
             return None
         if len(self.subscriptions) >= self.services.settings.client.channel_limit:
             return Error.of(ErrorCode.LIMIT_EXCEEDED)
-        subscription = ChannelSubscription(self, channel, chan_info=b"", expire_at=0)
-        await self.services.node.subscribe(channel, subscription)
-        self.subscriptions[channel] = subscription
-        self._push(protocol.Push(channel=channel, subscribe=protocol.SubscribePush()))
+        entered = await self._enter(channel)
+        if entered is None:
+            return None
+        subscription, result, outcome = entered
+        self._push(
+            protocol.Push(
+                channel=channel,
+                subscribe=protocol.SubscribePush(
+                    recoverable=result.recoverable,
+                    positioned=result.positioned,
+                    epoch=result.epoch,
+                    offset=result.offset,
+                ),
+            )
+        )
+        await self._activate(subscription, outcome)
         return None
 
     async def server_unsubscribe(self, channel: str) -> None:
@@ -290,11 +267,13 @@ class Session:
         self.services.registry.add(self)
 
         subs: dict[str, protocol.SubscribeResult] = {}
+        entered_all: list[tuple[ChannelSubscription, RecoveryOutcome | None]] = []
         for channel in dict.fromkeys(credentials.channels):
-            subscription = ChannelSubscription(self, channel, chan_info=b"", expire_at=0)
-            await self.services.node.subscribe(channel, subscription)
-            self.subscriptions[channel] = subscription
-            subs[channel] = protocol.SubscribeResult()
+            entered = await self._enter(channel)
+            if entered is None:
+                return
+            subscription, subs[channel], outcome = entered
+            entered_all.append((subscription, outcome))
         ping = math.ceil(client_settings.ping_interval)
         self._reply(
             command.id,
@@ -309,6 +288,9 @@ class Session:
             ),
         )
         self._schedule_ping()
+        self._schedule_presence_refresh()
+        for subscription, outcome in entered_all:
+            await self._activate(subscription, outcome)
 
     async def _refresh(self, command: protocol.Command) -> None:
         request = command.refresh
@@ -424,20 +406,160 @@ class Session:
         elif not await self._may_subscribe(resolved):
             self._reply_error(command.id, Error.of(ErrorCode.PERMISSION_DENIED))
             return
-        subscription = ChannelSubscription(self, channel, chan_info=chan_info, expire_at=expire_at)
-        await self.services.node.subscribe(channel, subscription)
-        if self.state is SessionState.CLOSED:
-            await self.services.node.unsubscribe(channel, subscription)
+        entered = await self._enter(
+            channel, request=request, chan_info=chan_info, expire_at=expire_at
+        )
+        if entered is None:
             return
+        subscription, result, outcome = entered
+        self._reply(command.id, subscribe=result)
+        await self._activate(subscription, outcome)
+
+    async def _enter(
+        self,
+        channel: str,
+        *,
+        request: protocol.SubscribeRequest | None = None,
+        chan_info: bytes = b"",
+        expire_at: int = 0,
+    ) -> tuple[ChannelSubscription, protocol.SubscribeResult, RecoveryOutcome | None] | None:
+        """Subscribe on the node and, for a positioned subscription, read history and merge
+        it with what arrived meanwhile. Returns the subscription (still pending), the reply's
+        result and the recovery outcome; None if the session closed meanwhile.
+
+        Raises:
+            EngineUnavailable: history could not be read; nothing stays subscribed.
+        """
+        resolved = self.services.channels.resolve(channel)
+        options = resolved.options if resolved is not None else ChannelOptions()
+        features = self._features(options, request)
+        info = ClientInfo(self.user, self.client, self.conn_info, chan_info)
+        subscription = ChannelSubscription(
+            self.writer,
+            channel,
+            info=info,
+            features=features,
+            expire_at=expire_at,
+            on_gap=self._on_gap,
+            max_kept_bytes=self.services.settings.client.queue_max_size,
+        )
+        node = self.services.node
+        await node.subscribe(channel, subscription)
+        expires = bool(expire_at)
+        result = protocol.SubscribeResult(expires=expires, ttl=_ttl(expire_at) if expires else 0)
+        outcome: RecoveryOutcome | None = None
+        if features.positioned and node.history is not None:
+            since = (
+                StreamPosition(request.offset, request.epoch)
+                if request is not None and request.recover
+                else None
+            )
+            recovering = since is not None
+            try:
+                page = await node.history.read(channel, since=since, limit=-1 if since else 0)
+            except BaseException:
+                await node.unsubscribe(channel, subscription)
+                raise
+            outcome = merge(page, subscription.kept_publications(), recovering=recovering)
+            result = protocol.SubscribeResult(
+                expires=expires,
+                ttl=result.ttl,
+                recoverable=features.recoverable,
+                positioned=True,
+                epoch=outcome.position.epoch,
+                offset=outcome.position.offset,
+                publications=[wire_publication(p) for p in outcome.publications],
+                recovered=outcome.recovered,
+                was_recovering=recovering,
+            )
+        if self.state is SessionState.CLOSED:
+            await node.unsubscribe(channel, subscription)
+            return None
         self.subscriptions[channel] = subscription
         self._schedule_sub_expiry(subscription)
-        expires = bool(expire_at)
-        self._reply(
-            command.id,
-            subscribe=protocol.SubscribeResult(
-                expires=expires, ttl=_ttl(expire_at) if expires else 0
-            ),
+        return subscription, result, outcome
+
+    async def _activate(
+        self, subscription: ChannelSubscription, outcome: RecoveryOutcome | None
+    ) -> None:
+        """After the reply: release what was kept aside, then enter presence and announce
+        the join. Engine failures here are logged, not fatal: the subscription stands."""
+        channel = subscription.channel
+        if outcome is None:
+            subscription.go_live()
+        else:
+            subscription.go_live([encode_pub_push(channel, p) for p in outcome.then])
+            if not outcome.consistent:
+                self._on_gap(subscription)
+                return
+        try:
+            if subscription.features.presence and self.services.presence is not None:
+                await self.services.presence.add(channel, subscription.info, self._presence_ttl)
+            if subscription.features.emit_join_leave:
+                await self.services.node.publish_event(channel, Join(subscription.info))
+        except EngineError as exc:
+            logger.warning("presence of %s in %s not recorded: %s", self.client, channel, exc)
+
+    async def _leave(self, subscription: ChannelSubscription) -> None:
+        """Undo a subscription on the node, in presence and for join/leave; never raises."""
+        channel = subscription.channel
+        self._cancel_sub_timer(subscription)
+        await self.services.node.unsubscribe(channel, subscription)
+        try:
+            if subscription.features.presence and self.services.presence is not None:
+                await self.services.presence.remove(channel, self.client)
+            if subscription.features.emit_join_leave:
+                await self.services.node.publish_event(channel, Leave(subscription.info))
+        except EngineError as exc:
+            logger.warning("leave of %s from %s not recorded: %s", self.client, channel, exc)
+
+    def _features(
+        self, options: ChannelOptions, request: protocol.SubscribeRequest | None
+    ) -> SubscriptionFeatures:
+        """What a subscription to a channel with ``options`` does, as Centrifugo decides it:
+        the namespace forces a feature, or allows what the client asked for."""
+        insecure = self.services.settings.client.insecure
+        has_history = history_options(options) is not None
+        history_access = can_read(
+            options, "history", user=self.user, subscribed=True, insecure=insecure
         )
+        presence_access = can_read(
+            options, "presence", user=self.user, subscribed=True, insecure=insecure
+        )
+        asked_recovery = request is not None and (request.recoverable or request.recover)
+        asked_position = request is not None and request.positioned
+        recoverable = has_history and (
+            options.force_recovery
+            or (asked_recovery and (options.allow_recovery or history_access))
+        )
+        positioned = recoverable or (
+            has_history
+            and (
+                options.force_positioning
+                or (asked_position and (options.allow_positioning or history_access))
+            )
+        )
+        join_leave = options.join_leave and (
+            options.force_push_join_leave
+            or (request is not None and request.join_leave and presence_access)
+        )
+        return SubscriptionFeatures(
+            positioned=positioned,
+            recoverable=recoverable,
+            join_leave=join_leave,
+            emit_join_leave=options.join_leave,
+            presence=options.presence,
+        )
+
+    def _on_gap(self, subscription: ChannelSubscription) -> None:
+        """The channel's stream may have lost publications for this client: end the
+        subscription with ``insufficient state`` so the SDK subscribes again and recovers."""
+        if self.subscriptions.get(subscription.channel) is subscription:
+            self._spawn(
+                self._end_subscription(
+                    subscription.channel, protocol.UnsubscribeCode.INSUFFICIENT_STATE
+                )
+            )
 
     async def _may_subscribe(self, resolved: ResolvedChannel) -> bool:
         hook = self.services.hooks.subscribe
@@ -458,8 +580,7 @@ class Session:
         assert request is not None
         subscription = self.subscriptions.pop(request.channel, None)
         if subscription is not None:
-            self._cancel_sub_timer(subscription)
-            await self.services.node.unsubscribe(request.channel, subscription)
+            await self._leave(subscription)
         self._reply(command.id, unsubscribe=protocol.UnsubscribeResult())
 
     async def _sub_refresh(self, command: protocol.Command) -> None:
@@ -486,7 +607,7 @@ class Session:
             return
         subscription.expire_at = verified.expire_at
         if verified.info:
-            subscription.chan_info = verified.info
+            subscription.info = replace(subscription.info, chan_info=verified.info)
         self._schedule_sub_expiry(subscription)
         expires = bool(verified.expire_at)
         self._reply(
@@ -512,18 +633,21 @@ class Session:
         if self.subscriptions.get(subscription.channel) is subscription and (
             seconds_left(subscription.expire_at) == 0
         ):
-            task = self._loop.create_task(
+            self._spawn(
                 self._end_subscription(subscription.channel, protocol.UnsubscribeCode.EXPIRED)
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task the session keeps until it is done."""
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _end_subscription(self, channel: str, code: protocol.UnsubscribeCode) -> None:
         subscription = self.subscriptions.pop(channel, None)
         if subscription is None:
             return
-        self._cancel_sub_timer(subscription)
-        await self.services.node.unsubscribe(channel, subscription)
+        await self._leave(subscription)
         self._push(
             protocol.Push(
                 channel=channel,
@@ -556,9 +680,13 @@ class Session:
             user=self.user,
             client=self.client,
             conn_info=self.conn_info,
-            chan_info=subscription.chan_info if subscription else b"",
+            chan_info=subscription.info.chan_info if subscription else b"",
         )
-        await self.services.node.publish(channel, Publication(data=data, info=info))
+        await self.services.node.publish(
+            channel,
+            Publication(data=data, info=info),
+            history=history_options(resolved.options),
+        )
         self._reply(command.id, publish=protocol.PublishResult())
 
     async def _may_publish(self, resolved: ResolvedChannel, data: bytes) -> bool:
@@ -595,18 +723,63 @@ class Session:
     async def _presence(self, command: protocol.Command) -> None:
         request = command.presence or command.presence_stats
         assert request is not None
-        await self._unavailable_read(command, request.channel, "presence")
+        resolved = self._readable(command, request.channel, "presence")
+        store = self.services.presence
+        if resolved is None:
+            return
+        if not resolved.options.presence or store is None:
+            self._reply_error(command.id, Error.of(ErrorCode.NOT_AVAILABLE))
+            return
+        if command.presence is not None:
+            entries = await store.get(resolved.name)
+            presence = {client: wire_info(info) for client, info in entries.items()}
+            self._reply(command.id, presence=protocol.PresenceResult(presence=presence))
+        else:
+            stats = await store.stats(resolved.name)
+            self._reply(
+                command.id,
+                presence_stats=protocol.PresenceStatsResult(
+                    num_clients=stats.num_clients, num_users=stats.num_users
+                ),
+            )
 
     async def _history(self, command: protocol.Command) -> None:
         request = command.history
         assert request is not None
-        await self._unavailable_read(command, request.channel, "history")
+        resolved = self._readable(command, request.channel, "history")
+        store = self.services.node.history
+        if resolved is None:
+            return
+        if history_options(resolved.options) is None or store is None:
+            self._reply_error(command.id, Error.of(ErrorCode.NOT_AVAILABLE))
+            return
+        since = request.since
+        page = await store.read(
+            resolved.name,
+            since=None if since is None else StreamPosition(since.offset, since.epoch),
+            limit=request.limit,
+            reverse=request.reverse,
+        )
+        if not page.complete:
+            self._reply_error(command.id, Error.of(ErrorCode.UNRECOVERABLE_POSITION))
+            return
+        self._reply(
+            command.id,
+            history=protocol.HistoryResult(
+                publications=[wire_publication(p) for p in page.publications],
+                epoch=page.position.epoch,
+                offset=page.position.offset,
+            ),
+        )
 
-    async def _unavailable_read(self, command: protocol.Command, channel: str, what: str) -> None:
+    def _readable(
+        self, command: protocol.Command, channel: str, what: str
+    ) -> ResolvedChannel | None:
+        """The channel if this client may read its ``what``; else None, with the error sent."""
         resolved = self.services.channels.resolve(channel)
         if resolved is None:
             self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
-            return
+            return None
         allowed = can_read(
             resolved.options,
             what,
@@ -616,9 +789,37 @@ class Session:
         )
         if not allowed:
             self._reply_error(command.id, Error.of(ErrorCode.PERMISSION_DENIED))
-            return
-        # No presence or history store backs channels yet, so there is nothing to read.
-        self._reply_error(command.id, Error.of(ErrorCode.NOT_AVAILABLE))
+            return None
+        return resolved
+
+    # --- presence refresh ----------------------------------------------------------------------
+
+    @property
+    def _presence_ttl(self) -> float:
+        return self.services.settings.engine.presence_ttl
+
+    def _schedule_presence_refresh(self) -> None:
+        if self.services.presence is not None and self.state is SessionState.CONNECTED:
+            self._presence_timer = self._loop.call_later(
+                self.services.settings.client.presence_update_interval, self._refresh_presence
+            )
+
+    def _refresh_presence(self) -> None:
+        self._presence_timer = None
+        store = self.services.presence
+        entries = [s for s in self.subscriptions.values() if s.features.presence]
+        if store is not None and entries:
+            self._spawn(self._add_presence(store, entries))
+        self._schedule_presence_refresh()
+
+    async def _add_presence(
+        self, store: PresenceStore, subscriptions: list[ChannelSubscription]
+    ) -> None:
+        try:
+            for subscription in subscriptions:
+                await store.add(subscription.channel, subscription.info, self._presence_ttl)
+        except EngineError as exc:
+            logger.warning("presence of %s not refreshed: %s", self.client, exc)
 
     # --- output ---------------------------------------------------------------------------------
 
@@ -639,10 +840,17 @@ class Session:
         logger.info("client %s (user %r): %s", self.client, self.user, detail)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._ping_timer, self._pong_timer, self._expire_timer, self._stale_timer):
+        for timer in (
+            self._ping_timer,
+            self._pong_timer,
+            self._expire_timer,
+            self._stale_timer,
+            self._presence_timer,
+        ):
             if timer is not None:
                 timer.cancel()
-        self._ping_timer = self._pong_timer = self._expire_timer = self._stale_timer = None
+        self._ping_timer = self._pong_timer = self._expire_timer = None
+        self._stale_timer = self._presence_timer = None
         for subscription in self.subscriptions.values():
             self._cancel_sub_timer(subscription)
 

@@ -101,6 +101,9 @@ class ClientSettings(_Section):
     """Grace after a connection's expiry for the client to refresh before it is closed."""
     expired_sub_close_delay: Seconds = 25.0
     """Grace after a subscription's expiry for the client to refresh before it is ended."""
+    presence_update_interval: Seconds = 27.0
+    """How often a connection refreshes its presence entries (they expire after
+    ``engine.presence_ttl``)."""
     stale_close_delay: Seconds = 10.0
     """How long a connection may stay open without sending ``connect``."""
 
@@ -113,6 +116,8 @@ class ChannelOptions(_Section):
     force_push_join_leave: bool = False
     history_size: int = Field(default=0, ge=0)
     history_ttl: Seconds = 0.0
+    history_meta_ttl: Seconds = 30 * 24 * 3600.0
+    """How long a stream's position outlives its last publication (a new epoch after)."""
     force_recovery: bool = False
     allow_recovery: bool = False
     force_positioning: bool = False
@@ -180,7 +185,18 @@ class EngineSettings(_Section):
     broker: str = ""
     """Overrides ``url`` for the broker only."""
     history: str = "sqlite:///roomcast-data/history.sqlite3"
+    """Where channels with history keep it; ``?synchronous=true`` makes each publish wait
+    for the disk. Opened only when a namespace keeps history."""
     presence: str = ""
+    """Overrides ``url`` for the presence store only."""
+    presence_ttl: Seconds = 60.0
+    """Seconds a presence entry outlives its last refresh (the clients of a crashed node
+    disappear after it)."""
+
+    @property
+    def presence_url(self) -> str:
+        """The presence store's URL: ``presence`` if set, else ``url``."""
+        return self.presence or self.url
 
     @property
     def broker_url(self) -> str:

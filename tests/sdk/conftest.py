@@ -30,6 +30,7 @@ NAMESPACES = [
         "history_ttl": "60s",
         "allow_presence_for_subscriber": True,
         "allow_history_for_subscriber": True,
+        "allow_publish_for_subscriber": True,
     },
 ]
 

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -292,21 +292,27 @@ async def test_rpc_without_registered_methods_is_method_not_found(server: Runnin
         assert client.state is ClientState.CONNECTED
 
 
-async def test_presence_and_history_are_not_available_yet(server: RunningServer) -> None:
+async def test_presence_and_history_through_the_sdk(server: RunningServer) -> None:
     async with connected(server, "alice") as (alice, _), connected(server, "bob") as (bob, _):
-        sub, _ = await subscribed(alice, "room:1")
-        calls: list[Callable[[], Awaitable[Any]]] = [
-            sub.presence,
-            sub.presence_stats,
-            sub.history,
-        ]
-        for call in calls:
-            with pytest.raises(ReplyError) as caught:
-                await asyncio.wait_for(call(), TIMEOUT)
-            assert (caught.value.code, caught.value.message) == (108, "not available")
-        # Only subscribers may ask: bob is not one.
+        alice_sub, _ = await subscribed(alice, "room:1")
+        bob_sub, _ = await subscribed(bob, "room:1")
+        presence = await asyncio.wait_for(alice_sub.presence(), TIMEOUT)
+        assert sorted(info.user for info in presence.clients.values()) == ["alice", "bob"]
+        stats = await asyncio.wait_for(bob_sub.presence_stats(), TIMEOUT)
+        assert (stats.num_clients, stats.num_users) == (2, 2)
+
+        for n in range(3):
+            await asyncio.wait_for(alice_sub.publish({"n": n}), TIMEOUT)
+        history = await asyncio.wait_for(bob_sub.history(limit=10), TIMEOUT)
+        assert [p.data for p in history.publications] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        assert [p.offset for p in history.publications] == [1, 2, 3]
+        assert (history.offset, bool(history.epoch)) == (3, True)
+        newest = await asyncio.wait_for(bob_sub.history(limit=2, reverse=True), TIMEOUT)
+        assert [p.offset for p in newest.publications] == [3, 2]
+
+        # Only subscribers may ask: bob is not subscribed to room:2.
         with pytest.raises(ReplyError) as caught:
-            await asyncio.wait_for(bob.presence("room:1"), TIMEOUT)
+            await asyncio.wait_for(bob.presence("room:2"), TIMEOUT)
         assert caught.value.code == 103
         assert alice.state is ClientState.CONNECTED
 

@@ -29,16 +29,22 @@ from roomcast.api.schemas import (
     DisconnectRequest,
     EmptyRequest,
     EmptyResult,
+    HistoryRequest,
+    HistoryResult,
     InfoResult,
+    PresenceResult,
+    PresenceStatsResult,
     PublishRequest,
     PublishResponse,
     PublishResult,
     SubscribeRequest,
     UnsubscribeRequest,
 )
+from roomcast.centrifuge_wire import wire_info, wire_publication
 from roomcast.errors import EngineUnavailable, RoomcastError
 from roomcast.hub import Hub
 from roomcast.protocol import Disconnect, DisconnectCode, ErrorCode
+from roomcast.publication import StreamPosition
 
 __all__ = ["CONCURRENCY", "METHODS", "ApiMethod", "Outcome", "call", "gather_bounded"]
 
@@ -125,28 +131,30 @@ def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
 
 
 async def _publish_one(
-    hub: Hub, channel: str, data: bytes, tags: dict[str, str] | None
-) -> ApiError | None:
+    hub: Hub, channel: str, data: bytes, tags: dict[str, str] | None, idempotency_key: str = ""
+) -> PublishResult | ApiError:
     error = _channel_error(hub, channel)
     if error is not None:
         return error
     try:
-        await hub.publish(channel, msgspec.Raw(data), tags=tags)
+        publication = await hub.publish(
+            channel, msgspec.Raw(data), tags=tags, idempotency_key=idempotency_key
+        )
     except RoomcastError as exc:
         return _engine_error(exc)
-    return None
+    return PublishResult(offset=publication.offset, epoch=publication.epoch)
 
 
 # --- methods ------------------------------------------------------------------------------------
 
 
 async def publish(hub: Hub, request: PublishRequest) -> Outcome:
-    """Publish into one channel; the result is ``{}`` until channels keep history."""
+    """Publish into one channel, once per ``idempotency_key`` within five minutes; the result
+    carries the publication's offset and epoch when the channel keeps history."""
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    error = await _publish_one(hub, request.channel, data, request.tags)
-    return error or PublishResult()
+    return await _publish_one(hub, request.channel, data, request.tags, request.idempotency_key)
 
 
 async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
@@ -156,11 +164,15 @@ async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    errors = await gather_bounded(
-        _publish_one(hub, channel, data, request.tags) for channel in request.channels
+    key = request.idempotency_key
+    outcomes = await gather_bounded(
+        _publish_one(hub, channel, data, request.tags, key) for channel in request.channels
     )
     return BroadcastResult(
-        [PublishResponse(error=e) if e else PublishResponse(result=PublishResult()) for e in errors]
+        [
+            PublishResponse(error=o) if isinstance(o, ApiError) else PublishResponse(result=o)
+            for o in outcomes
+        ]
     )
 
 
@@ -211,13 +223,64 @@ async def disconnect(hub: Hub, request: DisconnectRequest) -> Outcome:
     return EmptyResult()
 
 
-def _not_available(what: str) -> Callable[[Hub, ChannelRequest], Awaitable[Outcome]]:
-    async def serve(hub: Hub, request: ChannelRequest) -> Outcome:
-        return _channel_error(hub, request.channel) or ApiError.of(
-            ErrorCode.NOT_AVAILABLE, f"roomcast keeps no {what} yet"
-        )
+def _not_kept(channel: str, what: str) -> ApiError:
+    return ApiError.of(ErrorCode.NOT_AVAILABLE, f"the namespace of {channel!r} keeps no {what}")
 
-    return serve
+
+async def history(hub: Hub, request: HistoryRequest) -> Outcome:
+    """Publications kept for a channel, with its stream position (error 112 when ``since`` is
+    from another epoch or older than what is kept)."""
+    error = _channel_error(hub, request.channel)
+    if error is not None:
+        return error
+    since = request.since
+    page = await hub.history(
+        request.channel,
+        since=None if since is None else StreamPosition(since.offset, since.epoch),
+        limit=request.limit,
+        reverse=request.reverse,
+    )
+    if page is None:
+        return _not_kept(request.channel, "history")
+    if not page.complete:
+        return ApiError.of(ErrorCode.UNRECOVERABLE_POSITION)
+    return HistoryResult(
+        publications=[wire_publication(p) for p in page.publications],
+        offset=page.position.offset,
+        epoch=page.position.epoch,
+    )
+
+
+async def history_remove(hub: Hub, request: ChannelRequest) -> Outcome:
+    """Forget a channel's history; its next publication starts a new epoch."""
+    error = _channel_error(hub, request.channel)
+    if error is not None:
+        return error
+    if not await hub.history_remove(request.channel):
+        return _not_kept(request.channel, "history")
+    return EmptyResult()
+
+
+async def presence(hub: Hub, request: ChannelRequest) -> Outcome:
+    """Who is subscribed to a channel."""
+    error = _channel_error(hub, request.channel)
+    if error is not None:
+        return error
+    entries = await hub.presence(request.channel)
+    if entries is None:
+        return _not_kept(request.channel, "presence")
+    return PresenceResult({client: wire_info(info) for client, info in entries.items()})
+
+
+async def presence_stats(hub: Hub, request: ChannelRequest) -> Outcome:
+    """How many clients and distinct users are subscribed to a channel."""
+    error = _channel_error(hub, request.channel)
+    if error is not None:
+        return error
+    stats = await hub.presence_stats(request.channel)
+    if stats is None:
+        return _not_kept(request.channel, "presence")
+    return PresenceStatsResult(num_clients=stats.num_clients, num_users=stats.num_users)
 
 
 async def channels(hub: Hub, request: ChannelsRequest) -> Outcome:
@@ -247,10 +310,10 @@ METHODS: dict[str, ApiMethod[Any]] = {
     "subscribe": ApiMethod(SubscribeRequest, subscribe),
     "unsubscribe": ApiMethod(UnsubscribeRequest, unsubscribe),
     "disconnect": ApiMethod(DisconnectRequest, disconnect),
-    "presence": ApiMethod(ChannelRequest, _not_available("presence")),
-    "presence_stats": ApiMethod(ChannelRequest, _not_available("presence")),
-    "history": ApiMethod(ChannelRequest, _not_available("history")),
-    "history_remove": ApiMethod(ChannelRequest, _not_available("history")),
+    "presence": ApiMethod(ChannelRequest, presence),
+    "presence_stats": ApiMethod(ChannelRequest, presence_stats),
+    "history": ApiMethod(HistoryRequest, history),
+    "history_remove": ApiMethod(ChannelRequest, history_remove),
     "channels": ApiMethod(ChannelsRequest, channels),
     "info": ApiMethod(EmptyRequest, info),
 }

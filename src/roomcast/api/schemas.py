@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from roomcast import protocol
 from roomcast.protocol import ErrorCode
 
 __all__ = [
@@ -31,10 +32,15 @@ __all__ = [
     "DisconnectSpec",
     "EmptyRequest",
     "EmptyResult",
+    "HistoryRequest",
+    "HistoryResult",
     "InfoResult",
+    "PresenceResult",
+    "PresenceStatsResult",
     "PublishRequest",
     "PublishResponse",
     "PublishResult",
+    "StreamPositionSchema",
     "SubscribeRequest",
     "UnsubscribeRequest",
 ]
@@ -147,6 +153,23 @@ class ChannelRequest(msgspec.Struct, frozen=True):
     channel: str = ""
 
 
+class StreamPositionSchema(msgspec.Struct, frozen=True):
+    """``{"offset": N, "epoch": "..."}``: a place in a channel's history."""
+
+    offset: int = 0
+    epoch: str = ""
+
+
+class HistoryRequest(msgspec.Struct, frozen=True):
+    """``history``: publications after ``since`` (all kept if absent), at most ``limit``
+    (0, the default, gives only the stream's position), newest first with ``reverse``."""
+
+    channel: str = ""
+    limit: int = 0
+    since: StreamPositionSchema | None = None
+    reverse: bool = False
+
+
 class ChannelsRequest(msgspec.Struct, frozen=True):
     """``channels``: active channels, filtered by a glob ``pattern`` (``*``, ``?``, ``[a-z]``,
     ``{a,b}``, ``\\`` escapes) when one is given."""
@@ -171,7 +194,7 @@ class EmptyResult(msgspec.Struct, frozen=True):
 
 
 class PublishResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    """``publish``'s result; ``offset`` and ``epoch`` stay zero until channels keep history."""
+    """``publish``'s result: the publication's place in history, when the channel keeps it."""
 
     offset: int = 0
     epoch: str = ""
@@ -206,3 +229,24 @@ class InfoResult(msgspec.Struct, frozen=True):
     """``info``'s result: one entry per node (uid, name, version, num_clients, ...)."""
 
     nodes: list[dict[str, Any]]
+
+
+class HistoryResult(msgspec.Struct, frozen=True):
+    """``history``'s result: publications and the stream's current position."""
+
+    publications: list[protocol.Publication]
+    offset: int
+    epoch: str
+
+
+class PresenceResult(msgspec.Struct, frozen=True):
+    """``presence``'s result: client ID to client."""
+
+    presence: dict[str, protocol.ClientInfo]
+
+
+class PresenceStatsResult(msgspec.Struct, frozen=True):
+    """``presence_stats``' result."""
+
+    num_clients: int
+    num_users: int

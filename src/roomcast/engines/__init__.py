@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from roomcast.engines.base import Broker, PublicationHandler
+from roomcast.engines.base import Broker, EventHandler, HistoryStore, PresenceStore
 from roomcast.errors import ConfigurationError
 
-__all__ = ["Broker", "PublicationHandler", "create_broker"]
+__all__ = [
+    "Broker",
+    "EventHandler",
+    "HistoryStore",
+    "PresenceStore",
+    "create_broker",
+    "create_history_store",
+    "create_presence_store",
+]
 
 _PLANNED = ("redis", "rediss", "postgresql", "postgres", "nats")
 
@@ -28,3 +38,94 @@ def create_broker(url: str) -> Broker:
             f"broker {scheme}:// is not available in this version of roomcast; use memory://"
         )
     raise ConfigurationError(f"unknown broker URL scheme {scheme!r} in {url!r}; use memory://")
+
+
+def create_history_store(url: str) -> HistoryStore:
+    """The history store for ``url``'s scheme, not started.
+
+    ``memory://``, or ``sqlite:///relative/path.sqlite3`` (relative to the working directory)
+    or ``sqlite:////absolute/path.sqlite3``, with the optional query parameters
+    ``synchronous`` (``true``/``false``: ``add`` waits for the disk) and ``flush_interval``
+    (seconds between commits), e.g. ``sqlite:///data/history.sqlite3?flush_interval=0.01``.
+
+    Raises:
+        ConfigurationError: the scheme names no history store this version provides, or the
+            SQLite URL is malformed.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from roomcast.engines.memory import MemoryHistoryStore
+
+        return MemoryHistoryStore()
+    if scheme == "sqlite":
+        from roomcast.engines.sqlite import SqliteHistoryStore
+
+        path, synchronous, flush_interval = _parse_sqlite_url(url)
+        return SqliteHistoryStore(path, synchronous=synchronous, flush_interval=flush_interval)
+    _refuse("history store", scheme, url, "memory:// or sqlite:///path")
+
+
+def create_presence_store(url: str) -> PresenceStore:
+    """The presence store for ``url``'s scheme (``memory://``), not started.
+
+    Raises:
+        ConfigurationError: the scheme names no presence store this version provides.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from roomcast.engines.memory import MemoryPresenceStore
+
+        return MemoryPresenceStore()
+    if scheme == "sqlite":
+        raise ConfigurationError(
+            f"presence cannot be kept in SQLite ({url!r}): entries live seconds and are "
+            "rewritten constantly; use memory://"
+        )
+    _refuse("presence store", scheme, url, "memory://")
+
+
+def _refuse(what: str, scheme: str, url: str, choices: str) -> NoReturn:
+    if scheme in _PLANNED:
+        raise ConfigurationError(
+            f"{what} {scheme}:// is not available in this version of roomcast; use {choices}"
+        )
+    raise ConfigurationError(f"unknown {what} URL scheme {scheme!r} in {url!r}; use {choices}")
+
+
+def _parse_sqlite_url(url: str) -> tuple[Path, bool, float]:
+    """``sqlite:///rel/path`` or ``sqlite:////abs/path`` into (path, synchronous, interval)."""
+    parts = urlsplit(url)
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigurationError(
+            f"malformed SQLite URL {url!r}: use sqlite:///relative/path.sqlite3 or "
+            "sqlite:////absolute/path.sqlite3"
+        )
+    path = Path(unquote(parts.path[1:]))
+    synchronous, flush_interval = False, 0.005
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "synchronous" and value.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
+            synchronous = value.lower() in ("1", "true", "yes", "on")
+        elif key == "flush_interval":
+            try:
+                flush_interval = float(value)
+            except ValueError:
+                flush_interval = -1.0
+            if not 0 <= flush_interval <= 60:
+                raise ConfigurationError(
+                    f"SQLite URL {url!r}: flush_interval must be seconds between 0 and 60"
+                )
+        else:
+            raise ConfigurationError(
+                f"SQLite URL {url!r}: unknown parameter {key}={value!r} (known: "
+                "synchronous=true|false, flush_interval=seconds)"
+            )
+    return path, synchronous, flush_interval

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from roomcast.publication import Publication
+from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
-__all__ = ["Broker", "PublicationHandler"]
+__all__ = [
+    "Broker",
+    "EventHandler",
+    "HistoryOptions",
+    "HistoryPage",
+    "HistoryStore",
+    "PresenceStats",
+    "PresenceStore",
+]
 
-PublicationHandler = Callable[[str, Publication], None]
-"""Called with (channel, publication) for each publication a broker delivers to this process."""
+EventHandler = Callable[[str, ChannelEvent], None]
+"""Called with (channel, event) for each publication, join or leave a broker delivers here."""
 
 
 class Broker(ABC):
@@ -25,7 +34,7 @@ class Broker(ABC):
     """
 
     @abstractmethod
-    async def start(self, handler: PublicationHandler) -> None:
+    async def start(self, handler: EventHandler) -> None:
         """Connect and start delivering to ``handler``.
 
         Raises:
@@ -37,8 +46,8 @@ class Broker(ABC):
         """Stop delivering and release connections; safe to call twice."""
 
     @abstractmethod
-    async def publish(self, channel: str, publication: Publication) -> None:
-        """Send ``publication`` to every process subscribed to ``channel``, this one included.
+    async def publish(self, channel: str, event: ChannelEvent) -> None:
+        """Send ``event`` to every process subscribed to ``channel``, this one included.
 
         Raises:
             EngineUnavailable: the broker cannot take it now; nothing was published.
@@ -51,3 +60,117 @@ class Broker(ABC):
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``'s publications."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOptions:
+    """How long and how much of a channel's stream to keep (the namespace's options)."""
+
+    size: int
+    """Publications kept at most; older ones are dropped as new ones arrive."""
+    ttl: float
+    """Seconds a publication is kept."""
+    meta_ttl: float = 30 * 24 * 3600.0
+    """Seconds the stream's position (epoch and top offset) outlives its last publication;
+    after that a new publication starts a new epoch at offset 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """What a history read returns.
+
+    ``position`` is the stream's current top (offset of the newest publication ever added in
+    this epoch, 0 for an empty stream). ``complete`` is False when publications that follow
+    the ``since`` position asked for are gone (expired, trimmed, or another epoch): the page
+    then cannot be used to recover and ``publications`` is empty.
+    """
+
+    publications: list[Publication]
+    position: StreamPosition
+    complete: bool = True
+
+
+class HistoryStore(ABC):
+    """Bounded, expiring streams of publications, one per channel.
+
+    Guarantees: ``add`` gives each publication of a channel the next offset of the current
+    epoch, and a reader never sees two publications with one offset in one epoch, nor a gap
+    that ``complete`` does not report. Writes may be batched, but a publication is readable
+    as soon as ``add`` returns. All methods raise ``EngineUnavailable`` when the store cannot
+    be reached.
+    """
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections or files; called once before any other method."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Flush what is pending and release resources; safe to call twice."""
+
+    @abstractmethod
+    async def add(
+        self, channel: str, publication: Publication, options: HistoryOptions
+    ) -> Publication:
+        """Append ``publication`` and return it with its ``offset`` and ``epoch`` set."""
+
+    @abstractmethod
+    async def read(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = -1,
+        reverse: bool = False,
+    ) -> HistoryPage:
+        """Publications of ``channel`` still kept, oldest first (newest first if ``reverse``).
+
+        With ``since``, only those after it (before it, if ``reverse``), and ``complete``
+        says whether any that followed ``since`` are gone. ``limit`` caps how many are
+        returned: negative for all, 0 for none (just the position).
+        """
+
+    @abstractmethod
+    async def remove(self, channel: str) -> None:
+        """Forget the channel's publications; its next publication starts a new epoch."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceStats:
+    """How many connections, and how many distinct users, are present in a channel."""
+
+    num_clients: int
+    num_users: int
+
+
+class PresenceStore(ABC):
+    """Who is subscribed to which channel, across every node.
+
+    Entries expire ``ttl`` seconds after they were last added, so the clients of a crashed
+    process disappear by themselves; live sessions add their entries again well before that.
+    Methods raise ``EngineUnavailable`` when the store cannot be reached.
+    """
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections; called once before any other method."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release resources; safe to call twice."""
+
+    @abstractmethod
+    async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:
+        """Insert or refresh the entry of client ``info.client`` in ``channel``."""
+
+    @abstractmethod
+    async def remove(self, channel: str, client: str) -> None:
+        """Remove a client's entry; unknown entries are ignored."""
+
+    @abstractmethod
+    async def get(self, channel: str) -> dict[str, ClientInfo]:
+        """The live entries of ``channel``, by client ID."""
+
+    @abstractmethod
+    async def stats(self, channel: str) -> PresenceStats:
+        """Counts of the live entries of ``channel``."""

@@ -1,12 +1,39 @@
-"""The in-memory broker: one process, no network. The reference implementation."""
+"""The in-memory engines: one process, no network. The reference implementations.
+
+Besides the broker and the two stores, this module holds what every history store shares:
+:func:`new_epoch` and :func:`history_window`, the one statement of which offsets a read returns
+and when it is complete.
+"""
 
 from __future__ import annotations
 
-from roomcast.engines.base import Broker, PublicationHandler
-from roomcast.errors import EngineUnavailable
-from roomcast.publication import Publication
+import enum
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from itertools import islice
 
-__all__ = ["MemoryBroker"]
+from roomcast.engines.base import (
+    Broker,
+    EventHandler,
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PresenceStats,
+    PresenceStore,
+)
+from roomcast.errors import EngineUnavailable
+from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
+
+__all__ = [
+    "MemoryBroker",
+    "MemoryHistoryStore",
+    "MemoryPresenceStore",
+    "history_window",
+    "new_epoch",
+]
 
 
 class MemoryBroker(Broker):
@@ -17,25 +44,274 @@ class MemoryBroker(Broker):
     """
 
     def __init__(self) -> None:
-        self._handler: PublicationHandler | None = None
+        self._handler: EventHandler | None = None
         self._channels: set[str] = set()
 
-    async def start(self, handler: PublicationHandler) -> None:
+    async def start(self, handler: EventHandler) -> None:
         self._handler = handler
 
     async def close(self) -> None:
         self._handler = None
         self._channels.clear()
 
-    async def publish(self, channel: str, publication: Publication) -> None:
+    async def publish(self, channel: str, event: ChannelEvent) -> None:
         handler = self._handler
         if handler is None:
             raise EngineUnavailable("the memory broker is not started")
         if channel in self._channels:
-            handler(channel, publication)
+            handler(channel, event)
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
+
+
+def new_epoch() -> str:
+    """A fresh random epoch: 8 URL-safe characters, 48 bits of randomness."""
+    return secrets.token_urlsafe(6)
+
+
+def history_window(
+    top: int, first_kept: int, since: int | None, reverse: bool
+) -> tuple[bool, int, int]:
+    """Which offsets a history read covers, shared by every history store.
+
+    ``top`` is the stream's newest offset; ``first_kept`` the oldest offset still kept
+    (``top + 1`` when none is); ``since`` the offset of the reader's position in the same
+    epoch, or None. Returns ``(complete, lo, hi)``: the inclusive offset range to return
+    (empty when ``lo > hi``), and False for ``complete`` when publications between ``since``
+    and that range are gone, or ``since`` lies beyond the top, in which case the range is
+    empty. Forward reads cover what follows ``since``; reverse reads what precedes it.
+    """
+    first = max(first_kept, 1)
+    if since is None:
+        return True, first, top
+    offset = max(since, 0)
+    if reverse:
+        if offset > top + 1 or 1 <= offset - 1 < first:
+            return False, 1, 0
+        return True, first, offset - 1
+    if offset > top or (offset < top and first > offset + 1):
+        return False, 1, 0
+    return True, offset + 1, top
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+def _check_running(state: _State, what: str) -> None:
+    if state is not _State.RUNNING:
+        raise EngineUnavailable(f"the {what} is {state.value}, not running")
+
+
+_SWEEP_INTERVAL = 60.0
+"""Seconds between sweeps that drop streams and presence entries nobody asked for since they
+expired; lookups drop what they meet sooner."""
+
+_READ_META_TTL = HistoryOptions(size=0, ttl=0.0).meta_ttl
+"""How long the position a read creates for a stream without one lives (the default meta TTL):
+long enough for the reader's first publication to arrive in that epoch."""
+
+
+@dataclass(slots=True)
+class _Stream:
+    epoch: str
+    meta_expires_at: float
+    top: int = 0
+    # (expires_at, publication), oldest first, offsets consecutive; expires_at never
+    # decreases along the deque, so expiry always trims a prefix and never opens a gap.
+    kept: deque[tuple[float, Publication]] = field(default_factory=deque)
+
+    def expire(self, now: float) -> None:
+        kept = self.kept
+        while kept and kept[0][0] <= now:
+            kept.popleft()
+
+
+class MemoryHistoryStore(HistoryStore):
+    """History in this process' memory: lost on restart, invisible to other processes.
+
+    Each channel's stream is a deque trimmed to ``options.size`` on every add. A publication
+    expires ``options.ttl`` seconds after it was added, or when an older one still kept expires
+    later (the TTL of a namespace rarely changes, and expiring in order keeps the stream free
+    of gaps). The position (epoch and top offset) expires ``options.meta_ttl`` seconds after
+    the last add; a read of a channel without one creates it, so that the reader's position and
+    the next publication share an epoch. ``clock`` returns seconds, like ``time.time``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._streams: dict[str, _Stream] = {}
+        self._state = _State.NEW
+        self._next_sweep = 0.0
+
+    async def start(self) -> None:
+        if self._state is _State.NEW:
+            self._state = _State.RUNNING
+            self._next_sweep = self._clock() + _SWEEP_INTERVAL
+
+    async def close(self) -> None:
+        self._state = _State.CLOSED
+        self._streams.clear()
+
+    async def add(
+        self, channel: str, publication: Publication, options: HistoryOptions
+    ) -> Publication:
+        _check_running(self._state, "memory history store")
+        now = self._now()
+        stream = self._live(channel, now)
+        if stream is None:
+            stream = self._streams[channel] = _Stream(new_epoch(), now)
+        stream.top += 1
+        stream.meta_expires_at = now + options.meta_ttl
+        added = replace(
+            publication, offset=stream.top, epoch=stream.epoch, tags=dict(publication.tags)
+        )
+        kept = stream.kept
+        if options.size <= 0 or options.ttl <= 0:
+            kept.clear()
+            return added
+        expires_at = now + options.ttl
+        if kept:
+            expires_at = max(expires_at, kept[-1][0])
+        kept.append((expires_at, added))
+        while len(kept) > options.size:
+            kept.popleft()
+        return added
+
+    async def read(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = -1,
+        reverse: bool = False,
+    ) -> HistoryPage:
+        _check_running(self._state, "memory history store")
+        now = self._now()
+        stream = self._live(channel, now)
+        if stream is None:
+            stream = self._streams[channel] = _Stream(new_epoch(), now + _READ_META_TTL)
+        stream.expire(now)
+        position = StreamPosition(stream.top, stream.epoch)
+        if since is not None and since.epoch != stream.epoch:
+            return HistoryPage([], position, complete=False)
+        kept = stream.kept
+        first_kept = kept[0][1].offset if kept else stream.top + 1
+        complete, lo, hi = history_window(
+            stream.top, first_kept, None if since is None else since.offset, reverse
+        )
+        if not complete:
+            return HistoryPage([], position, complete=False)
+        count = hi - lo + 1
+        if limit >= 0:
+            count = min(count, limit)
+        if count <= 0:
+            return HistoryPage([], position)
+        if reverse:
+            skip = stream.top - hi  # kept ends at top: entries newer than hi
+            entries = islice(reversed(kept), skip, skip + count)
+        else:
+            skip = lo - first_kept
+            entries = islice(kept, skip, skip + count)
+        return HistoryPage([pub for _, pub in entries], position)
+
+    async def remove(self, channel: str) -> None:
+        _check_running(self._state, "memory history store")
+        self._streams.pop(channel, None)
+
+    def _live(self, channel: str, now: float) -> _Stream | None:
+        """The channel's stream, unless it has none or its position expired (then dropped)."""
+        stream = self._streams.get(channel)
+        if stream is not None and stream.meta_expires_at <= now:
+            del self._streams[channel]
+            return None
+        return stream
+
+    def _now(self) -> float:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_INTERVAL
+            for channel in [c for c, s in self._streams.items() if s.meta_expires_at <= now]:
+                del self._streams[channel]
+            for stream in self._streams.values():
+                stream.expire(now)
+        return now
+
+
+class MemoryPresenceStore(PresenceStore):
+    """Presence in this process' memory: entries per channel per client, each with its expiry.
+
+    Reads drop the expired entries they meet; a sweep now and then drops those of channels
+    nobody reads. ``clock`` returns seconds, like ``time.time``.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._channels: dict[str, dict[str, tuple[float, ClientInfo]]] = {}
+        self._state = _State.NEW
+        self._next_sweep = 0.0
+
+    async def start(self) -> None:
+        if self._state is _State.NEW:
+            self._state = _State.RUNNING
+            self._next_sweep = self._clock() + _SWEEP_INTERVAL
+
+    async def close(self) -> None:
+        self._state = _State.CLOSED
+        self._channels.clear()
+
+    async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:
+        _check_running(self._state, "memory presence store")
+        now = self._now()
+        self._channels.setdefault(channel, {})[info.client] = (now + ttl, info)
+
+    async def remove(self, channel: str, client: str) -> None:
+        _check_running(self._state, "memory presence store")
+        entries = self._channels.get(channel)
+        if entries is not None:
+            entries.pop(client, None)
+            if not entries:
+                del self._channels[channel]
+
+    async def get(self, channel: str) -> dict[str, ClientInfo]:
+        _check_running(self._state, "memory presence store")
+        return {client: info for client, (_, info) in self._live(channel).items()}
+
+    async def stats(self, channel: str) -> PresenceStats:
+        _check_running(self._state, "memory presence store")
+        entries = self._live(channel)
+        return PresenceStats(
+            num_clients=len(entries),
+            num_users=len({info.user for _, info in entries.values()}),
+        )
+
+    def _live(self, channel: str) -> dict[str, tuple[float, ClientInfo]]:
+        """The channel's unexpired entries, after dropping the expired ones."""
+        now = self._now()
+        entries = self._channels.get(channel)
+        if entries is None:
+            return {}
+        self._drop_expired(channel, entries, now)
+        return entries
+
+    def _drop_expired(
+        self, channel: str, entries: dict[str, tuple[float, ClientInfo]], now: float
+    ) -> None:
+        for client in [c for c, (expires_at, _) in entries.items() if expires_at <= now]:
+            del entries[client]
+        if not entries:
+            self._channels.pop(channel, None)
+
+    def _now(self) -> float:
+        now = self._clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_INTERVAL
+            for channel, entries in list(self._channels.items()):
+                self._drop_expired(channel, entries, now)
+        return now

@@ -24,7 +24,7 @@ import msgspec
 from starlette.websockets import WebSocket
 
 from roomcast.errors import StateError
-from roomcast.publication import Publication
+from roomcast.publication import ChannelEvent
 from roomcast.transport.asgi import asgi_frame_sender, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.wire import WireFormat
@@ -56,6 +56,7 @@ class SeedSocket:
     """
 
     wire_format = WireFormat.TEXT
+    join_leave = False
 
     def __init__(self, websocket: WebSocket, *, max_queue_bytes: int, max_message_bytes: int):
         self._websocket = websocket
@@ -120,9 +121,12 @@ class SeedSocket:
         """Queue ``value`` as a JSON text frame."""
         self._writer.push(msgspec.json.encode(value).decode())
 
-    def deliver(self, channel: str, message: str | bytes, publication: Publication) -> None:
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
         """Subscriber hook: a room message for this connection."""
         self._writer.push(message)
+
+    def resync(self, channel: str) -> None:
+        """Subscriber hook: seed rooms keep no history, so there is nothing to recover."""
 
     def close(self, code: CloseCode, reason: str) -> None:
         """Send what is queued, then close with ``code`` and ``reason``."""

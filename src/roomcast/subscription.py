@@ -1,0 +1,120 @@
+"""ChannelSubscription: one session's subscription to one channel, as the Node sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from roomcast.publication import ChannelEvent, ClientInfo, Publication
+from roomcast.wire import WireFormat
+from roomcast.writer import Writer
+
+__all__ = ["ChannelSubscription", "SubscriptionFeatures", "SubscriptionState"]
+
+
+class SubscriptionState(Enum):
+    """PENDING keeps live events aside until the subscribe reply is out; LIVE delivers."""
+
+    PENDING = "pending"
+    LIVE = "live"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionFeatures:
+    """What a subscription does besides delivering publications."""
+
+    positioned: bool = False
+    """Publications carry offsets the client tracks; a gap makes it subscribe again."""
+    recoverable: bool = False
+    """The client may recover missed publications when it subscribes again."""
+    join_leave: bool = False
+    """Join and leave events are pushed to the client."""
+    emit_join_leave: bool = False
+    """The client's own join and leave are announced to the channel."""
+    presence: bool = False
+    """The client appears in the channel's presence while subscribed."""
+
+
+class ChannelSubscription:
+    """The Subscriber a Node delivers one channel's events to, for one session.
+
+    Args:
+        writer: the session's writer.
+        channel: the channel subscribed to.
+        info: who the subscriber is (with the subscription token's ``chan_info``).
+        features: what the subscription does besides delivering.
+        expire_at: Unix seconds the subscription must be refreshed by; 0 for never.
+        on_gap: called once if the node reports a gap in the channel's stream.
+        max_kept_bytes: what may be kept aside while pending before the connection is cut
+            off as slow.
+
+    A subscription starts PENDING: the node delivers to it from the moment it subscribes,
+    but nothing reaches the client before the reply to its subscribe (``go_live``).
+    """
+
+    wire_format = WireFormat.CENTRIFUGE_JSON
+
+    def __init__(
+        self,
+        writer: Writer,
+        channel: str,
+        *,
+        info: ClientInfo,
+        features: SubscriptionFeatures = SubscriptionFeatures(),
+        expire_at: int = 0,
+        on_gap: Callable[[ChannelSubscription], None] | None = None,
+        max_kept_bytes: int = 1 << 20,
+    ) -> None:
+        self._writer = writer
+        self.channel = channel
+        self.info = info
+        self.features = features
+        self.expire_at = expire_at
+        self.expire_timer: asyncio.TimerHandle | None = None
+        self._on_gap = on_gap
+        self._max_kept_bytes = max_kept_bytes
+        self._kept: list[tuple[str | bytes, ChannelEvent]] = []
+        self._kept_bytes = 0
+        self.state = SubscriptionState.PENDING
+
+    @property
+    def writer(self) -> Writer:
+        return self._writer
+
+    @property
+    def join_leave(self) -> bool:
+        return self.features.join_leave
+
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
+        if self.state is SubscriptionState.LIVE:
+            self._writer.push(message)
+            return
+        self._kept.append((message, event))
+        self._kept_bytes += len(message)
+        if self._kept_bytes > self._max_kept_bytes:
+            self._kept.clear()
+            self._writer.cut_off()
+
+    def resync(self, channel: str) -> None:
+        if self.features.positioned and self._on_gap is not None:
+            on_gap, self._on_gap = self._on_gap, None
+            on_gap(self)
+
+    def kept_publications(self) -> list[Publication]:
+        """The publications kept aside while pending, in arrival order."""
+        return [event for _, event in self._kept if isinstance(event, Publication)]
+
+    def go_live(self, then: list[str | bytes] | None = None) -> None:
+        """Deliver directly from now on, after pushing what was kept aside: every event in
+        order, or, when recovery decided which publications follow the reply, ``then`` and
+        the kept join/leave events."""
+        for message, event in self._kept:
+            if then is None or not isinstance(event, Publication):
+                self._writer.push(message)
+        for message in then or ():
+            self._writer.push(message)
+        self._kept = []
+        self._kept_bytes = 0
+        self.state = SubscriptionState.LIVE

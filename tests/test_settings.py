@@ -252,3 +252,11 @@ def test_invalid_value_in_file_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path / "config.yaml", {"client": {"pong_timeout": "forever"}})
     with pytest.raises(ConfigurationError, match=r"client\.pong_timeout"):
         Settings.load(config_file=path)
+
+
+def test_recovery_without_history_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="recovery and positioning need history"):
+        Settings.load(channel={"namespaces": [{"name": "news", "force_recovery": True}]})
+    news = {"name": "news", "force_recovery": True, "history_size": 10, "history_ttl": "60s"}
+    settings = Settings.load(channel={"namespaces": [news]})
+    assert settings.channel.namespaces[0].history_ttl == 60.0

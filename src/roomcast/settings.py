@@ -135,6 +135,20 @@ class ChannelOptions(_Section):
     allow_history_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
 
+    @model_validator(mode="after")
+    def _recovery_needs_history(self) -> ChannelOptions:
+        wants_positions = (
+            self.force_recovery
+            or self.allow_recovery
+            or self.force_positioning
+            or self.allow_positioning
+        )
+        if wants_positions and (self.history_size <= 0 or self.history_ttl <= 0):
+            raise ValueError(
+                "recovery and positioning need history: set history_size and history_ttl"
+            )
+        return self
+
 
 class Namespace(ChannelOptions):
     """Channel options for channels named ``<name>:<rest>``."""

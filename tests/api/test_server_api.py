@@ -169,7 +169,7 @@ def test_channels_refuses_a_malformed_pattern(server: RunningServer) -> None:
     assert error["code"] == 107
 
 
-async def test_presence_and_history_are_not_available(cent: AsyncClient) -> None:
+async def test_presence_and_history_where_the_namespace_keeps_none(cent: AsyncClient) -> None:
     requests: list[Any] = [
         PresenceRequest(channel="news"),
         PresenceStatsRequest(channel="news"),

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from roomcast.engines.base import HistoryOptions
 from roomcast.settings import ChannelOptions, ChannelSettings
 
-__all__ = ["ChannelRules", "ResolvedChannel", "history_options"]
+__all__ = ["ChannelRules", "ResolvedChannel", "history_options", "keeps_history"]
+
+
+def keeps_history(settings: ChannelSettings) -> bool:
+    """Whether any namespace (or the channels without one) keeps history."""
+    return any(
+        history_options(options) is not None
+        for options in (settings.without_namespace, *settings.namespaces)
+    )
 
 
 def history_options(options: ChannelOptions) -> HistoryOptions | None:

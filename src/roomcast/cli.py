@@ -18,6 +18,7 @@ from rich.markup import escape
 from uvicorn.supervisors import Multiprocess
 
 from roomcast.app import SETTINGS_ENV
+from roomcast.channels import keeps_history
 from roomcast.engines import create_broker
 from roomcast.errors import ConfigurationError
 from roomcast.logs import log_config
@@ -137,10 +138,12 @@ def _run(settings: Settings) -> None:
     server = uvicorn.Server(config)
     sock = config.bind_socket()
     bound_host, bound_port = sock.getsockname()[:2]
+    engine = settings.engine
+    history = engine.history if keeps_history(settings.channel) else "off (no namespace keeps it)"
     console.print(
         f"roomcast listening on http://{bound_host}:{bound_port} "
-        f"(workers: {settings.workers}; broker: {settings.engine.broker_url}; "
-        f"history: {settings.engine.history}; examples: "
+        f"(workers: {settings.workers}; broker: {engine.broker_url}; history: {history}; "
+        f"presence: {engine.presence_url}; examples: "
         f"{'on' if settings.examples.enabled else 'off'})",
         highlight=False,
         soft_wrap=True,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
 from roomcast.centrifuge_wire import encode_event_push, encode_pub_push
-from roomcast.channels import ChannelRules, history_options
+from roomcast.channels import ChannelRules, history_options, keeps_history
 from roomcast.context import (
     Credentials,
     Hooks,
@@ -83,17 +83,16 @@ class Hub:
     ) -> None:
         self.settings = settings if settings is not None else Settings.load()
         engine = self.settings.engine
-        channel_settings = self.settings.channel
-        keeps_history = any(
-            history_options(options) is not None
-            for options in (channel_settings.without_namespace, *channel_settings.namespaces)
-        )
         self.presence_store = create_presence_store(engine.presence_url)
         self.node = Node(
             create_broker(engine.broker_url),
             encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
             event_encoder=encode_event_push,
-            history=create_history_store(engine.history) if keeps_history else None,
+            history=(
+                create_history_store(engine.history)
+                if keeps_history(self.settings.channel)
+                else None
+            ),
             lag_bytes=self.settings.client.queue_max_size // 2,
             lag_timeout=self.settings.client.lag_timeout,
         )

@@ -32,6 +32,9 @@ class Row:
     digits: int = 1
 
 
+_HISTORY = [("off", "off"), ("on", "on (sqlite)"), ("sync", "on (sqlite, synchronous)")]
+"""The history scenario's variants: metric key prefix, label."""
+
 ROWS = [
     Row("burst", "deliveries_per_s", "burst: deliveries/s", "up", 0),
     Row("burst", "p50_ms", "burst: p50 latency ms", "down"),
@@ -46,7 +49,16 @@ ROWS = [
     Row("slow", "peak_rss_mb", "slow: server peak RSS MB", "down"),
     Row("idle", "kb_per_client", "idle: server KB/client", "down"),
     Row("idle", "connects_per_s", "idle: connects/s", "up", 0),
-]
+    *[Row("history", f"{v}_publishes_per_s", f"history: publishes/s {label}", "up", 0)
+      for v, label in _HISTORY],
+    *[Row("history", f"{v}_off_ratio", f"history: {label}/off ratio", "up", 2)
+      for v, label in _HISTORY[1:]],
+    *[Row("history", f"{v}_{q}_ms", f"history: {q} latency ms {label}", "down", 2)
+      for q in ("p50", "p99") for v, label in _HISTORY],
+    *[Row("history", f"{v}_server_cpu_us_per_publish", f"history: server CPU µs/publish {label}",
+          "down", 0) for v, label in _HISTORY],
+    Row("history", "offsets", "history: offsets in hist channels", ""),
+]  # fmt: skip
 
 PIVOT = "roomcast"
 
@@ -57,7 +69,12 @@ def _value(doc: dict[str, Any], server: str, row: Row) -> Any:
         return None
     if "error" in metrics:
         return Text("error", style="red")
-    return metrics.get(row.key)
+    if "skipped" in metrics:
+        return Text(metrics["skipped"], style="dim")
+    value = metrics.get(row.key)
+    if row.key == "offsets" and value is not None and not value.startswith("consecutive"):
+        return Text(f"WARNING: {value}", style="bold red")
+    return value
 
 
 def _fmt(value: Any, digits: int) -> Text | str:
@@ -109,6 +126,14 @@ def render_table(doc: dict[str, Any], console: Console) -> None:
         cells += [_ratio(mine, _value(doc, b, row), row.better) for b in baselines]
         table.add_row(*cells)
     console.print(table)
+    skipped: dict[str, list[str]] = {}
+    for server, scenarios in doc["results"].items():
+        for scenario, metrics in scenarios.items():
+            if "skipped" in metrics:
+                skipped.setdefault(scenario, []).append(server)
+    for scenario, names in skipped.items():
+        console.print(f"[dim]note[/dim] {scenario}: not run on {', '.join(names)} "
+                      f"({doc['results'][names[0]][scenario]['skipped']})")  # fmt: skip
     for server, scenarios in doc["results"].items():
         for scenario, metrics in scenarios.items():
             if "error" in metrics:
@@ -139,7 +164,8 @@ def _short(value: float) -> str:
 
 
 def write_plot(doc: dict[str, Any], path: Path) -> None:
-    """Six panels, one bar per server (grouped p50/p99 bars for latencies)."""
+    """One panel per figure of the scenarios that ran, one bar per server (grouped bars for
+    p50/p99 latencies and for the history variants)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,10 +179,20 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
         ("slow", "slow: healthy delivered % ↑", ["healthy_delivered_pct"], False),
         ("slow", "slow: server peak RSS MB ↓", ["peak_rss_mb"], False),
         ("idle", "idle: server KB/client ↓", ["kb_per_client"], False),
-    ]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+        ("history", "history: publishes/s ↑",
+         ["off_publishes_per_s", "on_publishes_per_s", "sync_publishes_per_s"], False),
+    ]  # fmt: skip
+    ran = set(doc["meta"]["scenarios"])
+    panels = [panel for panel in panels if panel[0] in ran]
+    if not panels:
+        return
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
     colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
-    for ax, (scenario, title, keys, log) in zip(axes.flat, panels, strict=True):
+    for ax, (scenario, title, keys, log) in zip(axes.flat, panels, strict=False):
         width = 0.8 / len(keys)
         for k, key in enumerate(keys):
             values = [_number(doc, s, scenario, key) for s in servers]
@@ -165,7 +201,9 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
                 xs,
                 [0 if math.isnan(v) else v for v in values],
                 width,
-                label=key.removesuffix("_ms") if len(keys) > 1 else None,
+                label=key.removesuffix("_ms").removesuffix("_publishes_per_s")
+                if len(keys) > 1
+                else None,
                 color=colors[: len(servers)] if len(keys) == 1 else None,
             )
             for bar, value in zip(bars, values, strict=True):

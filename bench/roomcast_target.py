@@ -12,7 +12,14 @@ Assumed (fix here if the server disagrees):
 * HTTP server API ``POST /api/publish`` with ``{"channel": ..., "data": ...}`` and the header
   ``X-API-Key: benchkey``; an error is reported as a JSON body containing ``"error"``;
 * the process writes its data files (SQLite history) under its working directory, so it runs in
-  a scratch directory.
+  a scratch directory;
+* history (the ``history`` scenario, :func:`with_history`): channel namespaces are configured with
+  ``ROOMCAST_CHANNEL__NAMESPACES`` (a JSON list of Centrifugo-style channel options) and the store
+  with ``ROOMCAST_ENGINE__HISTORY`` (``sqlite:////abs/path.sqlite3``, optionally
+  ``?synchronous=true``); a namespace with ``history_size`` and ``history_ttl`` keeps history, and
+  every publication pushed on its channels carries ``"offset"``, consecutive from one publication
+  to the next; a client ``publish`` is answered ``{"id":N,"publish":{}}`` once the publication is
+  in the stream (committed first when synchronous) and fanned out.
 
 ``PUBLISH_VIA`` picks the default publish path: ``"ws"`` (the client ``publish`` command on a
 publisher connection - the path the baselines use too, so the comparison is like for like) or
@@ -25,15 +32,33 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from bench.targets import HttpPublish, PublishVia, Target
 
-__all__ = ["API_KEY", "PUBLISH_VIA", "roomcast_target"]
+__all__ = [
+    "API_KEY",
+    "HISTORY_CHANNEL",
+    "HISTORY_NAMESPACES",
+    "PLAIN_CHANNEL",
+    "PUBLISH_VIA",
+    "roomcast_target",
+    "with_history",
+]
 
 API_KEY = "benchkey"
 PUBLISH_VIA: PublishVia = "ws"
 _BIN = Path(sys.executable).parent / "roomcast"
+
+HISTORY_NAMESPACES = [
+    {"name": "hist", "history_size": 1000, "history_ttl": "300s",
+     "allow_subscribe_for_client": True, "allow_publish_for_client": True},
+    {"name": "plain", "allow_subscribe_for_client": True, "allow_publish_for_client": True},
+]  # fmt: skip
+"""``hist:`` channels keep the last 1,000 publications for 5 minutes, ``plain:`` ones none."""
+HISTORY_CHANNEL = "hist:bench"
+PLAIN_CHANNEL = "plain:bench"
 
 
 def _command(port: int) -> list[str]:
@@ -78,3 +103,15 @@ def roomcast_target() -> Target:
         availability=_availability,
         isolated_cwd=True,
     )
+
+
+def with_history(target: Target, history_url: str) -> Target:
+    """``target`` with the ``hist`` and ``plain`` namespaces and its history kept at
+    ``history_url`` (``{scratch}`` in it becomes the server's scratch directory, see
+    :class:`bench.servers.ServerProcess`)."""
+    env = {
+        **target.env,
+        "ROOMCAST_CHANNEL__NAMESPACES": json.dumps(HISTORY_NAMESPACES, separators=(",", ":")),
+        "ROOMCAST_ENGINE__HISTORY": history_url,
+    }
+    return replace(target, env=env)

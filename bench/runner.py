@@ -33,7 +33,7 @@ from bench.config import Sizes
 from bench.machine import LoadMonitor
 from bench.pool import ClientPool, WorkerError
 from bench.publisher import PublishError
-from bench.scenarios import SCENARIOS, Context, Metrics, ScenarioError
+from bench.scenarios import ONLY, PREPARE, SCENARIOS, Context, Metrics, ScenarioError
 from bench.servers import ServerError, ServerProcess
 from bench.targets import Target
 from bench.wsclient import WsClosedError
@@ -62,9 +62,12 @@ class RunConfig:
     def budget_s(self) -> float:
         """Hard limit for one (server, scenario) pair, start-up and teardown included."""
         s = self.sizes
+        # history: a second server, then rounds x 3 measurements (burst + drain + reconnects)
+        history = 30 + s.history_rounds * 3 * (s.history_timeout + 20)
         longest = max(
-            s.burst_timeout, s.fixed_seconds * 2 + 5 + s.fixed_drain, s.slow_timeout * 2 + 15
-        )
+            s.burst_timeout, s.fixed_seconds * 2 + 5 + s.fixed_drain, s.slow_timeout * 2 + 15,
+            history if "history" in self.scenarios else 0,
+        )  # fmt: skip
         return 60.0 + 2 * s.connect_deadline + longest
 
 
@@ -121,7 +124,9 @@ class _Run:
         try:
             async with asyncio.timeout(self.cfg.budget_s):
                 status("starting server")
-                async with ServerProcess(target, cpus=self.server_cpus) as server:
+                prepare = PREPARE.get(scenario)
+                started = prepare(target) if prepare is not None else target
+                async with ServerProcess(started, cpus=self.server_cpus) as server:
                     via = target.publish_via(self.cfg.publish)
                     ctx = Context(server, self.pool, self.cfg.sizes, via, status)
                     monitor = LoadMonitor()  # this process, the server and the workers
@@ -186,8 +191,11 @@ async def run(cfg: RunConfig, console: Console) -> dict[str, Any]:
                         def status(text: str, label: str = label) -> None:
                             progress.update(task, description=f"{label}: {text}")
 
-                        if reason is not None:
-                            metrics: Metrics = {"error": f"unavailable: {reason}"}
+                        only = ONLY.get(scenario)
+                        if only is not None and target.name not in only[0]:
+                            metrics: Metrics = {"skipped": only[1]}
+                        elif reason is not None:
+                            metrics = {"error": f"unavailable: {reason}"}
                         else:
                             metrics = await state.one(target, scenario, status)
                         results[target.name][scenario] = metrics

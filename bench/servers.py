@@ -19,11 +19,20 @@ from pathlib import Path
 
 from bench.targets import Target
 
-__all__ = ["RssSampler", "ServerError", "ServerProcess", "free_port", "tree_cpu_seconds"]
+__all__ = [
+    "SCRATCH",
+    "RssSampler",
+    "ServerError",
+    "ServerProcess",
+    "free_port",
+    "tree_cpu_seconds",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 """The directory that holds the ``bench`` package: servers must be able to import it."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+SCRATCH = "{scratch}"
+"""Written in a target's env value, stands for the server's scratch directory (``isolated_cwd``)."""
 
 
 class ServerError(RuntimeError):
@@ -104,12 +113,13 @@ class ServerProcess:
 
     async def start(self) -> None:
         """Launch the server and wait (bounded) until its port accepts connections."""
-        env = {**os.environ, **self.target.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         cwd = str(ROOT)
         if self.target.isolated_cwd:
             self._cwd = tempfile.TemporaryDirectory(prefix=f"bench-{self.target.name}-")
             cwd = self._cwd.name
+        # "{scratch}" in the target's env: its scratch directory (an absolute path, for URLs).
+        env = {**os.environ, **{k: v.replace(SCRATCH, cwd) for k, v in self.target.env.items()}}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self._proc = await asyncio.create_subprocess_exec(
             *self.target.command(self.port),
             cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,

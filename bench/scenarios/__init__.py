@@ -1,24 +1,38 @@
-"""The four scenarios; each is a module with ``async def run(ctx) -> Metrics``.
+"""The scenarios; each is a module with ``async def run(ctx) -> Metrics``.
 
 * ``burst`` - throughput and latency of a flood of small publications (:mod:`.burst`);
 * ``fixed`` - latency at a steady 50 publications/s (:mod:`.fixed`);
 * ``slow``  - one stalled subscriber among healthy ones: fairness, disconnect, memory
   (:mod:`.slow`);
-* ``idle``  - server memory per idle subscribed connection (:mod:`.idle`).
+* ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
+* ``history`` - roomcast's publish throughput with history off / on (SQLite, batched or
+  synchronous), roomcast only (:mod:`.history`).
+
+``ONLY`` names the servers a scenario applies to (the others get the note instead of figures);
+``PREPARE`` adapts a target before the runner starts it for that scenario.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bench.scenarios import burst, fixed, idle, slow
+from bench.scenarios import burst, fixed, history, idle, slow
 from bench.scenarios.common import Context, Metrics, ScenarioError
+from bench.targets import Target
 
-__all__ = ["SCENARIOS", "Context", "Metrics", "ScenarioError"]
+__all__ = ["ONLY", "PREPARE", "SCENARIOS", "Context", "Metrics", "ScenarioError"]
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burst": burst.run,
     "fixed": fixed.run,
     "slow": slow.run,
     "idle": idle.run,
+    "history": history.run,
 }
+
+ONLY: dict[str, tuple[frozenset[str], str]] = {
+    "history": (frozenset({"roomcast"}), "n/a: no history"),
+}
+"""scenario -> (the servers it runs on, the table's note for the others)."""
+
+PREPARE: dict[str, Callable[[Target], Target]] = {"history": history.prepare}

@@ -42,12 +42,17 @@ class Context:
     def warn(self, message: str) -> None:
         self.warnings.append(f"{self.name}: {message}")
 
-    async def subscribe(self, count: int) -> dict[str, Any]:
-        """Connect and subscribe ``count`` clients; fail if fewer than 95 % made it."""
+    async def subscribe(
+        self, count: int, *, channel: str | None = None, server: ServerProcess | None = None
+    ) -> dict[str, Any]:
+        """Connect and subscribe ``count`` clients to ``channel`` (default: the sizes' channel)
+        on ``server`` (default: the scenario's); fail if fewer than 95 % made it."""
+        server = server or self.server
         self.status(f"connecting {count} clients")
         opened = await self.pool.open(
-            host=HOST, port=self.server.port, dialect=self.server.target.dialect,
-            channel=self.sizes.channel, count=count, deadline_s=self.sizes.connect_deadline,
+            host=HOST, port=server.port, dialect=server.target.dialect,
+            channel=channel or self.sizes.channel, count=count,
+            deadline_s=self.sizes.connect_deadline,
         )  # fmt: skip
         if opened["failed"]:
             detail = "; ".join(f"{n}x {e}" for e, n in opened["errors"])

@@ -371,9 +371,8 @@ class Session:
         request = command.subscribe
         assert request is not None
         channel = request.channel
-        resolved = self.services.channels.resolve(channel)
+        resolved = self._resolved(command, channel)
         if resolved is None:
-            self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
             return
         if channel in self.subscriptions:
             self._reply_error(command.id, Error.of(ErrorCode.ALREADY_SUBSCRIBED))
@@ -661,9 +660,8 @@ class Session:
         request = command.publish
         assert request is not None
         channel = request.channel
-        resolved = self.services.channels.resolve(channel)
+        resolved = self._resolved(command, channel)
         if resolved is None:
-            self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
             return
         data = bytes(request.data) if request.data else b"null"
         if not await self._may_publish(resolved, data):
@@ -772,13 +770,19 @@ class Session:
             ),
         )
 
+    def _resolved(self, command: protocol.Command, channel: str) -> ResolvedChannel | None:
+        """The channel with its namespace; else None, with ``unknown channel`` replied."""
+        resolved = self.services.channels.resolve(channel)
+        if resolved is None:
+            self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
+        return resolved
+
     def _readable(
         self, command: protocol.Command, channel: str, what: str
     ) -> ResolvedChannel | None:
         """The channel if this client may read its ``what``; else None, with the error sent."""
-        resolved = self.services.channels.resolve(channel)
+        resolved = self._resolved(command, channel)
         if resolved is None:
-            self._reply_error(command.id, Error.of(ErrorCode.UNKNOWN_CHANNEL))
             return None
         allowed = can_read(
             resolved.options,

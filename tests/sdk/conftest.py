@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +70,29 @@ def server(sdk_server: RunningServer, caplog: pytest.LogCaptureFixture) -> Itera
     assert "ERROR" not in written, written
     sdk_errors = [r.getMessage() for r in caplog.records if r.name.startswith("centrifuge")]
     assert sdk_errors == []
+
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+"""The npm harness: package.json, the lock file and the scripts the JS tests run."""
+
+
+def _prerequisite_missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the JavaScript SDK tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """Path to ``node``, with the SDK installed in ``tests/node``; skips without them, except
+    under CI, where it fails."""
+    path = shutil.which("node")
+    if path is None:
+        _prerequisite_missing("node is not on PATH")
+    assert path is not None
+    for package in ("centrifuge", "ws"):
+        if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
+            _prerequisite_missing(
+                f"tests/node/node_modules/{package} is missing; run `make node-deps`"
+            )
+    return path

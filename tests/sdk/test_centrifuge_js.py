@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 
+from tests.sdk.conftest import NODE_DIR
 from tests.server import RunningServer, start_server
 from tests.wsclient import connect, recv
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "roundtrip.mjs"
 SECRET = "roomcast-js-sdk-test-secret-of-32+bytes"
 NAMESPACES = [
@@ -33,27 +30,6 @@ NODE_TIMEOUT_MS = 8000
 """The script's own overall timeout; it exits 2 when it fires."""
 RUN_TIMEOUT = 15.0
 """Our bound on one node run, in seconds: the script's timeout plus Node's start-up."""
-
-
-def _prerequisite_missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the JavaScript SDK tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """Path to ``node``, with the SDK installed in ``tests/node``."""
-    path = shutil.which("node")
-    if path is None:
-        _prerequisite_missing("node is not on PATH")
-    assert path is not None
-    for package in ("centrifuge", "ws"):
-        if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
-            _prerequisite_missing(
-                f"tests/node/node_modules/{package} is missing; run `make node-deps`"
-            )
-    return path
 
 
 @pytest.fixture(scope="module")

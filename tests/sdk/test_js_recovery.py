@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.sdk.conftest import NODE_DIR
 from tests.server import RunningServer, start_server
 from tests.tokens import SECRET, connection_token
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "recovery.mjs"
 API_KEY = "k"
 NAMESPACES = [
@@ -51,27 +48,6 @@ NODE_TIMEOUT_MS = 20_000
 RUN_TIMEOUT = 25.0
 """Our bound on one node run, in seconds: the script's timeout plus Node's start-up."""
 MISSED = 500
-
-
-def _prerequisite_missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the JavaScript SDK tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """Path to ``node``, with the SDK installed in ``tests/node``."""
-    path = shutil.which("node")
-    if path is None:
-        _prerequisite_missing("node is not on PATH")
-    assert path is not None
-    for package in ("centrifuge", "ws"):
-        if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
-            _prerequisite_missing(
-                f"tests/node/node_modules/{package} is missing; run `make node-deps`"
-            )
-    return path
 
 
 @pytest.fixture(scope="module")

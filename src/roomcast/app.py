@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from roomcast.api import server_api_router
+from roomcast.api.metrics import metrics_router
 from roomcast.examples import seed_router
 from roomcast.hub import Hub
 from roomcast.runtime import tune_garbage_collector
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.hub = hub
     app.include_router(hub.router)
     app.include_router(server_api_router(hub))
+    app.include_router(metrics_router(hub))
     if settings.examples.enabled:
         app.include_router(seed_router(hub.node, settings))
     return app

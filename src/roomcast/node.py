@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
@@ -20,7 +21,7 @@ from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamP
 from roomcast.wire import Encoder, WireFormat, encode_text
 from roomcast.writer import Writer
 
-__all__ = ["Node", "Subscriber"]
+__all__ = ["Node", "NodeStats", "Subscriber"]
 
 logger = logging.getLogger("roomcast.node")
 
@@ -46,6 +47,20 @@ class Subscriber(Protocol):
 
     def resync(self, channel: str) -> None:
         """The channel's stream has a gap this subscriber may have missed publications in."""
+
+
+@dataclass(slots=True)
+class NodeStats:
+    """Running totals of what a node did, for metrics."""
+
+    publications: int = 0
+    """Publications fanned out to local subscribers."""
+    deliveries: int = 0
+    """Messages handed to local subscribers' writers."""
+    stream_gaps: int = 0
+    """Publications that did not follow the last offset seen in their channel."""
+    lagging_cut_offs: int = 0
+    """Subscribers cut off because they stayed behind past the lag timeout."""
 
 
 class Node:
@@ -91,6 +106,7 @@ class Node:
         self._lag_bytes = lag_bytes
         self._lag_timeout = lag_timeout
         self._laggards: dict[Writer, None] = {}
+        self.stats = NodeStats()
         self._event_encoder = event_encoder
         self.history = history
         self._positions: dict[str, StreamPosition] = {}
@@ -206,6 +222,7 @@ class Node:
         for future in pending:
             future.cancel()
             waits[future].cut_off()
+            self.stats.lagging_cut_offs += 1
 
     def _fan_out(self, channel: str, event: ChannelEvent) -> None:
         subscribers = self._channels.get(channel)
@@ -216,11 +233,15 @@ class Node:
             return
         publication = event
         if publication.offset and self._breaks_stream(channel, publication):
+            self.stats.stream_gaps += 1
             for subscriber in tuple(subscribers):
                 subscriber.resync(channel)
             subscribers = self._channels.get(channel)
             if not subscribers:
                 return
+        stats = self.stats
+        stats.publications += 1
+        stats.deliveries += len(subscribers)
         encoded: dict[WireFormat, str | bytes] = {}
         # A copy, because a delivery that overflows a writer may end its subscription.
         for subscriber in tuple(subscribers):

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["Close", "Frame", "SendFrame", "WriteNow", "Writer", "WriterState"]
 
@@ -93,6 +93,8 @@ def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
 class Writer:
     """Queues messages for one connection and writes them out.
 
+    ``Writer.slow_cut_offs`` counts, for the whole process, the connections closed as slow.
+
     Args:
         send: the asynchronous way to the transport, for whatever ``write_now`` cannot take.
         max_queue_bytes: unsent bytes allowed before the connection is closed with ``overflow``.
@@ -105,6 +107,8 @@ class Writer:
     Sizes of text messages are counted in characters, which is their size in bytes for the
     ASCII JSON the protocol mostly carries, and at most four times less otherwise.
     """
+
+    slow_cut_offs: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -202,6 +206,7 @@ class Writer:
 
     def cut_off(self) -> None:
         """Close as a slow consumer: drop the queue and send the ``overflow`` close."""
+        Writer.slow_cut_offs += 1
         logger.info(
             "closing a slow connection: %d bytes queued, limit %d",
             self._queued_bytes,

@@ -1,9 +1,10 @@
 """One writer per connection: a byte-bounded queue, written out without waiting for anyone.
 
-The fan-out pushes into writers synchronously and never waits for a client. What is pushed
-during one event-loop iteration is written at the end of that iteration: through the server's
-synchronous ``write_now`` when it offers one and the transport can take it, otherwise by a
-task that awaits the transport. Queued text messages are joined into one newline-separated
+The fan-out pushes into writers synchronously and never waits for a client. With the
+server's synchronous ``write_now``, the first message a writer gets in an event-loop
+iteration is written at once, and what follows it in the same iteration is written together
+at the end of the iteration; what the transport cannot take now goes to a task that awaits
+it. Queued text messages are joined into one newline-separated
 frame when the connection's protocol allows it (the Centrifuge JSON protocol does), so a busy
 connection costs one write per batch, not per message.
 
@@ -161,6 +162,18 @@ class Writer:
         """
         if self.state is not WriterState.OPEN:
             return False
+        if (
+            self._write_now is not None
+            and not self._flush_scheduled
+            and self._queue is None
+            and self._held is None
+            and self._task is None
+        ):
+            # The first message of this event-loop iteration leaves at once; any that follow
+            # it in the same iteration are joined and written when the iteration ends.
+            self._schedule_flush()
+            if self._write_now(message):
+                return True
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
@@ -173,12 +186,15 @@ class Writer:
             if self._write_now is None:
                 self._spawn(self._drain())
             elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                flusher = self._flusher
-                if flusher is None:
-                    flusher = self._flusher = _flusher_of(self._running_loop())
-                flusher.add(self)
+                self._schedule_flush()
         return True
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        flusher = self._flusher
+        if flusher is None:
+            flusher = self._flusher = _flusher_of(self._running_loop())
+        flusher.add(self)
 
     def close(self, close: Close) -> None:
         """Send everything queued so far, then ``close``. Later pushes are refused."""

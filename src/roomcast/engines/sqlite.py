@@ -3,7 +3,7 @@
 Two halves, one per thread::
 
     event loop                                  writer thread (owns the connection)
-    SqliteHistoryStore                          _Writer
+    SqliteHistoryStore                          Writer
       positions cache: channel -> _Meta   ops    one open transaction (the batch),
       assigns offsets and epochs    ──────────▶  committed every flush_interval;
       add() enqueues and returns    SimpleQueue  reads run inside it, after the
@@ -20,20 +20,20 @@ stop (a crash: the last batch may be lost although its offsets were handed out) 
 gets a new epoch on first use, keeping its committed publications and top offset. A batch that
 fails to commit (disk full, I/O error) is rolled back and every channel it touched starts a new
 epoch from offset 1.
+
+The parts live beside this module: the writer thread in ``sqlite_writer``, the operations it is
+queued in ``sqlite_ops``, the schema and SQL statements in ``sqlite_schema``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import logging
 import math
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -42,9 +42,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
-from roomcast.engines.memory import history_window, new_epoch
+from roomcast.engines.memory import new_epoch
+from roomcast.engines.sqlite_ops import Call, Cleanup, Flush, Load, Read, Stop, Write
+from roomcast.engines.sqlite_schema import MetaRow
+from roomcast.engines.sqlite_writer import Writer
 from roomcast.errors import EngineUnavailable, StateError
-from roomcast.publication import ClientInfo, Publication, StreamPosition
+from roomcast.publication import Publication, StreamPosition
 
 __all__ = ["SqliteHistoryStore"]
 
@@ -52,58 +55,12 @@ logger = logging.getLogger("roomcast.engines.sqlite")
 
 _T = TypeVar("_T")
 
-_SCHEMA_VERSION = "1"
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS store_state (
-        key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS streams (
-        channel TEXT PRIMARY KEY,
-        epoch TEXT NOT NULL,
-        top INTEGER NOT NULL,
-        meta_expires_at REAL NOT NULL,
-        pub_expires_at REAL NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS publications (
-        channel TEXT NOT NULL,
-        pub_offset INTEGER NOT NULL,
-        expires_at REAL NOT NULL,
-        data BLOB NOT NULL,
-        info_user TEXT,
-        info_client TEXT,
-        conn_info BLOB,
-        chan_info BLOB,
-        tags TEXT,
-        PRIMARY KEY (channel, pub_offset)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS publications_by_expiry ON publications (expires_at)",
-)
-_INSERT = (
-    "INSERT INTO publications (channel, pub_offset, expires_at, data, info_user, info_client,"
-    " conn_info, chan_info, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_STREAM = (
-    "INSERT INTO streams (channel, epoch, top, meta_expires_at, pub_expires_at)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel) DO UPDATE SET epoch = excluded.epoch,"
-    " top = excluded.top, meta_expires_at = excluded.meta_expires_at,"
-    " pub_expires_at = excluded.pub_expires_at"
-)
-_SET_STATE = "INSERT OR REPLACE INTO store_state (key, value) VALUES (?, ?)"
-_FIRST_KEPT = (
-    "SELECT pub_offset FROM publications WHERE channel = ? AND expires_at > ?"
-    " ORDER BY pub_offset LIMIT 1"
-)
-_SELECT = (
-    "SELECT pub_offset, data, info_user, info_client, conn_info, chan_info, tags"
-    " FROM publications WHERE channel = ? AND pub_offset BETWEEN ? AND ?"
-)
-
 _READ_META_TTL = HistoryOptions(size=0, ttl=0.0).meta_ttl
 """Lifetime of a position created by a read of a channel without one (the default meta TTL)."""
 
 _MAX_BACKLOG = 5_000
 """Operations queued for the writer beyond which ``add`` waits for it to catch up: the queue,
 and the delay before a read is answered, stay bounded when publishers outrun the disk."""
-
-_MetaRow = tuple[str, int, float, float]
-"""A stream's (epoch, top, meta_expires_at, pub_expires_at), as stored."""
 
 
 @dataclass(slots=True)
@@ -117,419 +74,13 @@ class _Meta:
     """Expiry of the newest publication; never decreases within an epoch, so that the kept
     publications are always a suffix of the stream (expiry trims a prefix, never a middle)."""
 
-    def row(self) -> _MetaRow:
+    def row(self) -> MetaRow:
         return (self.epoch, self.top, self.meta_expires_at, self.pub_expires_at)
 
 
 def _tombstone() -> _Meta:
     """A position that is already expired: the next use of the channel starts a new epoch."""
     return _Meta(new_epoch(), 0, -math.inf, 0.0)
-
-
-# Operations for the writer thread, run in queue order.
-
-
-@dataclass(slots=True)
-class _Write:
-    channel: str
-    meta: _MetaRow
-    now: float
-    reset: bool
-    """Delete the channel's publications first: a new epoch begins."""
-    row: tuple[Any, ...] | None
-    trim_upto: int
-    """Publications with offsets up to this one are dropped (size trimming)."""
-    waiter: asyncio.Future[None] | None
-
-
-@dataclass(slots=True)
-class _Load:
-    channel: str
-    future: asyncio.Future[_MetaRow | None]
-
-
-@dataclass(slots=True)
-class _Read:
-    channel: str
-    epoch: str
-    top: int
-    since: int | None
-    limit: int
-    reverse: bool
-    now: float
-    future: asyncio.Future[tuple[list[Publication], bool]]
-
-
-@dataclass(slots=True)
-class _Flush:
-    future: asyncio.Future[None]
-
-
-@dataclass(slots=True)
-class _Cleanup:
-    now: float
-    future: asyncio.Future[None]
-
-
-@dataclass(slots=True)
-class _Call:
-    function: Callable[[sqlite3.Connection], object]
-    future: asyncio.Future[object]
-
-
-@dataclass(slots=True)
-class _Stop:
-    clean: bool
-    future: asyncio.Future[None]
-
-
-_Op = _Write | _Load | _Read | _Flush | _Cleanup | _Call | _Stop
-
-
-def _op_future(op: _Op) -> asyncio.Future[Any] | None:
-    return op.waiter if isinstance(op, _Write) else op.future
-
-
-def _settle(future: asyncio.Future[_T], result: _T, error: BaseException | None) -> None:
-    if future.done():  # cancelled or timed out meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _publication(row: tuple[Any, ...], epoch: str) -> Publication:
-    offset, data, user, client, conn_info, chan_info, tags = row
-    info = None if user is None else ClientInfo(user, client, conn_info, chan_info)
-    return Publication(
-        data=data,
-        offset=offset,
-        epoch=epoch,
-        info=info,
-        tags=json.loads(tags) if tags else {},
-    )
-
-
-class _Writer:
-    """The thread that owns the SQLite connection; everything below runs on it."""
-
-    def __init__(
-        self,
-        path: Path,
-        loop: asyncio.AbstractEventLoop,
-        on_failure: Callable[[set[str], EngineUnavailable], None],
-        *,
-        synchronous: bool,
-        flush_interval: float,
-        timeout: float,
-    ) -> None:
-        self.path = path
-        self.commits = 0
-        self._loop = loop
-        self._on_failure = on_failure
-        self._synchronous = synchronous
-        self._flush_interval = flush_interval
-        self._timeout = timeout
-        self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
-        self._aborted = threading.Event()
-        self._conn: sqlite3.Connection | None = None
-        # The open batch: its deadline, the positions to store with it, the sync waiters.
-        self._deadline: float | None = None
-        self._dirty: dict[str, _MetaRow] = {}
-        self._touched: set[str] = set()
-        self._waiters: list[asyncio.Future[None]] = []
-        self._now = 0.0
-        # Channels whose last batch was lost: untouchable until a write starts a new epoch.
-        self._poisoned: set[str] = set()
-
-    # -- called from the event loop
-
-    def start(self, ready: asyncio.Future[bool]) -> None:
-        thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"roomcast-sqlite:{self.path.name}"
-        )
-        # A daemon, so that a store nobody closed does not keep the process alive; its last
-        # batch is then lost, which the next start detects (no clean-shutdown marker).
-        thread.daemon = True
-        thread.start()
-
-    def put(self, op: _Op) -> None:
-        self._queue.put(op)
-
-    def backlog(self) -> int:
-        """Operations queued and not yet taken by the thread (approximate)."""
-        return self._queue.qsize()
-
-    def abort(self, done: asyncio.Future[None]) -> None:
-        # The stop is queued first: a thread that sees the flag drains the queue, and answers it.
-        self._queue.put(_Stop(clean=False, future=done))
-        self._aborted.set()
-
-    # -- the thread
-
-    def _reply(self, future: asyncio.Future[_T], result: _T, error: BaseException | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            self._loop.call_soon_threadsafe(_settle, future, result, error)
-
-    def _unavailable(self, doing: str, exc: BaseException) -> EngineUnavailable:
-        return EngineUnavailable(f"SQLite history store {self.path}: {doing} failed: {exc}")
-
-    def _run(self, ready: asyncio.Future[bool]) -> None:
-        try:
-            clean = self._open()
-        except Exception as exc:  # sqlite3.Error, OSError: reported, never raised raw
-            self._close_connection()
-            hint = " (is another roomcast process using it?)" if "locked" in str(exc) else ""
-            self._reply(ready, False, self._unavailable(f"opening the database{hint}", exc))
-            return
-        self._reply(ready, clean, None)
-        while True:
-            if self._aborted.is_set():
-                self._die()
-                return
-            try:
-                op = self._queue.get(timeout=self._wait_time())
-            except queue.Empty:
-                self._commit_or_fail()
-                continue
-            if isinstance(op, _Stop):
-                if op.clean:
-                    self._stop(op.future)
-                else:
-                    self._die()
-                    self._reply(op.future, None, None)
-                return
-            self._execute(op)
-            if self._deadline is not None and (
-                (self._synchronous and self._queue.empty()) or time.monotonic() >= self._deadline
-            ):
-                self._commit_or_fail()
-
-    def _wait_time(self) -> float | None:
-        if self._deadline is None:
-            return None
-        return max(0.0, self._deadline - time.monotonic())
-
-    def _open(self) -> bool:
-        """Open, create the schema, read and clear the clean-shutdown marker."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn = sqlite3.connect(
-            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=True
-        )
-        # Exclusive: a second process on the same file would hand out the same offsets; it
-        # fails to open instead. It also lets WAL skip its shared-memory index.
-        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode is {mode})")
-        # The marker's own commits must reach the disk, whatever the mode of the batches.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA:
-            conn.execute(statement)
-        state = dict(conn.execute("SELECT key, value FROM store_state").fetchall())
-        version = state.get("schema_version", _SCHEMA_VERSION)
-        if version != _SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is not {_SCHEMA_VERSION}; was it written by a newer "
-                "roomcast?"
-            )
-        clean = state.get("clean_shutdown") == "1"
-        if not clean:
-            # An epoch of "" makes the event loop pick a new one when it first loads the stream.
-            conn.execute("UPDATE streams SET epoch = ''")
-        conn.execute(_SET_STATE, ("schema_version", _SCHEMA_VERSION))
-        conn.execute(_SET_STATE, ("clean_shutdown", "0"))
-        conn.execute("COMMIT")
-        if not self._synchronous:
-            # In WAL mode NORMAL loses no committed batch when the process dies, only on power
-            # loss; the marker above was committed with FULL, so that loss is still detected.
-            conn.execute("PRAGMA synchronous = NORMAL")
-        return clean
-
-    def _execute(self, op: _Op) -> None:
-        conn = self._conn
-        assert conn is not None
-        try:
-            match op:
-                case _Write():
-                    self._write(conn, op)
-                case _Load():
-                    self._reply(op.future, self._load(conn, op.channel), None)
-                case _Read() if op.channel in self._poisoned:
-                    lost = EngineUnavailable(f"history of {op.channel!r} was lost; retry")
-                    self._reply(op.future, ([], False), lost)
-                case _Read():
-                    self._reply(op.future, self._read(conn, op), None)
-                case _Flush():
-                    self._commit(conn)
-                    self._reply(op.future, None, None)
-                case _Cleanup():
-                    self._commit(conn)
-                    self._cleanup(conn, op.now)
-                    self._reply(op.future, None, None)
-                case _Call():
-                    self._reply(op.future, op.function(conn), None)
-        except Exception as exc:  # sqlite3.Error mostly; the thread must outlive anything
-            error = self._unavailable(type(op).__name__.strip("_").lower(), exc)
-            future = _op_future(op)
-            if future is not None:
-                self._reply(future, None, error)
-            self._fail(error)
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        if self._deadline is None:
-            conn.execute("BEGIN")
-            self._deadline = time.monotonic() + self._flush_interval
-
-    def _write(self, conn: sqlite3.Connection, op: _Write) -> None:
-        channel = op.channel
-        if op.reset:
-            self._poisoned.discard(channel)
-        elif channel in self._poisoned:
-            if op.waiter is not None:
-                error = EngineUnavailable(f"history of {channel!r} was lost; retry")
-                self._reply(op.waiter, None, error)
-            return
-        self._begin(conn)
-        self._touched.add(channel)
-        if op.reset:
-            conn.execute("DELETE FROM publications WHERE channel = ?", (channel,))
-        if op.row is not None:
-            conn.execute(_INSERT, op.row)
-        if op.trim_upto > 0:
-            conn.execute(
-                "DELETE FROM publications WHERE channel = ? AND pub_offset <= ?",
-                (channel, op.trim_upto),
-            )
-        self._dirty[channel] = op.meta
-        self._now = max(self._now, op.now)
-        if op.waiter is not None:
-            self._waiters.append(op.waiter)
-
-    def _load(self, conn: sqlite3.Connection, channel: str) -> _MetaRow | None:
-        if channel in self._poisoned:
-            return None
-        meta = self._dirty.get(channel)
-        if meta is None:
-            meta = conn.execute(
-                "SELECT epoch, top, meta_expires_at, pub_expires_at FROM streams WHERE channel = ?",
-                (channel,),
-            ).fetchone()
-        return meta
-
-    def _read(self, conn: sqlite3.Connection, op: _Read) -> tuple[list[Publication], bool]:
-        first = conn.execute(_FIRST_KEPT, (op.channel, op.now)).fetchone()
-        first_kept = op.top + 1 if first is None else first[0]
-        complete, lo, hi = history_window(op.top, first_kept, op.since, op.reverse)
-        if not complete:
-            return [], False
-        count = hi - lo + 1 if op.limit < 0 else min(hi - lo + 1, op.limit)
-        if count <= 0:
-            return [], True
-        order = (
-            " ORDER BY pub_offset DESC LIMIT ?" if op.reverse else " ORDER BY pub_offset LIMIT ?"
-        )
-        rows = conn.execute(_SELECT + order, (op.channel, lo, hi, count)).fetchall()
-        return [_publication(row, op.epoch) for row in rows], True
-
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        """Store the batch's positions, trim expired publications, commit."""
-        if self._deadline is None:
-            return
-        now = self._now
-        conn.executemany(
-            _UPSERT_STREAM, [(channel, *meta) for channel, meta in self._dirty.items()]
-        )
-        for channel, (_, top, _, _) in self._dirty.items():
-            first = conn.execute(_FIRST_KEPT, (channel, now)).fetchone()
-            conn.execute(
-                "DELETE FROM publications WHERE channel = ? AND pub_offset < ?",
-                (channel, top + 1 if first is None else first[0]),
-            )
-        conn.execute("COMMIT")
-        self._deadline = None
-        self.commits += 1
-        self._dirty.clear()
-        self._touched.clear()
-        for waiter in self._waiters:
-            self._reply(waiter, None, None)
-        self._waiters.clear()
-
-    def _commit_or_fail(self) -> None:
-        assert self._conn is not None
-        try:
-            self._commit(self._conn)
-        except Exception as exc:
-            self._fail(self._unavailable("commit", exc))
-
-    def _fail(self, error: EngineUnavailable) -> None:
-        """Roll the batch back; its channels can no longer vouch for their epochs."""
-        conn = self._conn
-        if conn is not None and conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        lost = self._touched
-        self._deadline = None
-        self._dirty = {}
-        self._touched = set()
-        self._poisoned |= lost
-        for waiter in self._waiters:
-            self._reply(waiter, None, error)
-        self._waiters.clear()
-        if lost:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._on_failure, lost, error)
-
-    def _cleanup(self, conn: sqlite3.Connection, now: float) -> None:
-        conn.execute("BEGIN")
-        conn.execute("DELETE FROM publications WHERE expires_at <= ?", (now,))
-        conn.execute(
-            "DELETE FROM publications WHERE channel IN"
-            " (SELECT channel FROM streams WHERE meta_expires_at <= ?)",
-            (now,),
-        )
-        conn.execute("DELETE FROM streams WHERE meta_expires_at <= ?", (now,))
-        conn.execute("COMMIT")
-
-    def _stop(self, done: asyncio.Future[None]) -> None:
-        """Commit the last batch, then mark the shutdown clean, unless a batch was lost."""
-        conn = self._conn
-        assert conn is not None
-        error: EngineUnavailable | None = None
-        try:
-            self._commit(conn)
-            if not self._poisoned:
-                conn.execute("PRAGMA synchronous = FULL")
-                conn.execute(_SET_STATE, ("clean_shutdown", "1"))
-        except sqlite3.Error as exc:
-            error = self._unavailable("closing", exc)
-            self._fail(error)
-        self._close_connection()
-        self._reply(done, None, error)
-
-    def _die(self) -> None:
-        """Stop as if the process were killed: the open batch is lost, nothing is marked."""
-        error = EngineUnavailable(f"SQLite history store {self.path} was aborted")
-        for waiter in self._waiters:
-            self._reply(waiter, None, error)
-        self._waiters.clear()
-        self._close_connection()  # rolls the open transaction back
-        while True:
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            future = _op_future(op)
-            if future is not None:
-                self._reply(future, None, None if isinstance(op, _Stop) else error)
-
-    def _close_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
 
 
 class _State(enum.Enum):
@@ -578,7 +129,7 @@ class SqliteHistoryStore(HistoryStore):
         self._timeout = timeout
         self._cleanup_interval = cleanup_interval
         self._state = _State.NEW
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._streams: dict[str, _Meta] = {}
         self._loading: dict[str, asyncio.Task[_Meta]] = {}
         self._failure: EngineUnavailable | None = None
@@ -614,7 +165,7 @@ class SqliteHistoryStore(HistoryStore):
                 "start the SQLite history store", expected="new", actual=self._state.value
             )
         loop = asyncio.get_running_loop()
-        self._writer = _Writer(
+        self._writer = Writer(
             self._path,
             loop,
             self._on_failure,
@@ -647,7 +198,7 @@ class SqliteHistoryStore(HistoryStore):
             return
         writer = self._stop_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(_Stop(clean=True, future=done))
+        writer.put(Stop(clean=True, future=done))
         await self._wait(done)
 
     async def abort(self) -> None:
@@ -665,7 +216,7 @@ class SqliteHistoryStore(HistoryStore):
         """Commit what is queued now, and return once it is committed."""
         writer = self._running()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(_Flush(future))
+        writer.put(Flush(future))
         await self._wait(future)
 
     async def cleanup(self) -> None:
@@ -675,7 +226,7 @@ class SqliteHistoryStore(HistoryStore):
         for channel in [c for c, m in self._streams.items() if m.meta_expires_at <= now]:
             del self._streams[channel]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(_Cleanup(now, future))
+        writer.put(Cleanup(now, future))
         await self._wait(future)
 
     async def add(
@@ -715,7 +266,7 @@ class SqliteHistoryStore(HistoryStore):
             meta.pub_expires_at = 0.0
             trim_upto = added.offset
         waiter = asyncio.get_running_loop().create_future() if self._synchronous else None
-        writer.put(_Write(channel, meta.row(), now, reset, row, trim_upto, waiter))
+        writer.put(Write(channel, meta.row(), now, reset, row, trim_upto, waiter))
         if waiter is not None:
             await self._wait(waiter)
         return added
@@ -735,7 +286,7 @@ class SqliteHistoryStore(HistoryStore):
             # Give the stream its position now, so that this reader and the next publication
             # share an epoch.
             meta = self._streams[channel] = _Meta(new_epoch(), 0, now + _READ_META_TTL, 0.0)
-            writer.put(_Write(channel, meta.row(), now, True, None, 0, None))
+            writer.put(Write(channel, meta.row(), now, True, None, 0, None))
         position = StreamPosition(meta.top, meta.epoch)
         if since is not None and since.epoch != meta.epoch:
             return HistoryPage([], position, complete=False)
@@ -744,7 +295,7 @@ class SqliteHistoryStore(HistoryStore):
         future: asyncio.Future[tuple[list[Publication], bool]]
         future = asyncio.get_running_loop().create_future()
         offset = None if since is None else since.offset
-        writer.put(_Read(channel, meta.epoch, meta.top, offset, limit, reverse, now, future))
+        writer.put(Read(channel, meta.epoch, meta.top, offset, limit, reverse, now, future))
         publications, complete = await self._wait(future)
         return HistoryPage(publications, position, complete)
 
@@ -753,25 +304,25 @@ class SqliteHistoryStore(HistoryStore):
         self._streams[channel] = _tombstone()
         now = self._clock()
         # Deletes the publications and the stored position, in queue order.
-        writer.put(_Write(channel, _tombstone().row(), now, True, None, 0, None))
+        writer.put(Write(channel, _tombstone().row(), now, True, None, 0, None))
 
     async def _execute_in_writer(self, function: Callable[[sqlite3.Connection], object]) -> object:
         """Run ``function`` on the writer's connection, in queue order (a hook for tests)."""
         writer = self._running()
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        writer.put(_Call(function, future))
+        writer.put(Call(function, future))
         return await self._wait(future)
 
     # -- internals
 
-    def _running(self) -> _Writer:
+    def _running(self) -> Writer:
         if self._state is not _State.RUNNING or self._writer is None:
             raise EngineUnavailable(
                 f"SQLite history store {self._path} is {self._state.value}, not running"
             )
         return self._writer
 
-    def _stop_running(self) -> _Writer:
+    def _stop_running(self) -> Writer:
         writer = self._running()
         self._state = _State.CLOSED
         if self._cleaner is not None:
@@ -790,12 +341,12 @@ class SqliteHistoryStore(HistoryStore):
                 f"{seconds} s"
             ) from None
 
-    async def _catch_up(self, writer: _Writer) -> None:
+    async def _catch_up(self, writer: Writer) -> None:
         """Wait until the writer has committed what is queued; one flush serves every waiter."""
         barrier = self._catching_up
         if barrier is None or barrier.done():
             barrier = self._catching_up = asyncio.get_running_loop().create_future()
-            writer.put(_Flush(barrier))
+            writer.put(Flush(barrier))
         await self._wait(asyncio.shield(barrier))
 
     async def _load(self, channel: str) -> _Meta:
@@ -818,15 +369,15 @@ class SqliteHistoryStore(HistoryStore):
 
     async def _fetch(self, channel: str) -> _Meta:
         writer = self._running()
-        future: asyncio.Future[_MetaRow | None] = asyncio.get_running_loop().create_future()
-        writer.put(_Load(channel, future))
+        future: asyncio.Future[MetaRow | None] = asyncio.get_running_loop().create_future()
+        writer.put(Load(channel, future))
         row = await self._wait(future)
         if row is None:
             return _tombstone()
         meta = _Meta(*row)
         if meta.epoch == "":  # the last run did not end cleanly
             meta.epoch = new_epoch()
-            writer.put(_Write(channel, meta.row(), self._clock(), False, None, 0, None))
+            writer.put(Write(channel, meta.row(), self._clock(), False, None, 0, None))
         return meta
 
     def _on_failure(self, channels: set[str], error: EngineUnavailable) -> None:

@@ -2,12 +2,22 @@
 store per engine, each driven by a fake clock where the engine lets a test inject one.
 
 An engine joins the suites by adding a factory to ``HISTORY_ENGINES`` or ``PRESENCE_ENGINES``.
+
+The Redis engines run against the server at 127.0.0.1:6379, each test under its own key prefix
+(deleted afterwards); they are skipped when it is unreachable, except with ``CI=true``, where
+that fails them. They take the fake clock too: Redis stores compare stored deadlines with "now",
+which is Redis' own ``TIME`` unless a clock is injected.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -32,16 +42,74 @@ class FakeClock:
 HistoryFactory = Callable[[Path, FakeClock], HistoryStore]
 PresenceFactory = Callable[[Path, FakeClock], PresenceStore]
 
+_T = TypeVar("_T")
+
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+_RUN = uuid.uuid4().hex[:12]
+
+
+def redis_prefix(tmp: Path) -> str:
+    """The key prefix of one test: unique per run (``_RUN``) and per test (its tmp_path)."""
+    return f"roomcast-test:{_RUN}:{tmp.name}:"
+
+
+def _redis_history(tmp: Path, clock: FakeClock) -> HistoryStore:
+    from roomcast.engines.redis import RedisHistoryStore
+
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    return RedisHistoryStore(url, prefix=redis_prefix(tmp), clock=clock)
+
+
+def _redis_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
+    from roomcast.engines.redis import RedisPresenceStore
+
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    return RedisPresenceStore(url, prefix=redis_prefix(tmp), clock=clock)
+
+
+@cache
+def _redis_unreachable() -> str | None:
+    """Why the test Redis cannot be used, or None when it answers."""
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1.0):
+            return None
+    except OSError as exc:
+        return f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable ({exc})"
+
+
+def require_redis(engine: str) -> None:
+    reason = _redis_unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
+    pytest.skip(f"{reason}; start one to run the {engine} engine's contract tests")
+
+
+def delete_redis_keys(tmp: Path) -> None:
+    import redis
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
+    try:
+        keys = list(client.scan_iter(match=redis_prefix(tmp) + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 HISTORY_ENGINES: dict[str, HistoryFactory] = {
     "memory": lambda tmp, clock: MemoryHistoryStore(clock=clock),
     "sqlite": lambda tmp, clock: SqliteHistoryStore(tmp / "history.sqlite3", clock=clock),
     "sqlite-synchronous": lambda tmp, clock: SqliteHistoryStore(
         tmp / "history.sqlite3", clock=clock, synchronous=True
     ),
+    "redis": _redis_history,
 }
 
 PRESENCE_ENGINES: dict[str, PresenceFactory] = {
     "memory": lambda tmp, clock: MemoryPresenceStore(clock=clock),
+    "redis": _redis_presence,
 }
 
 
@@ -53,10 +121,10 @@ def clock() -> FakeClock:
 @pytest.fixture(params=sorted(HISTORY_ENGINES))
 def make_history_store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], HistoryStore]:
+) -> Iterator[Callable[[], HistoryStore]]:
     """Builds an unstarted history store of the engine under test."""
     factory = HISTORY_ENGINES[request.param]
-    return lambda: factory(tmp_path, clock)
+    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
 @pytest.fixture
@@ -72,10 +140,10 @@ async def history_store(
 @pytest.fixture(params=sorted(PRESENCE_ENGINES))
 def make_presence_store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
-) -> Callable[[], PresenceStore]:
+) -> Iterator[Callable[[], PresenceStore]]:
     """Builds an unstarted presence store of the engine under test."""
     factory = PRESENCE_ENGINES[request.param]
-    return lambda: factory(tmp_path, clock)
+    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
 @pytest.fixture
@@ -86,3 +154,15 @@ async def presence_store(
     await store.start()
     yield store
     await store.close()
+
+
+def _with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
+    """Yields ``make``; for Redis, first checks the server and afterwards deletes the keys."""
+    if not engine.startswith("redis"):
+        yield make
+        return
+    require_redis(engine)
+    try:
+        yield make
+    finally:
+        delete_redis_keys(tmp)

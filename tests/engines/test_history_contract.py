@@ -336,7 +336,15 @@ def test_factory_memory_scheme() -> None:
     assert first is not second
 
 
-@pytest.mark.parametrize("url", ["redis://localhost:6379", "postgresql://db/x", "nats://n:4222"])
+def test_factory_redis_scheme_builds_without_connecting() -> None:
+    from roomcast.engines.redis import RedisHistoryStore
+
+    assert isinstance(create_history_store("redis://localhost:6379/2?prefix=x:"), RedisHistoryStore)
+    with pytest.raises(ConfigurationError, match="malformed Redis URL"):
+        create_history_store("redis://")
+
+
+@pytest.mark.parametrize("url", ["postgresql://db/x", "nats://n:4222"])
 def test_factory_planned_schemes_are_not_available(url: str) -> None:
     with pytest.raises(ConfigurationError, match="not available in this version"):
         create_history_store(url)

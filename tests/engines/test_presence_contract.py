@@ -106,10 +106,15 @@ def test_factory_memory_scheme() -> None:
     assert isinstance(create_presence_store("memory://"), MemoryPresenceStore)
 
 
+def test_factory_redis_scheme_builds_without_connecting() -> None:
+    from roomcast.engines.redis import RedisPresenceStore
+
+    assert isinstance(create_presence_store("redis://localhost/1"), RedisPresenceStore)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://localhost", "not available in this version"),
         ("nats://localhost", "not available in this version"),
         ("sqlite:///presence.sqlite3", "use memory://"),
         ("bogus://x", "unknown presence store URL scheme 'bogus'"),

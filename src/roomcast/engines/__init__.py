@@ -46,11 +46,12 @@ def create_history_store(url: str) -> HistoryStore:
     ``memory://``, or ``sqlite:///relative/path.sqlite3`` (relative to the working directory)
     or ``sqlite:////absolute/path.sqlite3``, with the optional query parameters
     ``synchronous`` (``true``/``false``: ``add`` waits for the disk) and ``flush_interval``
-    (seconds between commits), e.g. ``sqlite:///data/history.sqlite3?flush_interval=0.01``.
+    (seconds between commits), e.g. ``sqlite:///data/history.sqlite3?flush_interval=0.01``;
+    or ``redis://host:port/db`` (``rediss://`` for TLS) with an optional ``prefix`` for keys.
 
     Raises:
         ConfigurationError: the scheme names no history store this version provides, or the
-            SQLite URL is malformed.
+            SQLite or Redis URL is malformed.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -62,11 +63,18 @@ def create_history_store(url: str) -> HistoryStore:
 
         path, synchronous, flush_interval = _parse_sqlite_url(url)
         return SqliteHistoryStore(path, synchronous=synchronous, flush_interval=flush_interval)
-    _refuse("history store", scheme, url, "memory:// or sqlite:///path")
+    if scheme in ("redis", "rediss"):
+        from roomcast.engines.redis import RedisHistoryStore
+
+        return RedisHistoryStore.from_url(url)
+    _refuse("history store", scheme, url, "memory://, sqlite:///path or redis://host:port/db")
 
 
 def create_presence_store(url: str) -> PresenceStore:
-    """The presence store for ``url``'s scheme (``memory://``), not started.
+    """The presence store for ``url``'s scheme, not started.
+
+    ``memory://``, or ``redis://host:port/db`` (``rediss://`` for TLS) with an optional
+    ``prefix`` query parameter for its keys (default ``roomcast:``).
 
     Raises:
         ConfigurationError: the scheme names no presence store this version provides.
@@ -79,9 +87,13 @@ def create_presence_store(url: str) -> PresenceStore:
     if scheme == "sqlite":
         raise ConfigurationError(
             f"presence cannot be kept in SQLite ({url!r}): entries live seconds and are "
-            "rewritten constantly; use memory://"
+            "rewritten constantly; use memory:// or redis://host:port/db"
         )
-    _refuse("presence store", scheme, url, "memory://")
+    if scheme in ("redis", "rediss"):
+        from roomcast.engines.redis import RedisPresenceStore
+
+        return RedisPresenceStore.from_url(url)
+    _refuse("presence store", scheme, url, "memory:// or redis://host:port/db")
 
 
 def _refuse(what: str, scheme: str, url: str, choices: str) -> NoReturn:

@@ -1,7 +1,8 @@
 """Fixtures that run one contract suite against every engine: a history store and a presence
 store per engine, each driven by a fake clock where the engine lets a test inject one.
 
-An engine joins the suites by adding a factory to ``HISTORY_ENGINES`` or ``PRESENCE_ENGINES``.
+An engine joins the suites by adding a factory to ``HISTORY_ENGINES``, ``PRESENCE_ENGINES`` or
+``BROKER_ENGINES``.
 
 The Redis engines run against the server at 127.0.0.1:6379, each test under its own key prefix
 (deleted afterwards); they are skipped when it is unreachable, except with ``CI=true``, where
@@ -21,8 +22,8 @@ from typing import TypeVar
 
 import pytest
 
-from roomcast.engines.base import HistoryStore, PresenceStore
-from roomcast.engines.memory import MemoryHistoryStore, MemoryPresenceStore
+from roomcast.engines.base import Broker, HistoryStore, PresenceStore
+from roomcast.engines.memory import MemoryBroker, MemoryHistoryStore, MemoryPresenceStore
 from roomcast.engines.sqlite import SqliteHistoryStore
 
 
@@ -41,6 +42,7 @@ class FakeClock:
 
 HistoryFactory = Callable[[Path, FakeClock], HistoryStore]
 PresenceFactory = Callable[[Path, FakeClock], PresenceStore]
+BrokerFactory = Callable[[Path], Broker]
 
 _T = TypeVar("_T")
 
@@ -65,6 +67,12 @@ def _redis_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
 
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
     return RedisPresenceStore(url, prefix=redis_prefix(tmp), clock=clock)
+
+
+def _redis_broker(tmp: Path) -> Broker:
+    from roomcast.engines.redis import RedisBroker
+
+    return RedisBroker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", prefix=redis_prefix(tmp))
 
 
 @cache
@@ -113,6 +121,12 @@ PRESENCE_ENGINES: dict[str, PresenceFactory] = {
 }
 
 
+BROKER_ENGINES: dict[str, BrokerFactory] = {
+    "memory": lambda tmp: MemoryBroker(),
+    "redis": _redis_broker,
+}
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -154,6 +168,14 @@ async def presence_store(
     await store.start()
     yield store
     await store.close()
+
+
+@pytest.fixture(params=sorted(BROKER_ENGINES))
+def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Broker]]:
+    """Builds an unstarted broker of the engine under test; brokers built by one test share
+    their channels (one Redis key prefix per test)."""
+    factory = BROKER_ENGINES[request.param]
+    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path))
 
 
 def _with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:

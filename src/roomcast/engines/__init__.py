@@ -23,21 +23,33 @@ _PLANNED = ("redis", "rediss", "postgresql", "postgres", "nats")
 
 
 def create_broker(url: str) -> Broker:
-    """The broker for ``url``'s scheme (``memory://``).
+    """The broker for ``url``'s scheme, not started.
+
+    ``memory://`` (one process), or ``redis://host:port/db`` (``rediss://`` for TLS) with an
+    optional ``prefix`` query parameter for its pub/sub channels (default ``roomcast:``): the
+    broker to use when several processes (``--workers N``, several machines) serve one app.
 
     Raises:
-        ConfigurationError: the scheme names no broker this version provides.
+        ConfigurationError: the scheme names no broker this version provides, or the Redis
+            URL is malformed.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from roomcast.engines.memory import MemoryBroker
 
         return MemoryBroker()
+    if scheme in ("redis", "rediss"):
+        from roomcast.engines.redis import RedisBroker
+
+        return RedisBroker.from_url(url)
     if scheme in _PLANNED:
         raise ConfigurationError(
-            f"broker {scheme}:// is not available in this version of roomcast; use memory://"
+            f"broker {scheme}:// is not available in this version of roomcast; use memory:// "
+            "or redis://host:port/db"
         )
-    raise ConfigurationError(f"unknown broker URL scheme {scheme!r} in {url!r}; use memory://")
+    raise ConfigurationError(
+        f"unknown broker URL scheme {scheme!r} in {url!r}; use memory:// or redis://host:port/db"
+    )
 
 
 def create_history_store(url: str) -> HistoryStore:

@@ -8,6 +8,8 @@ channel's keys share a cluster slot and one script can touch them all::
     <prefix>presence.infos:{channel}    hash: client -> ClientInfo (msgpack)
     <prefix>presence.expiry:{channel}   sorted set: client scored by its expiry
 
+The broker uses no keys: it publishes on the pub/sub channel ``<prefix>broker:<channel>``.
+
 Every write and every read that must see a consistent stream is one Lua script, so Redis runs
 it atomically. Expiry is decided by comparing stored deadlines with "now", which is the Redis
 server's ``TIME`` (one clock for every process) unless a ``clock`` is injected, as the contract
@@ -16,8 +18,11 @@ tests do; key TTLs (``PEXPIRE``) only reclaim memory once everything in a key is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
+import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -25,6 +30,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from roomcast.engines.base import (
+    Broker,
+    EventHandler,
     HistoryOptions,
     HistoryPage,
     HistoryStore,
@@ -33,17 +40,28 @@ from roomcast.engines.base import (
 )
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.errors import ConfigurationError, EngineUnavailable
-from roomcast.publication import ClientInfo, Publication, StreamPosition
+from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication, StreamPosition
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ConfigurationError(
         "the Redis engines need the redis package: pip install 'roomcast[redis]'"
     ) from exc
 
-__all__ = ["DEFAULT_PREFIX", "RedisHistoryStore", "RedisPresenceStore", "parse_redis_url"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisBroker",
+    "RedisHistoryStore",
+    "RedisPresenceStore",
+    "parse_redis_url",
+]
+
+logger = logging.getLogger("roomcast.engines.redis")
 
 DEFAULT_PREFIX: Final = "roomcast:"
 
@@ -480,3 +498,354 @@ class RedisPresenceStore(_RedisStore, PresenceStore):
         with self._translate("read"):
             flat = await self._get_script(keys=self._keys(channel), args=[self._now()])
         return [_load_info(_info_decoder.decode(value)) for value in flat[1::2]]
+
+
+class _PubMessage(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
+    data: bytes
+    offset: int
+    epoch: str
+    info: _StoredInfo | None
+    tags: dict[str, str]
+
+
+class _JoinMessage(msgspec.Struct, array_like=True, frozen=True, tag="join"):
+    info: _StoredInfo
+
+
+class _LeaveMessage(msgspec.Struct, array_like=True, frozen=True, tag="leave"):
+    info: _StoredInfo
+
+
+_event_decoder: Final = msgspec.msgpack.Decoder(_PubMessage | _JoinMessage | _LeaveMessage)
+
+
+def _encode_event(event: ChannelEvent) -> bytes:
+    if isinstance(event, Join):
+        return _encoder.encode(_JoinMessage(_store_info(event.info)))
+    if isinstance(event, Leave):
+        return _encoder.encode(_LeaveMessage(_store_info(event.info)))
+    info = event.info
+    return _encoder.encode(
+        _PubMessage(
+            event.data,
+            event.offset,
+            event.epoch,
+            None if info is None else _store_info(info),
+            dict(event.tags),
+        )
+    )
+
+
+def _decode_event(payload: bytes) -> ChannelEvent:
+    message = _event_decoder.decode(payload)
+    if isinstance(message, _JoinMessage):
+        return Join(_load_info(message.info))
+    if isinstance(message, _LeaveMessage):
+        return Leave(_load_info(message.info))
+    return Publication(
+        data=message.data,
+        offset=message.offset,
+        epoch=message.epoch,
+        info=None if message.info is None else _load_info(message.info),
+        tags=message.tags,
+    )
+
+
+class _Link(enum.Enum):
+    """The state of the broker's pub/sub connection while the broker runs."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class RedisBroker(Broker):
+    """Pub/sub between nodes through Redis ``PUBLISH``/``SUBSCRIBE``.
+
+    Delivery guarantee: **at most once**, in order per publisher (Redis forwards one
+    connection's publications in order). An event reaches the nodes whose subscription Redis
+    holds when it publishes; events published while this node's pub/sub connection is down are
+    lost for this node: the history store and the client recovery protocol exist for that.
+
+    Each event is a msgpack message tagged by kind (``pub``, ``join``, ``leave``) published on
+    ``<prefix>broker:<channel>``. Publishing uses a client with short socket timeouts, so a
+    publish to an unreachable Redis raises ``EngineUnavailable`` within about ``timeout``
+    seconds instead of hanging. Receiving uses one dedicated connection read by one task,
+    which calls the handler synchronously for each message. When that connection breaks the
+    task logs a warning, reconnects with exponential backoff (``backoff`` seconds, doubling up
+    to ``max_backoff``), subscribes again to every channel it holds, and logs the recovery; it
+    ends only with ``close()``.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = 2.0,
+        backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        ping_interval: float = 10.0,
+    ) -> None:
+        parts = urlsplit(url)
+        self._where = f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+        self._url = url
+        self._key_prefix = f"{prefix}broker:".encode()
+        self._timeout = timeout
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._ping_interval = ping_interval
+        self._state = _State.NEW
+        self._link = _Link.DOWN
+        self._handler: EventHandler | None = None
+        self._client: aioredis.Redis | None = None
+        self._pool: aioredis.ConnectionPool | None = None
+        self._conn: AbstractConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._channels: set[str] = set()
+        # Futures waiting for Redis to confirm a (un)subscribe, by (kind, key), oldest first.
+        self._pending: dict[tuple[bytes, bytes], deque[asyncio.Future[None]]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBroker:
+        """The broker for ``redis://host:port/db?prefix=...``, not started."""
+        redis_url, prefix = parse_redis_url(url)
+        return cls(redis_url, prefix=prefix)
+
+    async def start(self, handler: EventHandler) -> None:
+        if self._state is _State.RUNNING:
+            return
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self._timeout,
+            "socket_timeout": self._timeout,
+            "retry": Retry(NoBackoff(), 0),
+            # RESP2: pub/sub messages come back from read_response (RESP3 hands them to a
+            # push handler instead).
+            "protocol": 2,
+        }
+        client = aioredis.Redis.from_url(self._url, **options)
+        pool = aioredis.ConnectionPool.from_url(self._url, **options)
+        conn = pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            with self._translate("connect"):
+                await client.ping()
+                await conn.connect()
+        except EngineUnavailable:
+            await self._release(client, pool, conn)
+            raise
+        self._handler = handler
+        self._client, self._pool, self._conn = client, pool, conn
+        self._link = _Link.UP
+        self._state = _State.RUNNING
+        self._reader = asyncio.create_task(self._read(conn), name="roomcast-redis-broker")
+        self._reader.add_done_callback(self._reader_ended)
+
+    async def close(self) -> None:
+        self._state = _State.CLOSED
+        self._link = _Link.DOWN
+        self._handler = None
+        self._channels.clear()
+        self._fail_pending()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        client, pool, conn = self._client, self._pool, self._conn
+        self._client = self._pool = self._conn = None
+        await self._release(client, pool, conn)
+
+    async def publish(self, channel: str, event: ChannelEvent) -> None:
+        client = self._running()
+        payload = _encode_event(event)
+        with self._translate("publish"):
+            await client.publish(self._key(channel), payload)
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and return once Redis confirmed it.
+
+        Raises:
+            EngineUnavailable: not running, the pub/sub connection is down, or Redis did not
+                confirm within the timeout; the channel is not subscribed.
+        """
+        self._running()
+        if self._link is not _Link.UP:
+            raise EngineUnavailable(
+                f"the Redis broker cannot subscribe: its connection to {self._where} is down"
+            )
+        self._channels.add(channel)
+        try:
+            await self._command(b"subscribe", channel)
+        except EngineUnavailable:
+            self._channels.discard(channel)
+            raise
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering ``channel`` now; returns once Redis confirmed, or at once when the
+        connection is down (the subscription went with it and is not renewed)."""
+        if channel not in self._channels:
+            return
+        self._channels.discard(channel)
+        if self._state is not _State.RUNNING or self._link is not _Link.UP:
+            return
+        try:
+            await self._command(b"unsubscribe", channel)
+        except EngineUnavailable as exc:
+            logger.debug("Redis broker: unsubscribe from %r unconfirmed: %s", channel, exc)
+
+    async def _command(self, kind: bytes, channel: str) -> None:
+        """Send SUBSCRIBE or UNSUBSCRIBE for ``channel`` and wait for Redis' confirmation."""
+        conn = self._conn
+        assert conn is not None
+        key = self._key(channel)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._pending.setdefault((kind, key), deque())
+        waiters.append(future)
+        try:
+            with self._translate(kind.decode()):
+                await conn.send_command(kind.decode().upper(), key)
+            await asyncio.wait_for(asyncio.shield(future), self._timeout)
+        except TimeoutError as exc:
+            raise EngineUnavailable(
+                f"the Redis broker cannot {kind.decode()}: Redis at {self._where} did not "
+                f"confirm within {self._timeout} s"
+            ) from exc
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+            if not waiters and self._pending.get((kind, key)) is waiters:
+                del self._pending[(kind, key)]
+
+    async def _read(self, conn: AbstractConnection) -> None:
+        """The reader task: deliver messages; on connection loss, reconnect and resubscribe."""
+        while True:
+            try:
+                await self._read_until_lost(conn)
+            except (RedisError, OSError) as exc:
+                logger.warning(
+                    "Redis broker lost its connection to %s (%s: %s); events published "
+                    "meanwhile are lost for this node; reconnecting",
+                    self._where,
+                    type(exc).__name__,
+                    exc,
+                )
+            self._link = _Link.DOWN
+            self._fail_pending()
+            await conn.disconnect(nowait=True)
+            attempts = await self._reconnect(conn)
+            self._link = _Link.UP
+            logger.warning(
+                "Redis broker reconnected to %s after %d attempt(s); resubscribed %d channel(s)",
+                self._where,
+                attempts,
+                len(self._channels),
+            )
+
+    def _reader_ended(self, task: asyncio.Task[None]) -> None:
+        """Never silent: a reader that ends other than by ``close()`` is logged as an error."""
+        if not task.cancelled() and task.exception() is not None:
+            self._link = _Link.DOWN
+            logger.error(
+                "Redis broker: the reader task failed; this node receives nothing more",
+                exc_info=task.exception(),
+            )
+
+    async def _read_until_lost(self, conn: AbstractConnection) -> None:
+        unanswered = False
+        while True:
+            response = await conn.read_response(timeout=self._ping_interval)
+            if response is None:  # quiet for ping_interval: is the connection still alive?
+                if unanswered:
+                    raise ConnectionError(f"no answer to PING in {self._ping_interval} s")
+                unanswered = True
+                await conn.send_command("PING")
+                continue
+            unanswered = False
+            self._dispatch(response)
+
+    async def _reconnect(self, conn: AbstractConnection) -> int:
+        """Connect again and resubscribe, retrying with capped exponential backoff."""
+        delay, attempts = self._backoff, 0
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+            attempts += 1
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                keys = [self._key(channel) for channel in self._channels]
+                if keys:
+                    await conn.send_command("SUBSCRIBE", *keys)
+                return attempts
+            except (RedisError, OSError) as exc:
+                logger.debug("Redis broker: reconnect attempt %d failed: %s", attempts, exc)
+                await conn.disconnect(nowait=True)
+
+    def _dispatch(self, response: Any) -> None:
+        if not isinstance(response, list) or len(response) < 2:
+            return
+        kind, key = response[0], response[1]
+        if kind == b"message" and len(response) == 3:
+            channel = self._channel(key)
+            handler = self._handler
+            if channel is None or handler is None or channel not in self._channels:
+                return
+            try:
+                event = _decode_event(response[2])
+            except (msgspec.DecodeError, ValueError) as exc:
+                logger.warning("Redis broker: dropped an undecodable message on %r: %s", key, exc)
+                return
+            try:
+                handler(channel, event)
+            except Exception:
+                logger.exception("Redis broker: the handler failed on channel %r", channel)
+        elif kind in (b"subscribe", b"unsubscribe"):
+            waiters = self._pending.get((kind, key))
+            if waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for waiters in pending.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(
+                        EngineUnavailable(f"the Redis broker lost its connection to {self._where}")
+                    )
+
+    def _running(self) -> aioredis.Redis:
+        if self._state is not _State.RUNNING or self._client is None:
+            raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
+        return self._client
+
+    def _key(self, channel: str) -> bytes:
+        return self._key_prefix + channel.encode()
+
+    def _channel(self, key: bytes) -> str | None:
+        if not key.startswith(self._key_prefix):
+            return None
+        return key[len(self._key_prefix) :].decode(errors="replace")
+
+    @staticmethod
+    async def _release(
+        client: aioredis.Redis | None,
+        pool: aioredis.ConnectionPool | None,
+        conn: AbstractConnection | None,
+    ) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            if conn is not None:
+                await conn.disconnect(nowait=True)
+            if pool is not None:
+                await pool.disconnect()
+            if client is not None:
+                await client.aclose()
+
+    @contextlib.contextmanager
+    def _translate(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise EngineUnavailable(
+                f"the Redis broker cannot {operation}: Redis at {self._where} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc

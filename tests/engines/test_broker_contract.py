@@ -1,0 +1,294 @@
+"""The Broker contract, run against every engine in ``BROKER_ENGINES``, and what only a broker
+that crosses a network must do: fail fast while its server is unreachable, and recover after.
+
+Every wait is bounded. A delivery that must not happen is checked by publishing a marker on a
+subscribed channel afterwards: one publisher's events arrive in order, so once the marker is
+in, anything published before it would be too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from roomcast.engines.base import Broker
+from roomcast.errors import EngineUnavailable
+from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication
+
+from .conftest import REDIS_HOST, REDIS_PORT, redis_prefix, require_redis
+
+WAIT = 5.0
+
+Received = list[tuple[str, ChannelEvent]]
+
+
+async def wait_for_count(received: Received, count: int, seconds: float = WAIT) -> Received:
+    """``received`` once it holds ``count`` events; fails after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"got {len(received)} of {count}: {received}"
+        await asyncio.sleep(0.005)
+    return received
+
+
+class Started:
+    """A started broker and what its handler received."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.received: Received = []
+
+    def handle(self, channel: str, event: ChannelEvent) -> None:
+        self.received.append((channel, event))
+
+
+@pytest.fixture
+async def started(make_broker: Callable[[], Broker]) -> AsyncIterator[Started]:
+    started = Started(make_broker())
+    await started.broker.start(started.handle)
+    yield started
+    await started.broker.close()
+
+
+INFO = ClientInfo("user-é", "client-1", b'{"name":"\xc3\xa9ve"}', b"\x00\xff")
+
+
+async def test_delivers_subscribed_channels_only(started: Started) -> None:
+    broker = started.broker
+    await broker.subscribe("room")
+    await broker.publish("elsewhere", Publication(data=b'"no"'))
+    await broker.publish("room", Publication(data=b'"yes"'))
+    received = await wait_for_count(started.received, 1)
+    assert received == [("room", Publication(data=b'"yes"'))]
+
+
+async def test_events_round_trip_byte_exact(started: Started) -> None:
+    await started.broker.subscribe("room")
+    events: list[ChannelEvent] = [
+        Publication(
+            data=b'{"text":"h\xc3\xa9llo","n":[1,2.5,null]}',
+            offset=42,
+            epoch="xYz-_9",
+            info=INFO,
+            tags={"k": "v", "é": ""},
+        ),
+        Publication(data=b""),
+        Join(INFO),
+        Leave(ClientInfo("", "c2")),
+    ]
+    for event in events:
+        await started.broker.publish("room", event)
+    received = await wait_for_count(started.received, len(events))
+    assert received == [("room", event) for event in events]
+    first = received[0][1]
+    assert isinstance(first, Publication)
+    assert first.data == b'{"text":"h\xc3\xa9llo","n":[1,2.5,null]}'
+
+
+async def test_unsubscribe_stops_delivery(started: Started) -> None:
+    broker = started.broker
+    await broker.subscribe("room")
+    await broker.subscribe("marker")
+    await broker.unsubscribe("room")
+    await broker.publish("room", Publication(data=b"1"))
+    await broker.publish("marker", Publication(data=b"2"))
+    assert await wait_for_count(started.received, 1) == [("marker", Publication(data=b"2"))]
+    await broker.unsubscribe("room")  # unknown channels are ignored
+
+
+async def test_publish_before_start_raises_engine_unavailable(
+    make_broker: Callable[[], Broker],
+) -> None:
+    with pytest.raises(EngineUnavailable):
+        await make_broker().publish("room", Publication(data=b"1"))
+
+
+async def test_order_is_preserved_for_one_publisher(started: Started) -> None:
+    await started.broker.subscribe("room")
+    count = 300
+    for n in range(count):
+        await started.broker.publish("room", Publication(data=str(n).encode()))
+    received = await wait_for_count(started.received, count)
+    assert [event for _, event in received] == [
+        Publication(data=str(n).encode()) for n in range(count)
+    ]
+
+
+async def test_close_stops_delivery_and_is_safe_twice(started: Started) -> None:
+    broker = started.broker
+    await broker.subscribe("room")
+    await broker.close()
+    await broker.close()
+    with pytest.raises(EngineUnavailable):
+        await broker.publish("room", Publication(data=b"1"))
+    assert started.received == []
+
+
+async def test_a_handler_error_does_not_stop_delivery(make_broker: Callable[[], Broker]) -> None:
+    received: Received = []
+
+    def handle(channel: str, event: ChannelEvent) -> None:
+        received.append((channel, event))
+        if len(received) == 1:
+            raise RuntimeError("boom")
+
+    broker = make_broker()
+    await broker.start(handle)
+    try:
+        await broker.subscribe("room")
+        for data in (b"1", b"2"):
+            # the memory broker calls the handler inline, so its error reaches the publisher
+            with contextlib.suppress(RuntimeError):
+                await broker.publish("room", Publication(data=data))
+        assert len(await wait_for_count(received, 2)) == 2
+    finally:
+        await broker.close()
+
+
+# --- Redis only: a broker across a network ---------------------------------------------------
+
+
+class Proxy:
+    """A TCP proxy to the test Redis that a test can cut (refuse) or freeze (black hole)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.frozen = False
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Refuse new connections and abort the open ones."""
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(REDIS_HOST, REDIS_PORT)
+        self._writers += [writer, up_writer]
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with_errors = (ConnectionError, OSError)
+            try:
+                while data := await source.read(65536):
+                    if not self.frozen:
+                        sink.write(data)
+                        await sink.drain()
+            except with_errors:
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def redis_tmp(tmp_path: Path) -> Path:
+    require_redis("redis")
+    return tmp_path
+
+
+@pytest.fixture
+async def proxy(redis_tmp: Path) -> AsyncIterator[Proxy]:
+    proxy = Proxy()
+    await proxy.start()
+    yield proxy
+    if proxy._server is not None and proxy._server.is_serving():
+        await proxy.cut()
+
+
+def _redis_broker(url: str, tmp: Path, **options: float) -> Broker:
+    from roomcast.engines.redis import RedisBroker
+
+    return RedisBroker(url, prefix=redis_prefix(tmp), **options)
+
+
+async def test_redis_start_against_a_closed_port_raises_promptly(redis_tmp: Path) -> None:
+    broker = _redis_broker("redis://127.0.0.1:1/0", redis_tmp)
+    began = time.monotonic()
+    with pytest.raises(EngineUnavailable, match=r"127\.0\.0\.1:1/"):
+        await asyncio.wait_for(broker.start(lambda channel, event: None), WAIT)
+    assert time.monotonic() - began < 3.0
+
+
+async def test_redis_publish_while_unreachable_raises_then_recovers(
+    proxy: Proxy, redis_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="roomcast.engines.redis")
+    received: Received = []
+    through_proxy = _redis_broker(proxy.url, redis_tmp, backoff=0.05, max_backoff=0.2)
+    direct = _redis_broker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", redis_tmp)
+    await through_proxy.start(lambda channel, event: received.append((channel, event)))
+    await direct.start(lambda channel, event: None)
+    try:
+        await through_proxy.subscribe("room")
+        await proxy.cut()
+        began = time.monotonic()
+        with pytest.raises(EngineUnavailable):
+            await asyncio.wait_for(through_proxy.publish("room", Publication(data=b"1")), WAIT)
+        assert time.monotonic() - began < 3.0
+        await direct.publish("room", Publication(data=b"lost"))
+
+        await proxy.start()  # same port: the reader reconnects and resubscribes
+        deadline = time.monotonic() + WAIT
+        while not received:
+            assert time.monotonic() < deadline, "the broker never resubscribed"
+            await direct.publish("room", Publication(data=b"back"))
+            await asyncio.sleep(0.05)
+        assert received[0] == ("room", Publication(data=b"back"))
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("lost its connection" in m for m in messages), messages
+        assert any("reconnected" in m and "1 channel" in m for m in messages), messages
+    finally:
+        await through_proxy.close()
+        await direct.close()
+
+
+async def test_redis_publish_into_a_black_hole_raises_within_the_timeout(
+    proxy: Proxy, redis_tmp: Path
+) -> None:
+    broker = _redis_broker(proxy.url, redis_tmp, timeout=0.5)
+    await broker.start(lambda channel, event: None)
+    try:
+        proxy.frozen = True
+        began = time.monotonic()
+        with pytest.raises(EngineUnavailable):
+            await asyncio.wait_for(broker.publish("room", Publication(data=b"1")), WAIT)
+        assert time.monotonic() - began < 2.0
+    finally:
+        await broker.close()
+
+
+async def test_redis_delivers_between_brokers(redis_tmp: Path) -> None:
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    one, two = _redis_broker(url, redis_tmp), _redis_broker(url, redis_tmp)
+    got_one: Received = []
+    got_two: Received = []
+    await one.start(lambda channel, event: got_one.append((channel, event)))
+    await two.start(lambda channel, event: got_two.append((channel, event)))
+    try:
+        await one.subscribe("room")
+        await two.subscribe("room")
+        await one.publish("room", Join(INFO))
+        assert await wait_for_count(got_two, 1) == [("room", Join(INFO))]
+        assert await wait_for_count(got_one, 1) == [("room", Join(INFO))]
+    finally:
+        await one.close()
+        await two.close()

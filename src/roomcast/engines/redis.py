@@ -24,7 +24,7 @@ import enum
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -261,6 +261,12 @@ class _RedisStore:
         self._client: aioredis.Redis | None = None
         self._state = _State.NEW
 
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The store for ``redis://host:port/db?prefix=...``, not started."""
+        redis_url, prefix = parse_redis_url(url)
+        return cls(redis_url, prefix=prefix, clock=None)
+
     async def start(self) -> None:
         if self._state is not _State.NEW:
             return
@@ -328,12 +334,6 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
         super().__init__(url, prefix=prefix, clock=clock)
         self._add_script: Any = None
         self._read_script: Any = None
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisHistoryStore:
-        """The store for ``redis://host:port/db?prefix=...``, not started."""
-        redis_url, prefix = parse_redis_url(url)
-        return cls(redis_url, prefix=prefix)
 
     def _register(self, client: aioredis.Redis) -> None:
         self._add_script = client.register_script(_ADD)
@@ -454,12 +454,6 @@ class RedisPresenceStore(_RedisStore, PresenceStore):
         super().__init__(url, prefix=prefix, clock=clock)
         self._add_script: Any = None
         self._get_script: Any = None
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisPresenceStore:
-        """The store for ``redis://host:port/db?prefix=...``, not started."""
-        redis_url, prefix = parse_redis_url(url)
-        return cls(redis_url, prefix=prefix)
 
     def _register(self, client: aioredis.Redis) -> None:
         self._add_script = client.register_script(_PRESENCE_ADD)

@@ -18,6 +18,7 @@ import jwt
 import pytest
 
 from tests.sdk.conftest import NODE_DIR
+from tests.sdk.node_script import NodeScript
 from tests.server import RunningServer, start_server
 from tests.wsclient import connect, recv
 
@@ -59,88 +60,21 @@ def token(user: str, key: str = SECRET, **claims: Any) -> str:
     return jwt.encode({"sub": user, "exp": int(time.time()) + 300, **claims}, key, "HS256")
 
 
-class NodeRun:
-    """One run of the Node script: its events so far, read with a bound on every wait."""
-
-    def __init__(self, process: asyncio.subprocess.Process, scenario: str) -> None:
-        self.process = process
-        self.scenario = scenario
-        self.events: list[dict[str, Any]] = []
-        self._deadline = time.monotonic() + RUN_TIMEOUT
-        assert process.stderr is not None
-        self._stderr = asyncio.create_task(process.stderr.read())
+class NodeRun(NodeScript):
+    """One run of ``roundtrip.mjs`` with one scenario."""
 
     @classmethod
     async def start(cls, node: str, url: str, scenario: str, **args: Any) -> NodeRun:
-        process = await asyncio.create_subprocess_exec(
+        run: NodeRun = await cls.launch(
             node,
-            str(SCRIPT),
+            SCRIPT,
             url,
             scenario,
             json.dumps({"timeout_ms": NODE_TIMEOUT_MS, **args}),
-            cwd=NODE_DIR,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            label=scenario,
+            seconds=RUN_TIMEOUT,
         )
-        return cls(process, scenario)
-
-    def _remaining(self) -> float:
-        return max(0.0, self._deadline - time.monotonic())
-
-    async def _read_event(self) -> dict[str, Any] | None:
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), self._remaining())
-        except TimeoutError:
-            await self.kill()
-            pytest.fail(f"node {self.scenario}: no output for {RUN_TIMEOUT}s; {self.describe()}")
-        if not line:
-            return None
-        event: dict[str, Any] = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def wait_for(self, name: str) -> dict[str, Any]:
-        """Read events until one named ``name``; fail if the script ends first."""
-        while (event := await self._read_event()) is not None:
-            if event["event"] == name:
-                return event
-        await self.finish()
-        pytest.fail(f"node {self.scenario} ended before {name!r}: {self.describe()}")
-
-    async def finish(self) -> int:
-        """Read to the end and return the script's exit code."""
-        while await self._read_event() is not None:
-            pass
-        try:
-            await asyncio.wait_for(self.process.wait(), self._remaining())
-        except TimeoutError:
-            await self.kill()
-            pytest.fail(f"node {self.scenario} did not exit; {self.describe()}")
-        self.stderr = (await self._stderr).decode(errors="replace")
-        assert self.process.returncode is not None
-        return self.process.returncode
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["event"] == name]
-
-    def one(self, name: str) -> dict[str, Any]:
-        found = self.named(name)
-        assert len(found) == 1, f"expected one {name!r} event; {self.describe()}"
-        return found[0]
-
-    def names(self) -> list[str]:
-        return [event["event"] for event in self.events]
-
-    def describe(self) -> str:
-        lines = "\n".join(json.dumps(event) for event in self.events)
-        return f"events:\n{lines}\nstderr:\n{getattr(self, 'stderr', '')}"
+        return run
 
 
 async def run_to_end(node: str, url: str, scenario: str, **args: Any) -> NodeRun:

@@ -11,9 +11,7 @@ Skips when ``node`` or ``tests/node/node_modules`` is missing, except under ``CI
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -22,6 +20,7 @@ import httpx
 import pytest
 
 from tests.sdk.conftest import NODE_DIR
+from tests.sdk.node_script import NodeScript
 from tests.server import RunningServer, start_server
 from tests.tokens import SECRET, connection_token
 
@@ -91,90 +90,22 @@ async def publish(api: httpx.AsyncClient, channel: str, data: Any) -> dict[str, 
     return body["result"]  # type: ignore[no-any-return]
 
 
-class RecoveryRun:
-    """One run of ``recovery.mjs``: commands go to its stdin, events come from its stdout,
-    and every wait is bounded by the run's deadline."""
+class RecoveryRun(NodeScript):
+    """One run of ``recovery.mjs``: commands go to its stdin, events come from its stdout."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.events: list[dict[str, Any]] = []
-        self.stderr = ""
-        self._deadline = time.monotonic() + RUN_TIMEOUT
-        assert process.stderr is not None
-        self._stderr = asyncio.create_task(process.stderr.read())
+    quiet = frozenset({"publication"})
 
     @classmethod
     async def start(cls, node: str, url: str, **args: Any) -> RecoveryRun:
-        process = await asyncio.create_subprocess_exec(
+        run: RecoveryRun = await cls.launch(
             node,
-            str(SCRIPT),
+            SCRIPT,
             url,
             json.dumps({"timeout_ms": NODE_TIMEOUT_MS, **args}),
-            cwd=NODE_DIR,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=1 << 20,
+            label="recovery",
+            seconds=RUN_TIMEOUT,
         )
-        return cls(process)
-
-    def _remaining(self) -> float:
-        return max(0.0, self._deadline - time.monotonic())
-
-    async def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{command}\n".encode())
-        await asyncio.wait_for(self.process.stdin.drain(), self._remaining())
-
-    async def _read_event(self) -> dict[str, Any] | None:
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), self._remaining())
-        except TimeoutError:
-            await self.kill()
-            pytest.fail(f"node recovery: no output in time; {self.describe()}")
-        if not line:
-            return None
-        event: dict[str, Any] = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def wait_for(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Read events until one named ``name`` holding ``fields``; fail if the script ends."""
-        while (event := await self._read_event()) is not None:
-            if event["event"] == name and all(event.get(k) == v for k, v in fields.items()):
-                return event
-        await self.finish()
-        pytest.fail(f"node recovery ended before {name!r} {fields}: {self.describe()}")
-
-    async def finish(self) -> int:
-        """Read to the end and return the script's exit code."""
-        while await self._read_event() is not None:
-            pass
-        try:
-            await asyncio.wait_for(self.process.wait(), self._remaining())
-        except TimeoutError:
-            await self.kill()
-            pytest.fail(f"node recovery did not exit; {self.describe()}")
-        self.stderr = (await self._stderr).decode(errors="replace")
-        assert self.process.returncode is not None
-        return self.process.returncode
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
-
-    def since(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """The events after ``event`` (compared by identity)."""
-        index = next(i for i, e in enumerate(self.events) if e is event)
-        return self.events[index + 1 :]
-
-    def describe(self) -> str:
-        shown = [e for e in self.events if e["event"] != "publication"]
-        count = len(self.events) - len(shown)
-        lines = "\n".join(json.dumps(e) for e in shown)
-        return f"events ({count} publications not shown):\n{lines}\nstderr:\n{self.stderr}"
+        return run
 
 
 StartRun = Callable[[str], Awaitable[RecoveryRun]]

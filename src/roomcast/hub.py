@@ -251,18 +251,6 @@ class Hub:
         resolved = self.services.channels.resolve(channel)
         return resolved is not None and resolved.options.presence
 
-    async def broadcast(self, channels: list[str], data: Any) -> None:
-        """Publish the same ``data`` to each of ``channels``, encoding it once.
-
-        Raises:
-            StateError: the hub is not started.
-            EngineUnavailable: the broker cannot take a publication now; channels before the
-                failing one were published.
-        """
-        publication = Publication(data=msgspec.json.encode(data))
-        for channel in channels:
-            await self.node.publish(channel, publication, history=self._history_of(channel))
-
     def _history_of(self, channel: str) -> HistoryOptions | None:
         resolved = self.services.channels.resolve(channel)
         return None if resolved is None else history_options(resolved.options)

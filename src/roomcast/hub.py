@@ -100,17 +100,13 @@ class Hub:
         self._idempotency: IdempotencyWindow[Publication] = IdempotencyWindow()
         self.registry = Registry()
         client = self.settings.client
-        subscription_keys = client.subscription_token
         tokens = TokenVerifier(client.token)
+        subscription_tokens = TokenVerifier(client.subscription_token)
         self.services = SessionServices(
             settings=self.settings,
             node=self.node,
             tokens=tokens,
-            subscription_tokens=(
-                TokenVerifier(subscription_keys)
-                if TokenVerifier(subscription_keys).configured
-                else tokens
-            ),
+            subscription_tokens=subscription_tokens if subscription_tokens.configured else tokens,
             channels=ChannelRules(self.settings.channel),
             hooks=self.hooks,
             registry=self.registry,

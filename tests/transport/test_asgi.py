@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from roomcast.transport.asgi import asgi_frame_sender, close_reason
+from roomcast.transport.asgi import asgi_frame_sender, close_reason, over_limit
 from roomcast.writer import Close, Frame
 
 
@@ -57,3 +57,10 @@ def test_long_reason_is_cut_to_123_bytes_on_a_character_boundary(
     cut = close_reason(reason)
     assert cut == expected
     assert len(cut.encode()) <= 123
+
+
+def test_over_limit_counts_utf8_bytes_of_text() -> None:
+    assert not over_limit("é" * 5, 10)
+    assert over_limit("é" * 6, 10)  # 6 characters, 12 bytes
+    assert over_limit(b"x" * 11, 10)
+    assert not over_limit(b"x" * 10, 10)

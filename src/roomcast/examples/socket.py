@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 
 from roomcast.errors import StateError
 from roomcast.publication import ChannelEvent
-from roomcast.transport.asgi import asgi_frame_sender, write_now_of
+from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.wire import WireFormat
 from roomcast.writer import Close, Writer
@@ -194,19 +194,13 @@ class SeedSocket:
         if expect == "bytes" and text is not None:
             self._reject(CloseCode.UNSUPPORTED_DATA, "text frame received, binary expected")
             return None
-        if self._too_big(data):
+        if over_limit(data, self._max_message_bytes):
             self._reject(
                 CloseCode.MESSAGE_TOO_BIG,
                 f"message too big: limit is {self._max_message_bytes} bytes",
             )
             return None
         return data
-
-    def _too_big(self, data: str | bytes) -> bool:
-        limit = self._max_message_bytes
-        if isinstance(data, bytes):
-            return len(data) > limit
-        return len(data) * 4 > limit and len(data.encode()) > limit
 
     def _reject(self, code: CloseCode, reason: str) -> None:
         client = self._websocket.client

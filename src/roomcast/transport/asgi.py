@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from roomcast.writer import Frame, SendFrame, WriteNow
 
-__all__ = ["ASGISend", "asgi_frame_sender", "close_reason", "write_now_of"]
+__all__ = ["ASGISend", "asgi_frame_sender", "close_reason", "over_limit", "write_now_of"]
 
 WRITE_NOW_EXTENSION = "roomcast.write_now"
 """Offered by ``roomcast serve``'s server (see ``transport.uvicorn_protocol``)."""
@@ -44,3 +44,11 @@ def write_now_of(scope: Mapping[str, Any]) -> WriteNow | None:
     """The server's synchronous write for this connection, if it offers one."""
     extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
     return None if extension is None else cast(WriteNow, extension["write"])
+
+
+def over_limit(message: str | bytes, limit: int) -> bool:
+    """Whether ``message`` is larger than ``limit`` bytes on the wire (UTF-8 for text);
+    encodes text only when its length alone cannot decide."""
+    if isinstance(message, bytes):
+        return len(message) > limit
+    return len(message) * 4 > limit and len(message.encode()) > limit

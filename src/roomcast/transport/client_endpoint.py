@@ -17,7 +17,7 @@ from typing import Any
 from roomcast.context import Credentials
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.session import Session, SessionServices
-from roomcast.transport.asgi import asgi_frame_sender, write_now_of
+from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.origins import origin_allowed
 from roomcast.writer import Close, Writer, WriterState
@@ -86,7 +86,7 @@ async def serve_client(
             frame: str | bytes | None = message.get("text")
             if frame is None:
                 frame = message.get("bytes") or b""
-            if len(frame) > limit and _byte_size(frame) > limit:
+            if over_limit(frame, limit):
                 logger.info("client %s sent a frame over %d bytes", session.client, limit)
                 writer.close(Close(CloseCode.MESSAGE_TOO_BIG, f"frame over {limit} bytes"))
                 continue
@@ -99,10 +99,6 @@ async def serve_client(
             writer.close(Close(CloseCode.INTERNAL_ERROR, "internal server error"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), _CLOSE_FLUSH_TIMEOUT)
-
-
-def _byte_size(frame: str | bytes) -> int:
-    return len(frame.encode()) if isinstance(frame, str) else len(frame)
 
 
 class DirectClientEndpoint:

@@ -183,21 +183,29 @@ class Hub:
         *,
         tags: dict[str, str] | None = None,
         idempotency_key: str = "",
+        connection: Any = None,
     ) -> Publication:
         """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
 
         ``tags`` travel with the publication to subscribers. Already-encoded JSON can be
         passed as ``msgspec.Raw(bytes)``, which is sent as it is.
 
+        ``connection``: an asyncpg connection inside the application's own transaction; the
+        publication then goes out only if that transaction commits (needs the PostgreSQL
+        broker). Offsets are assigned inside the transaction.
+
         Raises:
             StateError: the hub is not started.
+            ConfigurationError: ``connection`` is given and the broker is not PostgreSQL.
             EngineUnavailable: the broker cannot take the publication now.
         """
         publication = Publication(data=msgspec.json.encode(data), tags=tags or {})
 
         async def publish_once() -> Publication:
             history = self._history_of(channel)
-            return await self.node.publish(channel, publication, history=history)
+            return await self.node.publish(
+                channel, publication, history=history, connection=connection
+            )
 
         if idempotency_key:
             return await self._idempotency.run(f"{channel}\x00{idempotency_key}", publish_once)
@@ -346,6 +354,11 @@ class Hub:
         return {"status": "ok"}
 
     async def _readyz(self) -> JSONResponse:
-        if self._ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+        if not self._ready:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        if not self.node.broker.connected:
+            return JSONResponse(
+                {"status": "not ready", "reason": "the broker's engine is unreachable"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready"})

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
 from roomcast.errors import StateError
@@ -59,6 +59,8 @@ class NodeStats:
     """Messages handed to local subscribers' writers."""
     stream_gaps: int = 0
     """Publications that did not follow the last offset seen in their channel."""
+    broker_gaps: int = 0
+    """Times the broker's link came back after a break (every channel resynced)."""
     lagging_cut_offs: int = 0
     """Subscribers cut off because they stayed behind past the lag timeout."""
 
@@ -74,7 +76,8 @@ class Node:
 
     A channel whose publications carry offsets is watched for gaps: a publication whose
     offset does not follow the last one seen (another epoch, or a skipped offset, as when a
-    broker connection dropped) makes every subscriber ``resync``.
+    broker connection dropped) makes every subscriber ``resync``. When the broker reports that
+    its link came back after a break, every subscriber of every channel resyncs.
 
     Args:
         broker: carries publications between processes (the memory broker within one).
@@ -122,7 +125,7 @@ class Node:
 
     async def start(self) -> None:
         """Start the broker; the node delivers from now on."""
-        await self.broker.start(self._fan_out)
+        await self.broker.start(self._fan_out, self._broker_gap)
         self._started = True
 
     async def stop(self) -> None:
@@ -172,28 +175,45 @@ class Node:
             await self.unsubscribe(channel, subscriber)
 
     async def publish(
-        self, channel: str, publication: Publication, *, history: HistoryOptions | None = None
+        self,
+        channel: str,
+        publication: Publication,
+        *,
+        history: HistoryOptions | None = None,
+        connection: Any = None,
     ) -> Publication:
         """Publish through the broker to every subscriber of ``channel`` on every node.
 
-        With ``history``, the publication is first added to the channel's stream, and the
-        returned copy carries its offset and epoch; adding and publishing happen under the
-        channel's lock, so this process never publishes a stream out of order.
+        With ``history``, the publication is also added to the channel's stream, and the
+        returned copy carries its offset and epoch. Where the broker adds and publishes in one
+        step of its engine (``Broker.adds_atomically``) streams stay in order across every
+        process; otherwise adding and publishing happen under the channel's lock, which keeps
+        this process' publications in order.
+
+        With ``connection`` (an application's database connection inside a transaction), the
+        broker publishes as part of that transaction: nothing is delivered unless it commits.
 
         Raises:
             StateError: the node is not started, or has no history store for ``history``.
+            ConfigurationError: ``connection`` is given and the broker cannot use it.
             EngineUnavailable: the broker or the history store could not take it.
         """
         self._require_started("publish")
-        if history is None:
-            await self.broker.publish(channel, publication)
+        store = self.history
+        if history is not None and store is None:
+            raise StateError("keep history", expected="a history store", actual="none")
+        broker = self.broker
+        if connection is not None:
+            return await broker.publish_in_transaction(
+                connection, channel, publication, history, store if history else None
+            )
+        if history is None or store is None:
+            await broker.publish(channel, publication)
+        elif broker.adds_atomically(store):
+            publication = await broker.publish_to_stream(channel, publication, history, store)
         else:
-            store = self.history
-            if store is None:
-                raise StateError("keep history", expected="a history store", actual="none")
             async with self._lock(channel):
-                publication = await store.add(channel, publication, history)
-                await self.broker.publish(channel, publication)
+                publication = await broker.publish_to_stream(channel, publication, history, store)
         await self.settle()
         return publication
 
@@ -253,6 +273,14 @@ class Node:
             writer = subscriber.writer
             if writer.queued_bytes > self._lag_bytes:
                 self._laggards[writer] = None
+
+    def _broker_gap(self) -> None:
+        """The broker's link came back: any channel may have missed publications."""
+        self.stats.broker_gaps += 1
+        self._positions.clear()
+        for channel, subscribers in list(self._channels.items()):
+            for subscriber in tuple(subscribers):
+                subscriber.resync(channel)
 
     def _fan_out_event(self, channel: str, event: Join | Leave) -> None:
         encode = self._event_encoder

@@ -16,6 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TypeVar
@@ -178,13 +179,31 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path))
 
 
+@dataclass(frozen=True)
+class EngineService:
+    """How the suites use one engine's server: check it answers, and clean up after a test."""
+
+    require: Callable[[str], None]
+    """Skip (or fail under CI=true) the test of the named engine when the server is down."""
+    cleanup: Callable[[Path], None]
+    """Delete what the test whose tmp_path is given left in the server."""
+
+
+SERVICES: dict[str, EngineService] = {
+    "redis": EngineService(require_redis, delete_redis_keys),
+}
+"""Engines that need a server, by the engine name's prefix (``redis`` covers ``redis-*``)."""
+
+
 def _with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
-    """Yields ``make``; for Redis, first checks the server and afterwards deletes the keys."""
-    if not engine.startswith("redis"):
+    """Yields ``make``; for an engine with a server, first checks the server and afterwards
+    cleans up what the test left there."""
+    service = SERVICES.get(engine.split("-", 1)[0])
+    if service is None:
         yield make
         return
-    require_redis(engine)
+    service.require(engine)
     try:
         yield make
     finally:
-        delete_redis_keys(tmp)
+        service.cleanup(tmp)

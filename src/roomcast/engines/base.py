@@ -5,12 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from roomcast.errors import ConfigurationError
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
 __all__ = [
     "Broker",
     "EventHandler",
+    "GapHandler",
     "HistoryOptions",
     "HistoryPage",
     "HistoryStore",
@@ -20,6 +23,10 @@ __all__ = [
 
 EventHandler = Callable[[str, ChannelEvent], None]
 """Called with (channel, event) for each publication, join or leave a broker delivers here."""
+
+GapHandler = Callable[[], None]
+"""Called when a broker's link to its engine came back after a break: any event of any
+channel may have been lost meanwhile, so subscribers that track positions must recover."""
 
 
 class Broker(ABC):
@@ -34,8 +41,10 @@ class Broker(ABC):
     """
 
     @abstractmethod
-    async def start(self, handler: EventHandler) -> None:
-        """Connect and start delivering to ``handler``.
+    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+        """Connect and start delivering to ``handler``; call ``on_gap`` (from the event loop)
+        each time the link to the engine is restored after a break, once every channel held
+        is subscribed again.
 
         Raises:
             EngineUnavailable: the broker cannot be reached.
@@ -60,6 +69,57 @@ class Broker(ABC):
     @abstractmethod
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel``'s publications."""
+
+    @property
+    def connected(self) -> bool:
+        """Whether the link to the engine is up now (False while reconnecting or closed)."""
+        return True
+
+    def adds_atomically(self, store: HistoryStore) -> bool:
+        """Whether ``publish_to_stream`` with ``store`` is one step of the engine.
+
+        When True, publications of one channel published from any number of processes reach
+        every subscriber in offset order. When False, the Node serializes ``publish_to_stream``
+        per channel within its process only.
+        """
+        return False
+
+    async def publish_to_stream(
+        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+    ) -> Publication:
+        """Add ``publication`` to ``channel``'s stream in ``store`` and publish it with its
+        offset and epoch; returns the publication as added.
+
+        This default adds, then publishes: not atomic (see ``adds_atomically``).
+
+        Raises:
+            EngineUnavailable: the store or the broker could not take it; when the store took
+                it and the broker did not, the publication is in history only.
+        """
+        added = await store.add(channel, publication, options)
+        await self.publish(channel, added)
+        return added
+
+    async def publish_in_transaction(
+        self,
+        connection: Any,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions | None,
+        store: HistoryStore | None,
+    ) -> Publication:
+        """Publish as part of the transaction open on the application's database
+        ``connection``: subscribers get it only if that transaction commits (an outbox).
+
+        Only a broker whose engine is that database can; this default refuses.
+
+        Raises:
+            ConfigurationError: this broker cannot publish inside a database transaction.
+        """
+        raise ConfigurationError(
+            f"publishing inside a database transaction needs the PostgreSQL broker "
+            f"(engine.broker = postgresql://...); this node's broker is {type(self).__name__}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

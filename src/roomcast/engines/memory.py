@@ -18,6 +18,7 @@ from itertools import islice
 from roomcast.engines.base import (
     Broker,
     EventHandler,
+    GapHandler,
     HistoryOptions,
     HistoryPage,
     HistoryStore,
@@ -47,7 +48,7 @@ class MemoryBroker(Broker):
         self._handler: EventHandler | None = None
         self._channels: set[str] = set()
 
-    async def start(self, handler: EventHandler) -> None:
+    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
         self._handler = handler
 
     async def close(self) -> None:

@@ -9,6 +9,9 @@ channel's keys share a cluster slot and one script can touch them all::
     <prefix>presence.expiry:{channel}   sorted set: client scored by its expiry
 
 The broker uses no keys: it publishes on the pub/sub channel ``<prefix>broker:<channel>``.
+When the broker and the history store share one Redis, the history script also publishes the
+publication it added, as ``P<offset>:<epoch>:<stored publication>``, so streams reach every
+node in offset order however many nodes publish into them.
 
 Every write and every read that must see a consistent stream is one Lua script, so Redis runs
 it atomically. Expiry is decided by comparing stored deadlines with "now", which is the Redis
@@ -32,6 +35,7 @@ import msgspec
 from roomcast.engines.base import (
     Broker,
     EventHandler,
+    GapHandler,
     HistoryOptions,
     HistoryPage,
     HistoryStore,
@@ -96,7 +100,8 @@ local function position(meta_ttl_if_new)
 end
 """
 
-# KEYS: stream, meta. ARGV: now, new epoch, size, ttl, meta_ttl, payload. Returns {epoch, top}.
+# KEYS: stream, meta, and the broker's pub/sub channel to announce it on (optional).
+# ARGV: now, new epoch, size, ttl, meta_ttl, payload. Returns {epoch, top}.
 _ADD = (
     _NOW
     + _POSITION
@@ -106,6 +111,9 @@ local epoch, top = position(nil)
 top = top + 1
 redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', top, 'expires', deadline(meta_ttl))
 redis.call('PEXPIRE', KEYS[2], ms(meta_ttl))
+if KEYS[3] then
+  redis.call('PUBLISH', KEYS[3], 'P' .. top .. ':' .. epoch .. ':' .. ARGV[6])
+end
 if size <= 0 or ttl <= 0 then
   redis.call('DEL', KEYS[1])
   return {epoch, top}
@@ -270,7 +278,7 @@ class _RedisStore:
     async def start(self) -> None:
         if self._state is not _State.NEW:
             return
-        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=5.0)
+        client = aioredis.Redis.from_url(self._url, socket_connect_timeout=5.0, socket_timeout=5.0)
         try:
             with self._translate("connect"):
                 await client.ping()
@@ -348,6 +356,21 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
     async def add(
         self, channel: str, publication: Publication, options: HistoryOptions
     ) -> Publication:
+        return await self.add_and_announce(channel, publication, options, None)
+
+    def shares_redis_with(self, url: str) -> bool:
+        """Whether this store talks to the Redis of ``url`` (as the broker's URL is given)."""
+        return self._url == url
+
+    async def add_and_announce(
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        broker_key: bytes | None,
+    ) -> Publication:
+        """``add``, and when ``broker_key`` is given, publish the added publication on that
+        pub/sub channel in the same script (see the module doc)."""
         self._running()
         info = publication.info
         payload = _encoder.encode(
@@ -359,8 +382,11 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
         )
         args = [self._now(), new_epoch(), options.size, repr(options.ttl)]
         args += [repr(options.meta_ttl), payload]
+        keys: list[str | bytes] = list(self._keys(channel))
+        if broker_key is not None:
+            keys.append(broker_key)
         with self._translate("add"):
-            epoch, top = await self._add_script(keys=self._keys(channel), args=args)
+            epoch, top = await self._add_script(keys=keys, args=args)
         return Publication(
             data=publication.data,
             offset=int(top),
@@ -531,6 +557,16 @@ def _encode_event(event: ChannelEvent) -> bytes:
 
 
 def _decode_event(payload: bytes) -> ChannelEvent:
+    if payload[:1] == b"P":  # published by the history script: P<offset>:<epoch>:<stored>
+        offset, epoch, stored_bytes = payload[1:].split(b":", 2)
+        stored = _publication_decoder.decode(stored_bytes)
+        return Publication(
+            data=stored.data,
+            offset=int(offset),
+            epoch=epoch.decode(),
+            info=None if stored.info is None else _load_info(stored.info),
+            tags=stored.tags,
+        )
     message = _event_decoder.decode(payload)
     if isinstance(message, _JoinMessage):
         return Join(_load_info(message.info))
@@ -591,6 +627,7 @@ class RedisBroker(Broker):
         self._state = _State.NEW
         self._link = _Link.DOWN
         self._handler: EventHandler | None = None
+        self._on_gap: GapHandler | None = None
         self._client: aioredis.Redis | None = None
         self._pool: aioredis.ConnectionPool | None = None
         self._conn: AbstractConnection | None = None
@@ -605,7 +642,7 @@ class RedisBroker(Broker):
         redis_url, prefix = parse_redis_url(url)
         return cls(redis_url, prefix=prefix)
 
-    async def start(self, handler: EventHandler) -> None:
+    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
         if self._state is _State.RUNNING:
             return
         options: dict[str, Any] = {
@@ -626,7 +663,7 @@ class RedisBroker(Broker):
         except EngineUnavailable:
             await self._release(client, pool, conn)
             raise
-        self._handler = handler
+        self._handler, self._on_gap = handler, on_gap
         self._client, self._pool, self._conn = client, pool, conn
         self._link = _Link.UP
         self._state = _State.RUNNING
@@ -636,7 +673,7 @@ class RedisBroker(Broker):
     async def close(self) -> None:
         self._state = _State.CLOSED
         self._link = _Link.DOWN
-        self._handler = None
+        self._handler = self._on_gap = None
         self._channels.clear()
         self._fail_pending()
         reader, self._reader = self._reader, None
@@ -648,11 +685,28 @@ class RedisBroker(Broker):
         self._client = self._pool = self._conn = None
         await self._release(client, pool, conn)
 
+    @property
+    def connected(self) -> bool:
+        return self._state is _State.RUNNING and self._link is _Link.UP
+
     async def publish(self, channel: str, event: ChannelEvent) -> None:
         client = self._running()
         payload = _encode_event(event)
         with self._translate("publish"):
             await client.publish(self._key(channel), payload)
+
+    def adds_atomically(self, store: HistoryStore) -> bool:
+        """True for a ``RedisHistoryStore`` on this broker's Redis: its script publishes."""
+        return isinstance(store, RedisHistoryStore) and store.shares_redis_with(self._url)
+
+    async def publish_to_stream(
+        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+    ) -> Publication:
+        if not self.adds_atomically(store):
+            return await super().publish_to_stream(channel, publication, options, store)
+        assert isinstance(store, RedisHistoryStore)
+        self._running()
+        return await store.add_and_announce(channel, publication, options, self._key(channel))
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and return once Redis confirmed it.
@@ -733,6 +787,12 @@ class RedisBroker(Broker):
                 attempts,
                 len(self._channels),
             )
+            on_gap = self._on_gap
+            if on_gap is not None:
+                try:
+                    on_gap()
+                except Exception:
+                    logger.exception("Redis broker: the gap handler failed")
 
     def _reader_ended(self, task: asyncio.Task[None]) -> None:
         """Never silent: a reader that ends other than by ``close()`` is logged as an error."""
@@ -768,10 +828,22 @@ class RedisBroker(Broker):
                 keys = [self._key(channel) for channel in self._channels]
                 if keys:
                     await conn.send_command("SUBSCRIBE", *keys)
+                    await self._confirmed(conn, len(keys))
                 return attempts
             except (RedisError, OSError) as exc:
                 logger.debug("Redis broker: reconnect attempt %d failed: %s", attempts, exc)
                 await conn.disconnect(nowait=True)
+
+    async def _confirmed(self, conn: AbstractConnection, count: int) -> None:
+        """Read until Redis confirmed ``count`` subscriptions, delivering messages between."""
+        while count:
+            response = await conn.read_response(timeout=self._timeout)
+            if response is None:
+                raise ConnectionError(f"no SUBSCRIBE confirmation in {self._timeout} s")
+            if isinstance(response, list) and response and response[0] == b"subscribe":
+                count -= 1
+            else:
+                self._dispatch(response)
 
     def _dispatch(self, response: Any) -> None:
         if not isinstance(response, list) or len(response) < 2:

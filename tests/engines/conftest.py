@@ -44,6 +44,7 @@ class FakeClock:
 HistoryFactory = Callable[[Path, FakeClock], HistoryStore]
 PresenceFactory = Callable[[Path, FakeClock], PresenceStore]
 BrokerFactory = Callable[[Path], Broker]
+StreamFactory = Callable[[Path, FakeClock], tuple[Broker, HistoryStore]]
 
 _T = TypeVar("_T")
 
@@ -128,6 +129,13 @@ BROKER_ENGINES: dict[str, BrokerFactory] = {
 }
 
 
+STREAM_ENGINES: dict[str, StreamFactory] = {
+    "redis": lambda tmp, clock: (_redis_broker(tmp), _redis_history(tmp, clock)),
+}
+"""Engines whose broker adds to their history store and publishes in one step
+(``Broker.adds_atomically``): a broker and a store built for one test share their channels."""
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -193,6 +201,15 @@ SERVICES: dict[str, EngineService] = {
     "redis": EngineService(require_redis, delete_redis_keys),
 }
 """Engines that need a server, by the engine name's prefix (``redis`` covers ``redis-*``)."""
+
+
+@pytest.fixture(params=sorted(STREAM_ENGINES))
+def make_stream_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[Callable[[], tuple[Broker, HistoryStore]]]:
+    """Builds an unstarted (broker, history store) pair of one engine, sharing channels."""
+    factory = STREAM_ENGINES[request.param]
+    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
 def _with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:

@@ -20,6 +20,7 @@ import pytest
 from roomcast.engines.base import Broker
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication
+from tests.tcp_proxy import Proxy
 
 from .conftest import REDIS_HOST, REDIS_PORT, redis_prefix, require_redis
 
@@ -154,51 +155,6 @@ async def test_a_handler_error_does_not_stop_delivery(make_broker: Callable[[], 
 # --- Redis only: a broker across a network ---------------------------------------------------
 
 
-class Proxy:
-    """A TCP proxy to the test Redis that a test can cut (refuse) or freeze (black hole)."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.frozen = False
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        """Refuse new connections and abort the open ones."""
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(REDIS_HOST, REDIS_PORT)
-        self._writers += [writer, up_writer]
-
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with_errors = (ConnectionError, OSError)
-            try:
-                while data := await source.read(65536):
-                    if not self.frozen:
-                        sink.write(data)
-                        await sink.drain()
-            except with_errors:
-                pass
-            finally:
-                sink.transport.abort()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @pytest.fixture
 def redis_tmp(tmp_path: Path) -> Path:
     require_redis("redis")
@@ -207,10 +163,10 @@ def redis_tmp(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def proxy(redis_tmp: Path) -> AsyncIterator[Proxy]:
-    proxy = Proxy()
+    proxy = Proxy(REDIS_HOST, REDIS_PORT)
     await proxy.start()
     yield proxy
-    if proxy._server is not None and proxy._server.is_serving():
+    if proxy.serving:
         await proxy.cut()
 
 
@@ -233,7 +189,7 @@ async def test_redis_publish_while_unreachable_raises_then_recovers(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="roomcast.engines.redis")
     received: Received = []
-    through_proxy = _redis_broker(proxy.url, redis_tmp, backoff=0.05, max_backoff=0.2)
+    through_proxy = _redis_broker(proxy.redis_url, redis_tmp, backoff=0.05, max_backoff=0.2)
     direct = _redis_broker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", redis_tmp)
     await through_proxy.start(lambda channel, event: received.append((channel, event)))
     await direct.start(lambda channel, event: None)
@@ -264,7 +220,7 @@ async def test_redis_publish_while_unreachable_raises_then_recovers(
 async def test_redis_publish_into_a_black_hole_raises_within_the_timeout(
     proxy: Proxy, redis_tmp: Path
 ) -> None:
-    broker = _redis_broker(proxy.url, redis_tmp, timeout=0.5)
+    broker = _redis_broker(proxy.redis_url, redis_tmp, timeout=0.5)
     await broker.start(lambda channel, event: None)
     try:
         proxy.frozen = True

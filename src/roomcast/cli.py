@@ -139,7 +139,9 @@ def _run(settings: Settings) -> None:
     sock = config.bind_socket()
     bound_host, bound_port = sock.getsockname()[:2]
     engine = settings.engine
-    history = engine.history if keeps_history(settings.channel) else "off (no namespace keeps it)"
+    history = (
+        engine.history_url if keeps_history(settings.channel) else "off (no namespace keeps it)"
+    )
     console.print(
         f"roomcast listening on http://{bound_host}:{bound_port} "
         f"(workers: {settings.workers}; broker: {engine.broker_url}; history: {history}; "

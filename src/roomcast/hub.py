@@ -89,7 +89,7 @@ class Hub:
             encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
             event_encoder=encode_event_push,
             history=(
-                create_history_store(engine.history)
+                create_history_store(engine.history_url)
                 if keeps_history(self.settings.channel)
                 else None
             ),

@@ -192,15 +192,22 @@ class WebSocketSettings(_Section):
     """permessage-deflate; off by default because it costs CPU per recipient."""
 
 
+DEFAULT_HISTORY_URL = "sqlite:///roomcast-data/history.sqlite3"
+
+
 class EngineSettings(_Section):
     """Which broker and stores to use, by URL scheme (``memory://``, ``sqlite:///path``, ...)."""
 
     url: str = "memory://"
+    """The engine of every role (broker, history, presence) not overridden below:
+    ``memory://``, ``redis://``, ``postgresql://`` or ``nats://``."""
     broker: str = ""
     """Overrides ``url`` for the broker only."""
-    history: str = "sqlite:///roomcast-data/history.sqlite3"
-    """Where channels with history keep it; ``?synchronous=true`` makes each publish wait
-    for the disk. Opened only when a namespace keeps history."""
+    history: str = ""
+    """Overrides ``url`` for history only. When neither is set (``url`` is ``memory://``),
+    history lives in SQLite at ``sqlite:///roomcast-data/history.sqlite3``, so it survives a
+    restart; ``?synchronous=true`` makes each publish wait for the disk. Opened only when a
+    namespace keeps history."""
     presence: str = ""
     """Overrides ``url`` for the presence store only."""
     presence_ttl: Seconds = 60.0
@@ -211,6 +218,16 @@ class EngineSettings(_Section):
     def presence_url(self) -> str:
         """The presence store's URL: ``presence`` if set, else ``url``."""
         return self.presence or self.url
+
+    @property
+    def history_url(self) -> str:
+        """The history store's URL: ``history`` if set, else ``url`` unless that is the memory
+        engine, else the embedded SQLite file."""
+        if self.history:
+            return self.history
+        if not self.url.startswith("memory:"):
+            return self.url
+        return DEFAULT_HISTORY_URL
 
     @property
     def broker_url(self) -> str:

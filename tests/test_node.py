@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from roomcast.engines.memory import MemoryBroker
-from roomcast.errors import StateError
+from roomcast.engines.base import HistoryOptions
+from roomcast.engines.memory import MemoryBroker, MemoryHistoryStore
+from roomcast.errors import ConfigurationError, StateError
 from roomcast.node import Node
 from roomcast.publication import ChannelEvent, ClientInfo, Join, Publication
 from roomcast.wire import WireFormat, text_publication
@@ -293,3 +294,63 @@ async def test_join_and_leave_reach_only_subscribers_that_want_them() -> None:
     assert wants.messages == ["joined"]
     assert ignores.messages == []
     assert encoded == ["room"]
+
+
+class RelinkingBroker(MemoryBroker):
+    """The memory broker, with a way to report that its (imaginary) engine link came back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_gap: Callable[[], None] | None = None
+
+    async def start(
+        self, handler: Callable[[str, ChannelEvent], None], on_gap: Callable[[], None] | None = None
+    ) -> None:
+        await super().start(handler, on_gap)
+        self.on_gap = on_gap
+
+    def relink(self) -> None:
+        assert self.on_gap is not None, "the node gave the broker no gap handler"
+        self.on_gap()
+
+
+async def test_a_restored_broker_link_resyncs_every_subscriber_of_every_channel() -> None:
+    broker = RelinkingBroker()
+    node = Node(broker)
+    await node.start()
+    one, two, three = Inbox(), Inbox(), Inbox()
+    await node.subscribe("a", one)
+    await node.subscribe("a", two)
+    await node.subscribe("b", three)
+    await node.publish("a", Publication(b'"x"', offset=5, epoch="e"))
+    broker.relink()
+    assert (one.resyncs, two.resyncs, three.resyncs) == (["a"], ["a"], ["b"])
+    assert node.stats.broker_gaps == 1
+    # The position was forgotten: the next offset, whatever it is, starts a fresh watch.
+    await node.publish("a", Publication(b'"x"', offset=9, epoch="e"))
+    assert one.resyncs == ["a"]
+
+
+async def test_concurrent_publishes_into_history_are_added_and_delivered_in_order() -> None:
+    store = MemoryHistoryStore()
+    await store.start()
+    node = Node(MemoryBroker(), history=store)
+    await node.start()
+    inbox = Inbox()
+    await node.subscribe("room", inbox)
+    options = HistoryOptions(size=10, ttl=60.0)
+    added = await asyncio.gather(
+        *(node.publish("room", Publication(f'"{n}"'.encode()), history=options) for n in range(5))
+    )
+    assert [publication.offset for publication in added] == [1, 2, 3, 4, 5]
+    assert inbox.messages == [str(n) for n in range(5)]
+    assert inbox.resyncs == []
+    page = await store.read("room")
+    assert [p.data for p in page.publications] == [f'"{n}"'.encode() for n in range(5)]
+    await node.stop()
+    await store.close()
+
+
+async def test_publishing_inside_a_transaction_needs_a_database_broker(node: Node) -> None:
+    with pytest.raises(ConfigurationError, match="PostgreSQL broker"):
+        await node.publish("room", Publication(b'"x"'), connection=object())

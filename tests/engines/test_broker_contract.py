@@ -155,6 +155,13 @@ async def test_a_handler_error_does_not_stop_delivery(make_broker: Callable[[], 
 # --- Redis only: a broker across a network ---------------------------------------------------
 
 
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture
 def redis_tmp(tmp_path: Path) -> Path:
     require_redis("redis")
@@ -191,24 +198,31 @@ async def test_redis_publish_while_unreachable_raises_then_recovers(
     received: Received = []
     through_proxy = _redis_broker(proxy.redis_url, redis_tmp, backoff=0.05, max_backoff=0.2)
     direct = _redis_broker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", redis_tmp)
-    await through_proxy.start(lambda channel, event: received.append((channel, event)))
+    gaps: list[bool] = []
+    await through_proxy.start(
+        lambda channel, event: received.append((channel, event)),
+        lambda: gaps.append(through_proxy.connected),
+    )
     await direct.start(lambda channel, event: None)
     try:
         await through_proxy.subscribe("room")
+        assert through_proxy.connected
         await proxy.cut()
         began = time.monotonic()
         with pytest.raises(EngineUnavailable):
             await asyncio.wait_for(through_proxy.publish("room", Publication(data=b"1")), WAIT)
         assert time.monotonic() - began < 3.0
+        await _until(lambda: not through_proxy.connected, "the broker never noticed the cut")
         await direct.publish("room", Publication(data=b"lost"))
+        assert gaps == []
 
         await proxy.start()  # same port: the reader reconnects and resubscribes
-        deadline = time.monotonic() + WAIT
-        while not received:
-            assert time.monotonic() < deadline, "the broker never resubscribed"
-            await direct.publish("room", Publication(data=b"back"))
-            await asyncio.sleep(0.05)
-        assert received[0] == ("room", Publication(data=b"back"))
+        # The gap is reported once the channel is subscribed again, with the link up.
+        await _until(lambda: gaps == [True], "the restored link was never reported")
+        await direct.publish("room", Publication(data=b"back"))
+        await wait_for_count(received, 1)
+        assert received == [("room", Publication(data=b"back"))]
+        assert gaps == [True]
         messages = [r.getMessage() for r in caplog.records]
         assert any("lost its connection" in m for m in messages), messages
         assert any("reconnected" in m and "1 channel" in m for m in messages), messages

@@ -1,18 +1,17 @@
-"""Two ``roomcast serve`` processes on one Redis act as one server: what a client publishes on
-one node reaches the subscribers of the other, for the seed chat and for Centrifuge clients;
-and ``--workers 2`` serves with the Redis broker.
+"""Two ``roomcast serve`` processes on one engine act as one server: what a client publishes
+on one node reaches the subscribers of the other, for the seed chat and for Centrifuge clients;
+presence counts the clients of both; a client that subscribed on one node recovers what it
+missed on the other; and ``--workers 2`` serves.
 
-These tests need the Redis at 127.0.0.1:6379 and are skipped without it, except with
-``CI=true``, where that fails them. Each run uses its own key prefix. Every wait is bounded.
+Each test module run uses the machine's shared engine servers (``tests.shared_engines``) under
+a prefix of its own, skipped when one is unreachable except with ``CI=true``, where that fails
+them. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,37 +20,31 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.server import RunningServer, start_server
+from tests.shared_engines import SHARED_ENGINES, unique_prefix
 from tests.wsclient import connect, recv
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 WAIT = 10.0
 
+NAMESPACES = [
+    {
+        "name": "room",
+        "allow_subscribe_for_client": True,
+        "allow_publish_for_client": True,
+        "presence": True,
+        "history_size": 100,
+        "history_ttl": "300s",
+        "force_recovery": True,
+    }
+]
 
-def _require_redis() -> None:
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1.0):
-            return
-    except OSError as exc:
-        reason = f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable ({exc})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires it for the cross-node tests")
-    pytest.skip(f"{reason}; start one to run the cross-node tests")
 
-
-@pytest.fixture(scope="module")
-def engine_url() -> Iterator[str]:
-    _require_redis()
-    prefix = f"roomcast-test:{uuid.uuid4().hex[:12]}:"
-    yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=500))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+@pytest.fixture(scope="module", params=sorted(SHARED_ENGINES))
+def engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    engine = SHARED_ENGINES[request.param]
+    engine.require(f"the cross-node tests on {engine.name}")
+    prefix = unique_prefix()
+    yield engine.url(prefix)
+    engine.cleanup(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +52,11 @@ def nodes(
     engine_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RunningServer, RunningServer]]:
     started: list[RunningServer] = []
+    env = {"ROOMCAST_CHANNEL__NAMESPACES": json.dumps(NAMESPACES)}
     try:
         for name in ("a", "b"):
             cwd: Path = tmp_path_factory.mktemp(f"roomcast-node-{name}")
-            started.append(start_server("--engine", engine_url, "--insecure", cwd=cwd))
+            started.append(start_server("--engine", engine_url, "--insecure", env=env, cwd=cwd))
         yield started[0], started[1]
     finally:
         for server in started:
@@ -151,7 +145,7 @@ async def test_centrifuge_publication_crosses_nodes(
                 return
 
 
-async def test_serve_with_two_workers_on_redis(engine_url: str, tmp_path: Path) -> None:
+async def test_serve_with_two_workers(engine_url: str, tmp_path: Path) -> None:
     server = start_server("--workers", "2", "--engine", engine_url, "--insecure", cwd=tmp_path)
     try:
         for _ in range(4):  # whichever worker takes each connection
@@ -160,3 +154,55 @@ async def test_serve_with_two_workers_on_redis(engine_url: str, tmp_path: Path) 
                 assert await recv(ws) == "Echo: hello"
     finally:
         assert server.stop() in (0, -2, 130), server.log
+
+
+async def _command(ws: ClientConnection, command_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    await ws.send(json.dumps({"id": command_id, **body}))
+    return await _reply(ws, command_id, time.monotonic() + WAIT)
+
+
+async def test_presence_counts_the_clients_of_both_nodes(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    channel = "room:presence"
+    async with (
+        connect(f"{node_a.ws}/connection/websocket") as on_a,
+        connect(f"{node_b.ws}/connection/websocket") as on_b,
+    ):
+        clients = []
+        for ws in (on_a, on_b):
+            connected = await _command(ws, 1, {"connect": {}})
+            clients.append(connected["connect"]["client"])
+            await _command(ws, 2, {"subscribe": {"channel": channel}})
+        for ws in (on_a, on_b):
+            stats = await _command(ws, 3, {"presence_stats": {"channel": channel}})
+            assert stats["presence_stats"] == {"num_clients": 2, "num_users": 1}
+            presence = await _command(ws, 4, {"presence": {"channel": channel}})
+            assert sorted(presence["presence"]["presence"]) == sorted(clients)
+
+
+async def test_a_client_recovers_on_the_other_node(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    channel = "room:recovery"
+    async with connect(f"{node_b.ws}/connection/websocket") as on_b:
+        await _command(on_b, 1, {"connect": {}})
+        subscribed = await _command(on_b, 2, {"subscribe": {"channel": channel}})
+    position = subscribed["subscribe"]
+    assert position["recoverable"] is True
+    since = {"offset": position.get("offset", 0), "epoch": position["epoch"]}
+
+    async with connect(f"{node_a.ws}/connection/websocket") as on_a:
+        await _command(on_a, 1, {"connect": {}})
+        for n in range(5):
+            await _command(on_a, 10 + n, {"publish": {"channel": channel, "data": {"n": n}}})
+        recovered = await _command(
+            on_a, 20, {"subscribe": {"channel": channel, "recover": True, **since}}
+        )
+    reply = recovered["subscribe"]
+    assert reply["recovered"] is True
+    assert [pub["data"] for pub in reply["publications"]] == [{"n": n} for n in range(5)]
+    offsets = [pub["offset"] for pub in reply["publications"]]
+    assert offsets == list(range(since["offset"] + 1, since["offset"] + 6))

@@ -1,0 +1,39 @@
+"""The Redis engine: a broker, a history store and a presence store shared by every process that
+reaches the same Redis instances.
+
+Keys, under a configurable prefix (default ``roomcast:``); ``{channel}`` is a hash tag, so a
+channel's keys share a cluster slot and one script can touch them all::
+
+    <prefix>history.stream:{channel}    stream: entry ID "<offset>-0", fields e (expires at), d
+    <prefix>history.meta:{channel}      hash: epoch, top, expires (the position's expiry)
+    <prefix>presence.infos:{channel}    hash: client -> ClientInfo (msgpack)
+    <prefix>presence.expiry:{channel}   sorted set: client scored by its expiry
+
+The broker uses no keys: it publishes on the pub/sub channel ``<prefix>broker:<channel>``.
+When the broker and the history store share their Redis, the history script also publishes the
+publication it added, as ``P<offset>:<epoch>:<stored publication>``, so streams reach every
+node in offset order however many nodes publish into them.
+
+An engine URL may list several instances (``redis://host:port,host:port/db``): each channel
+lives on one of them, chosen by consistent hashing of its name, for its keys and its pub/sub.
+
+Every write and every read that must see a consistent stream is one Lua script, so Redis runs
+it atomically. Expiry is decided by comparing stored deadlines with "now", which is the Redis
+server's ``TIME`` (one clock for every process) unless a ``clock`` is injected, as the contract
+tests do; key TTLs (``PEXPIRE``) only reclaim memory once everything in a key is dead.
+"""
+
+from __future__ import annotations
+
+from roomcast.engines.redis.broker import RedisBroker
+from roomcast.engines.redis.common import DEFAULT_PREFIX, RedisTarget, parse_redis_url
+from roomcast.engines.redis.stores import RedisHistoryStore, RedisPresenceStore
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisBroker",
+    "RedisHistoryStore",
+    "RedisPresenceStore",
+    "RedisTarget",
+    "parse_redis_url",
+]

@@ -1,0 +1,293 @@
+"""The Redis broker: events between nodes over Redis pub/sub, sharded by channel."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from roomcast.engines.base import Broker, EventHandler, GapHandler, HistoryOptions, HistoryStore
+from roomcast.engines.redis.common import (
+    DEFAULT_PREFIX,
+    State,
+    StoredInfo,
+    encoder,
+    load_info,
+    parse_redis_url,
+    publication_decoder,
+    shard_of,
+    store_info,
+    translate_errors,
+)
+from roomcast.engines.redis.pubsub_link import LinkState, PubSubLink
+from roomcast.engines.redis.stores import RedisHistoryStore
+from roomcast.errors import EngineUnavailable
+from roomcast.publication import ChannelEvent, Join, Leave, Publication
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("roomcast.engines.redis")
+
+_CONNECTION_SALT: Final = 0x5BD1E995
+"""Makes the choice of a connection within an instance independent of the instance's."""
+
+
+class _PubMessage(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
+    data: bytes
+    offset: int
+    epoch: str
+    info: StoredInfo | None
+    tags: dict[str, str]
+
+
+class _JoinMessage(msgspec.Struct, array_like=True, frozen=True, tag="join"):
+    info: StoredInfo
+
+
+class _LeaveMessage(msgspec.Struct, array_like=True, frozen=True, tag="leave"):
+    info: StoredInfo
+
+
+_event_decoder: Final = msgspec.msgpack.Decoder(_PubMessage | _JoinMessage | _LeaveMessage)
+
+
+def encode_event(event: ChannelEvent) -> bytes:
+    """The payload the broker publishes for ``event``."""
+    if isinstance(event, Join):
+        return encoder.encode(_JoinMessage(store_info(event.info)))
+    if isinstance(event, Leave):
+        return encoder.encode(_LeaveMessage(store_info(event.info)))
+    info = event.info
+    return encoder.encode(
+        _PubMessage(
+            event.data,
+            event.offset,
+            event.epoch,
+            None if info is None else store_info(info),
+            dict(event.tags),
+        )
+    )
+
+
+def decode_event(payload: bytes) -> ChannelEvent:
+    """The event of a payload published by ``encode_event`` or by the history script.
+
+    Raises:
+        msgspec.DecodeError, ValueError: the payload is neither.
+    """
+    if payload[:1] == b"P":  # published by the history script: P<offset>:<epoch>:<stored>
+        offset, epoch, stored_bytes = payload[1:].split(b":", 2)
+        stored = publication_decoder.decode(stored_bytes)
+        return Publication(
+            data=stored.data,
+            offset=int(offset),
+            epoch=epoch.decode(),
+            info=None if stored.info is None else load_info(stored.info),
+            tags=stored.tags,
+        )
+    message = _event_decoder.decode(payload)
+    if isinstance(message, _JoinMessage):
+        return Join(load_info(message.info))
+    if isinstance(message, _LeaveMessage):
+        return Leave(load_info(message.info))
+    return Publication(
+        data=message.data,
+        offset=message.offset,
+        epoch=message.epoch,
+        info=None if message.info is None else load_info(message.info),
+        tags=message.tags,
+    )
+
+
+class RedisBroker(Broker):
+    """Pub/sub between nodes through Redis ``PUBLISH``/``SUBSCRIBE``.
+
+    Delivery guarantee: **at most once**, in order per publisher (Redis forwards one
+    connection's publications in order). An event reaches the nodes whose subscription Redis
+    holds when it publishes; events published while this node's pub/sub connection is down are
+    lost for this node: the history store and the client recovery protocol exist for that, and
+    ``on_gap`` is called once a broken link is restored so that clients recover.
+
+    Each event is a msgpack message tagged by kind (``pub``, ``join``, ``leave``) published on
+    ``<prefix>broker:<channel>``. Channels are spread over the Redis instances the URL lists by
+    consistent hashing (the instance that keeps the channel's history, so the history script
+    can publish), and within an instance over ``pubsub_shards`` dedicated connections
+    (:class:`PubSubLink`), each read by its own task. Publishing uses a client per instance
+    with short socket timeouts, so a publish to an unreachable Redis raises
+    ``EngineUnavailable`` within about ``timeout`` seconds instead of hanging.
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str] = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        pubsub_shards: int = 1,
+        timeout: float = 2.0,
+        backoff: float = 0.1,
+        max_backoff: float = 5.0,
+        ping_interval: float = 10.0,
+    ) -> None:
+        self._urls = (url,) if isinstance(url, str) else tuple(url)
+        if not self._urls or pubsub_shards < 1:
+            raise ValueError("a Redis broker needs at least one URL and one pub/sub shard")
+        self._key_prefix = f"{prefix}broker:".encode()
+        self._pubsub_shards = pubsub_shards
+        self._timeout = timeout
+        self._link_options = {
+            "timeout": timeout,
+            "backoff": backoff,
+            "max_backoff": max_backoff,
+            "ping_interval": ping_interval,
+        }
+        self._state = State.NEW
+        self._handler: EventHandler | None = None
+        self._on_gap: GapHandler | None = None
+        self._clients: list[aioredis.Redis] = []
+        self._pools: list[aioredis.ConnectionPool] = []
+        self._links: list[PubSubLink] = []
+        """``pubsub_shards`` links per instance, instance after instance."""
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisBroker:
+        """The broker for ``redis://host:port[,host:port...]/db?prefix=...&pubsub_shards=N``,
+        not started."""
+        target = parse_redis_url(url)
+        return cls(target.urls, prefix=target.prefix, pubsub_shards=target.pubsub_shards)
+
+    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+        if self._state is State.RUNNING:
+            return
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self._timeout,
+            "socket_timeout": self._timeout,
+            "retry": Retry(NoBackoff(), 0),
+            # RESP2: pub/sub messages come back from read_response (RESP3 hands them to a
+            # push handler instead).
+            "protocol": 2,
+        }
+        self._handler, self._on_gap = handler, on_gap
+        try:
+            for url in self._urls:
+                client = aioredis.Redis.from_url(url, **options)
+                self._clients.append(client)
+                with translate_errors("Redis broker", "connect", url):
+                    await client.ping()
+                pool = aioredis.ConnectionPool.from_url(url, **options)
+                self._pools.append(pool)
+                for _ in range(self._pubsub_shards):
+                    link = PubSubLink(
+                        pool.make_connection(),  # type: ignore[no-untyped-call]
+                        url,
+                        self._deliver,
+                        self._restored,
+                        **self._link_options,
+                    )
+                    self._links.append(link)
+                    await link.open()
+        except EngineUnavailable:
+            await self._release()
+            raise
+        self._state = State.RUNNING
+
+    async def close(self) -> None:
+        self._state = State.CLOSED
+        self._handler = self._on_gap = None
+        await self._release()
+
+    @property
+    def connected(self) -> bool:
+        return self._state is State.RUNNING and all(
+            link.state is LinkState.UP for link in self._links
+        )
+
+    async def publish(self, channel: str, event: ChannelEvent) -> None:
+        client, url = self._client_of(channel)
+        payload = encode_event(event)
+        with translate_errors("Redis broker", "publish", url):
+            await client.publish(self._key(channel), payload)
+
+    def adds_atomically(self, store: HistoryStore) -> bool:
+        """True for a ``RedisHistoryStore`` on this broker's instances: its script publishes."""
+        return isinstance(store, RedisHistoryStore) and store.shares_redis_with(self._urls)
+
+    async def publish_to_stream(
+        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+    ) -> Publication:
+        if not self.adds_atomically(store):
+            return await super().publish_to_stream(channel, publication, options, store)
+        assert isinstance(store, RedisHistoryStore)
+        self._client_of(channel)  # raises when not running
+        return await store.add_and_announce(channel, publication, options, self._key(channel))
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe and return once Redis confirmed it.
+
+        Raises:
+            EngineUnavailable: not running, the channel's pub/sub connection is down, or Redis
+                did not confirm within the timeout; the channel is not subscribed.
+        """
+        await self._link_of(channel).subscribe(self._key(channel))
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop delivering ``channel`` now; returns once Redis confirmed, or at once when the
+        connection is down."""
+        if self._state is State.RUNNING:
+            await self._link_of(channel).unsubscribe(self._key(channel))
+
+    def _deliver(self, key: bytes, payload: bytes) -> None:
+        handler = self._handler
+        if handler is None or not key.startswith(self._key_prefix):
+            return
+        channel = key[len(self._key_prefix) :].decode(errors="replace")
+        try:
+            event = decode_event(payload)
+        except (msgspec.DecodeError, ValueError) as exc:
+            logger.warning("Redis broker: dropped an undecodable message on %r: %s", key, exc)
+            return
+        try:
+            handler(channel, event)
+        except Exception:
+            logger.exception("Redis broker: the handler failed on channel %r", channel)
+
+    def _restored(self) -> None:
+        on_gap = self._on_gap
+        if on_gap is not None:
+            on_gap()
+
+    def _instance_of(self, channel: str) -> int:
+        return shard_of(channel, len(self._urls))
+
+    def _client_of(self, channel: str) -> tuple[aioredis.Redis, str]:
+        if self._state is not State.RUNNING:
+            raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
+        instance = self._instance_of(channel)
+        return self._clients[instance], self._urls[instance]
+
+    def _link_of(self, channel: str) -> PubSubLink:
+        if self._state is not State.RUNNING:
+            raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
+        within = shard_of(channel, self._pubsub_shards, salt=_CONNECTION_SALT)
+        return self._links[self._instance_of(channel) * self._pubsub_shards + within]
+
+    def _key(self, channel: str) -> bytes:
+        return self._key_prefix + channel.encode()
+
+    async def _release(self) -> None:
+        links, self._links = self._links, []
+        pools, self._pools = self._pools, []
+        clients, self._clients = self._clients, []
+        for link in links:
+            await link.close()
+        with contextlib.suppress(RedisError, OSError):
+            for pool in pools:
+                await pool.disconnect()
+            for client in clients:
+                await client.aclose()

@@ -18,9 +18,11 @@ from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
     State,
     StoredInfo,
+    client_for,
     encoder,
     load_info,
     parse_redis_url,
+    pool_for,
     publication_decoder,
     shard_of,
     store_info,
@@ -176,11 +178,11 @@ class RedisBroker(Broker):
         self._handler, self._on_gap = handler, on_gap
         try:
             for url in self._urls:
-                client = aioredis.Redis.from_url(url, **options)
+                client = client_for(url, **options)
                 self._clients.append(client)
                 with translate_errors("Redis broker", "connect", url):
                     await client.ping()
-                pool = aioredis.ConnectionPool.from_url(url, **options)
+                pool = pool_for(url, **options)
                 self._pools.append(pool)
                 for _ in range(self._pubsub_shards):
                     link = PubSubLink(

@@ -8,8 +8,8 @@ import enum
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
@@ -17,6 +17,8 @@ from roomcast.errors import ConfigurationError, EngineUnavailable
 from roomcast.publication import ClientInfo
 
 try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
     from redis.exceptions import RedisError
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ConfigurationError(
@@ -29,10 +31,12 @@ __all__ = [
     "State",
     "StoredInfo",
     "StoredPublication",
+    "client_for",
     "encoder",
     "info_decoder",
     "load_info",
     "parse_redis_url",
+    "pool_for",
     "publication_decoder",
     "shard_of",
     "store_info",
@@ -87,24 +91,36 @@ class RedisTarget:
     pubsub_shards: int = 1
 
 
-def parse_redis_url(url: str) -> RedisTarget:
-    """``redis://[user:password@]host:port[,host:port...]/db?prefix=...&pubsub_shards=N``.
+_SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
 
-    Several ``host:port`` pairs name independent Redis instances that channels are spread
-    over by consistent hashing (every node must list them in the same order). Other query
-    parameters are redis-py's own (``socket_timeout`` and the like) and apply to every instance.
+
+def parse_redis_url(url: str) -> RedisTarget:
+    """``redis://[user:password@]host:port[,host:port...]/db?prefix=...&pubsub_shards=N``, or
+    ``redis+sentinel://[password@]host:port[,host:port...]/service[/db]?prefix=...``.
+
+    With ``redis://`` (``rediss://`` for TLS), several ``host:port`` pairs name independent
+    Redis instances that channels are spread over by consistent hashing (every node must list
+    them in the same order). With ``redis+sentinel://`` they name the Sentinels that know the
+    master of ``service``: one instance, found again after a failover. Other query parameters
+    are redis-py's own (``socket_timeout`` and the like) and apply to every connection.
 
     Raises:
-        ConfigurationError: the URL is not a ``redis://`` or ``rediss://`` URL, names no host,
-            or has a malformed ``pubsub_shards``.
+        ConfigurationError: the URL is not such a URL, names no host (or no Sentinel
+            service), or has a malformed ``pubsub_shards``.
     """
     parts = urlsplit(url)
     credentials, _, hosts = parts.netloc.rpartition("@")
     addresses = [address for address in hosts.split(",") if address]
-    if parts.scheme not in ("redis", "rediss") or not addresses:
+    sentinel = parts.scheme in _SENTINEL_SCHEMES
+    if (
+        parts.scheme not in ("redis", "rediss", *_SENTINEL_SCHEMES)
+        or not addresses
+        or (sentinel and not parts.path.strip("/"))
+    ):
         raise ConfigurationError(
             f"malformed Redis URL {url!r}: use redis://host:port/db, optionally "
-            "?prefix=..., several instances as redis://host:port,host:port/db"
+            "?prefix=..., several instances as redis://host:port,host:port/db, or Sentinels "
+            "as redis+sentinel://host:port,host:port/service/db"
         )
     prefix, pubsub_shards = DEFAULT_PREFIX, 1
     rest = []
@@ -120,6 +136,12 @@ def parse_redis_url(url: str) -> RedisTarget:
         else:
             rest.append((key, value))
     query = urlencode(rest)
+    if sentinel and rest:
+        raise ConfigurationError(
+            f"Redis Sentinel URL {url!r}: only prefix and pubsub_shards are accepted as parameters"
+        )
+    if sentinel:
+        return RedisTarget((urlunsplit(parts._replace(query=query)),), prefix, pubsub_shards)
     userinfo = f"{credentials}@" if credentials else ""
     urls = tuple(
         urlunsplit(parts._replace(netloc=userinfo + address, query=query)) for address in addresses
@@ -130,7 +152,49 @@ def parse_redis_url(url: str) -> RedisTarget:
 def where(url: str) -> str:
     """``host:port/db`` of ``url``, for messages: never the credentials a URL may carry."""
     parts = urlsplit(url)
+    if parts.scheme in _SENTINEL_SCHEMES:
+        return f"Sentinels {parts.netloc.rpartition('@')[2]}{parts.path}"
     return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def _sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, str, dict[str, Any]]:
+    """The Sentinel manager of a ``redis+sentinel://`` URL of one instance, the service name,
+    and the options of connections to the master."""
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for address in hosts.split(","):
+        host, _, port = address.rpartition(":")
+        sentinels.append((host or address, int(port) if host and port else 26379))
+    service, _, db = parts.path.strip("/").partition("/")
+    master: dict[str, Any] = dict(options)
+    master["db"] = int(db or 0)
+    if credentials:
+        master["password"] = unquote(credentials.rpartition(":")[2])
+    if parts.scheme == "rediss+sentinel":
+        master["ssl"] = True
+    timeouts = {
+        key: master[key] for key in ("socket_timeout", "socket_connect_timeout") if key in master
+    }
+    manager = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+    return manager, service, master
+
+
+def client_for(url: str, **options: Any) -> aioredis.Redis:
+    """A client of the instance ``url`` names (one of ``RedisTarget.urls``)."""
+    if urlsplit(url).scheme in _SENTINEL_SCHEMES:
+        sentinel, service, master = _sentinel(url, options)
+        client: aioredis.Redis = sentinel.master_for(service, **master)
+        return client
+    return aioredis.Redis.from_url(url, **options)
+
+
+def pool_for(url: str, **options: Any) -> aioredis.ConnectionPool:
+    """A connection pool of the instance ``url`` names, for dedicated connections."""
+    if urlsplit(url).scheme in _SENTINEL_SCHEMES:
+        sentinel, service, master = _sentinel(url, options)
+        return SentinelConnectionPool(service, sentinel, **master)  # type: ignore[no-untyped-call]
+    return aioredis.ConnectionPool.from_url(url, **options)
 
 
 def _channel_key(channel: str) -> int:

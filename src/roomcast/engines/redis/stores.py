@@ -28,6 +28,7 @@ from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
     State,
     StoredPublication,
+    client_for,
     encoder,
     info_decoder,
     load_info,
@@ -92,9 +93,7 @@ class _RedisStore:
         shards: list[_Shard] = []
         try:
             for url in self._urls:
-                client = aioredis.Redis.from_url(
-                    url, socket_connect_timeout=5.0, socket_timeout=5.0
-                )
+                client = client_for(url, socket_connect_timeout=5.0, socket_timeout=5.0)
                 shards.append(_Shard(url, client))
                 with translate_errors(self._what, "connect", url):
                     await client.ping()

@@ -29,7 +29,7 @@ from roomcast.publication import ClientInfo, Join, Leave, Publication, StreamPos
 from roomcast.recovery import RecoveryOutcome, merge
 from roomcast.session_base import SessionServices, SessionState, announced_ttl
 from roomcast.settings import ChannelOptions
-from roomcast.subscription import ChannelSubscription, SubscriptionFeatures
+from roomcast.subscription import ChannelSubscription, SubscriptionFeatures, SubscriptionState
 from roomcast.tokens import TokenRejected, seconds_left
 from roomcast.writer import Writer
 
@@ -212,8 +212,10 @@ class ChannelCommands:
         if outcome is None:
             subscription.go_live()
         else:
-            subscription.go_live([encode_pub_push(channel, p) for p in outcome.then])
-            if not outcome.consistent:
+            then = outcome.then
+            position = StreamPosition(then[-1].offset, then[-1].epoch) if then else outcome.position
+            subscription.go_live([encode_pub_push(channel, p) for p in then], position)
+            if not outcome.consistent or subscription.state is SubscriptionState.STALE:
                 self._on_gap(subscription)
                 return
         try:

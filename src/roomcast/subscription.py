@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from roomcast.publication import ChannelEvent, ClientInfo, Publication
+from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 from roomcast.wire import WireFormat
 from roomcast.writer import Writer
 
@@ -15,10 +15,13 @@ __all__ = ["ChannelSubscription", "SubscriptionFeatures", "SubscriptionState"]
 
 
 class SubscriptionState(Enum):
-    """PENDING keeps live events aside until the subscribe reply is out; LIVE delivers."""
+    """PENDING keeps live events aside until the subscribe reply is out; LIVE delivers;
+    STALE (after a gap in the stream) delivers nothing more: the client is told to subscribe
+    again, and anything sent after the gap would move its position past what it missed."""
 
     PENDING = "pending"
     LIVE = "live"
+    STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class ChannelSubscription:
         self._max_kept_bytes = max_kept_bytes
         self._kept: list[tuple[str | bytes, ChannelEvent]] = []
         self._kept_bytes = 0
+        self._position: StreamPosition | None = None
         self.state = SubscriptionState.PENDING
 
     @property
@@ -88,6 +92,13 @@ class ChannelSubscription:
         return self.features.join_leave
 
     def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
+        if self.state is SubscriptionState.STALE:
+            return
+        position = self._position
+        if position is not None and isinstance(event, Publication) and event.offset:
+            if event.epoch == position.epoch and event.offset <= position.offset:
+                return  # the client has it already (in the subscribe reply's history)
+            self._position = StreamPosition(event.offset, event.epoch)
         if self.state is SubscriptionState.LIVE:
             self._writer.push(message)
             return
@@ -100,16 +111,27 @@ class ChannelSubscription:
     def resync(self, channel: str) -> None:
         if self.features.positioned and self._on_gap is not None:
             on_gap, self._on_gap = self._on_gap, None
+            self.state = SubscriptionState.STALE
+            self._kept = []
+            self._kept_bytes = 0
             on_gap(self)
 
     def kept_publications(self) -> list[Publication]:
         """The publications kept aside while pending, in arrival order."""
         return [event for _, event in self._kept if isinstance(event, Publication)]
 
-    def go_live(self, then: list[str | bytes] | None = None) -> None:
+    def go_live(
+        self, then: list[str | bytes] | None = None, position: StreamPosition | None = None
+    ) -> None:
         """Deliver directly from now on, after pushing what was kept aside: every event in
         order, or, when recovery decided which publications follow the reply, ``then`` and
-        the kept join/leave events."""
+        the kept join/leave events. With ``position`` (where the client stands after the
+        reply and ``then``), publications at or before it are not delivered again: a live
+        publication may reach this node after the history read that already returned it.
+        A subscription gone STALE meanwhile stays so."""
+        if self.state is SubscriptionState.STALE:
+            return
+        self._position = position
         for message, event in self._kept:
             if then is None or not isinstance(event, Publication):
                 self._writer.push(message)

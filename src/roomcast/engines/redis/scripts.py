@@ -36,15 +36,18 @@ end
 """
 
 # KEYS: stream, meta, and the broker's pub/sub channel to announce it on (optional).
-# ARGV: now, new epoch, size, ttl, meta_ttl, payload. Returns {epoch, top}.
+# ARGV: now, new epoch, size, ttl, meta_ttl, payload, the add's unique ID. Returns {epoch, top}.
 ADD: Final = (
     _NOW
     + _POSITION
     + """
 local size, ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local epoch, top = position(nil)
+-- A retry of the add that the position already holds (its reply was lost) adds nothing more.
+if redis.call('HGET', KEYS[2], 'add') == ARGV[7] then return {epoch, top} end
 top = top + 1
-redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', top, 'expires', deadline(meta_ttl))
+redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', top, 'expires', deadline(meta_ttl),
+           'add', ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ms(meta_ttl))
 if KEYS[3] then
   redis.call('PUBLISH', KEYS[3], 'P' .. top .. ':' .. epoch .. ':' .. ARGV[6])

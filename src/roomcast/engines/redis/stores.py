@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Self
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast.engines.base import (
@@ -93,7 +96,17 @@ class _RedisStore:
         shards: list[_Shard] = []
         try:
             for url in self._urls:
-                client = client_for(url, socket_connect_timeout=5.0, socket_timeout=5.0)
+                client = client_for(
+                    url,
+                    socket_connect_timeout=5.0,
+                    socket_timeout=5.0,
+                    # An idle pooled connection is PINGed before use and replaced if the
+                    # PING fails, so one from before a Redis restart is not handed out
+                    # broken; a command that fails on a broken connection is sent once more
+                    # (an add carries a unique ID, so a retried add is not added twice).
+                    health_check_interval=1,
+                    retry=Retry(NoBackoff(), 1),
+                )
                 shards.append(_Shard(url, client))
                 with translate_errors(self._what, "connect", url):
                     await client.ping()
@@ -186,7 +199,7 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
             )
         )
         args = [self._now(), new_epoch(), options.size, repr(options.ttl)]
-        args += [repr(options.meta_ttl), payload]
+        args += [repr(options.meta_ttl), payload, uuid.uuid4().hex]
         keys: list[str | bytes] = list(self._keys(channel))
         if broker_key is not None:
             keys.append(broker_key)

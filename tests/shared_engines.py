@@ -55,8 +55,20 @@ class SharedEngine:
                     client.delete(*keys)
             finally:
                 client.close()
+        elif self.name == "nats":
+            from tests.engines.conftest import delete_nats_prefix
+
+            delete_nats_prefix(prefix)
+        elif self.name == "postgres":
+            from tests.engines.conftest import drop_postgres_prefix
+
+            drop_postgres_prefix(prefix)
 
 
 SHARED_ENGINES: dict[str, SharedEngine] = {
+    "nats": SharedEngine("nats", "127.0.0.1", 4222, "nats://{host}:{port}?prefix={prefix}"),
+    "postgres": SharedEngine(
+        "postgres", "127.0.0.1", 5432, "postgresql://postgres@{host}:{port}/test?prefix={prefix}"
+    ),
     "redis": SharedEngine("redis", "127.0.0.1", 6379, "redis://{host}:{port}/0?prefix={prefix}"),
 }

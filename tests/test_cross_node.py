@@ -10,6 +10,7 @@ them. Every wait is bounded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -175,10 +176,20 @@ async def test_presence_counts_the_clients_of_both_nodes(
             connected = await _command(ws, 1, {"connect": {}})
             clients.append(connected["connect"]["client"])
             await _command(ws, 2, {"subscribe": {"channel": channel}})
+        # A session adds its presence entry just after its subscribe reply: poll a moment.
+        deadline = time.monotonic() + WAIT
+        command_id = 3
         for ws in (on_a, on_b):
-            stats = await _command(ws, 3, {"presence_stats": {"channel": channel}})
+            while True:
+                command_id += 1
+                stats = await _command(ws, command_id, {"presence_stats": {"channel": channel}})
+                if stats["presence_stats"].get("num_clients") == 2:
+                    break
+                assert time.monotonic() < deadline, f"presence never counted both: {stats}"
+                await asyncio.sleep(0.05)
             assert stats["presence_stats"] == {"num_clients": 2, "num_users": 1}
-            presence = await _command(ws, 4, {"presence": {"channel": channel}})
+            command_id += 1
+            presence = await _command(ws, command_id, {"presence": {"channel": channel}})
             assert sorted(presence["presence"]["presence"]) == sorted(clients)
 
 

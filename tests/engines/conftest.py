@@ -8,18 +8,29 @@ The Redis engines run against the server at 127.0.0.1:6379, each test under its 
 (deleted afterwards); they are skipped when it is unreachable, except with ``CI=true``, where
 that fails them. They take the fake clock too: Redis stores compare stored deadlines with "now",
 which is Redis' own ``TIME`` unless a clock is injected.
+
+The PostgreSQL engines run against database ``test`` at 127.0.0.1:5432 (user ``postgres``), each
+test under its own table prefix (its tables and functions dropped afterwards), skipped or failed
+alike when it is unreachable, and take the fake clock the same way.
+
+The NATS engines run against the server at 127.0.0.1:4222 (JetStream enabled), each test under
+its own prefix (its stream and bucket deleted afterwards), skipped or failed alike, with the
+fake clock: they compare stored deadlines with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import hashlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -108,6 +119,176 @@ def delete_redis_keys(tmp: Path) -> None:
         client.close()
 
 
+POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
+POSTGRES_URL = f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
+
+
+def postgres_prefix(tmp: Path) -> str:
+    """The table prefix of one test: unique per run and per test (its tmp_path), and a short
+    lowercase identifier as PostgreSQL names want."""
+    return f"rct_{hashlib.sha1(f'{_RUN}:{tmp}'.encode()).hexdigest()[:12]}_"
+
+
+def _postgres_history(tmp: Path, clock: FakeClock) -> HistoryStore:
+    from roomcast.engines.postgres_history import PostgresHistoryStore
+
+    return PostgresHistoryStore(POSTGRES_URL, prefix=postgres_prefix(tmp), clock=clock)
+
+
+def _postgres_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
+    from roomcast.engines.postgres_presence import PostgresPresenceStore
+
+    return PostgresPresenceStore(POSTGRES_URL, prefix=postgres_prefix(tmp), clock=clock)
+
+
+def _postgres_broker(tmp: Path) -> Broker:
+    from roomcast.engines.postgres_broker import PostgresBroker
+
+    return PostgresBroker(POSTGRES_URL, prefix=postgres_prefix(tmp))
+
+
+def _in_new_loop(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a coroutine to completion on a loop of its own (in a thread, so that it works
+    whether or not the caller's thread runs one)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make()).result(timeout=30)
+
+
+@cache
+def _postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None when it answers."""
+
+    async def check() -> str | None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=3.0)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            return f"PostgreSQL at {POSTGRES_URL} is unreachable ({type(exc).__name__}: {exc})"
+        await conn.close()
+        return None
+
+    return _in_new_loop(check)
+
+
+def require_postgres(engine: str) -> None:
+    reason = _postgres_unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
+    pytest.skip(f"{reason}; start one to run the {engine} engine's tests")
+
+
+def drop_postgres_tables(tmp: Path) -> None:
+    """Drop the tables and functions the test whose tmp_path is given created."""
+    drop_postgres_prefix(postgres_prefix(tmp))
+
+
+def drop_postgres_prefix(prefix: str) -> None:
+    """Drop the tables and functions created under ``prefix`` in the test database."""
+
+    async def drop() -> None:
+        import asyncpg
+
+        from roomcast.engines.postgres_schema import Names, drop_schema
+
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=5.0)
+        try:
+            schema = await conn.fetchval("SELECT current_schema()")
+            await drop_schema(conn, Names(schema, prefix))
+        finally:
+            await conn.close()
+
+    _in_new_loop(drop)
+
+
+NATS_HOST, NATS_PORT = "127.0.0.1", 4222
+NATS_URL = f"nats://{NATS_HOST}:{NATS_PORT}"
+
+
+def nats_prefix(tmp: Path) -> str:
+    """The NATS prefix of one test: unique per run and per test (its tmp_path), made only of
+    the characters a stream name and a subject token allow."""
+    return f"rct_{hashlib.sha1(f'{_RUN}:{tmp}'.encode()).hexdigest()[:12]}"
+
+
+def _nats_history(tmp: Path, clock: FakeClock) -> HistoryStore:
+    from roomcast.engines.nats_history import NatsHistoryStore
+
+    return NatsHistoryStore(NATS_URL, prefix=nats_prefix(tmp), clock=clock)
+
+
+def _nats_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
+    from roomcast.engines.nats_presence import NatsPresenceStore
+
+    return NatsPresenceStore(NATS_URL, prefix=nats_prefix(tmp), clock=clock)
+
+
+def _nats_broker(tmp: Path) -> Broker:
+    from roomcast.engines.nats_broker import NatsBroker
+
+    return NatsBroker(NATS_URL, prefix=nats_prefix(tmp))
+
+
+@cache
+def _nats_unreachable() -> str | None:
+    """Why the test NATS cannot be used, or None when it answers with JetStream enabled."""
+
+    async def check() -> str | None:
+        import nats
+        import nats.errors
+
+        try:
+            client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            return f"NATS at {NATS_URL} is unreachable ({type(exc).__name__}: {exc})"
+        try:
+            await client.jsm().account_info()
+        except Exception as exc:
+            return f"NATS at {NATS_URL} has no JetStream ({type(exc).__name__}: {exc})"
+        finally:
+            await client.close()
+        return None
+
+    return _in_new_loop(check)
+
+
+def require_nats(engine: str) -> None:
+    reason = _nats_unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
+    pytest.skip(f"{reason}; start nats-server -js to run the {engine} engine's tests")
+
+
+def delete_nats_streams(tmp: Path) -> None:
+    """Delete the history stream and the presence bucket the test whose tmp_path is given
+    created (either may not exist)."""
+    delete_nats_prefix(nats_prefix(tmp))
+
+
+def delete_nats_prefix(prefix: str) -> None:
+    """Delete the history stream and the presence bucket of engines under ``prefix``."""
+
+    async def delete() -> None:
+        import contextlib
+
+        import nats
+        import nats.js.errors
+
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        try:
+            for stream in (f"{prefix}_history", f"KV_{prefix}_presence"):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await client.jsm().delete_stream(stream)
+        finally:
+            await client.close()
+
+    _in_new_loop(delete)
+
+
 HISTORY_ENGINES: dict[str, HistoryFactory] = {
     "memory": lambda tmp, clock: MemoryHistoryStore(clock=clock),
     "sqlite": lambda tmp, clock: SqliteHistoryStore(tmp / "history.sqlite3", clock=clock),
@@ -115,22 +296,30 @@ HISTORY_ENGINES: dict[str, HistoryFactory] = {
         tmp / "history.sqlite3", clock=clock, synchronous=True
     ),
     "redis": _redis_history,
+    "postgres": _postgres_history,
+    "nats": _nats_history,
 }
 
 PRESENCE_ENGINES: dict[str, PresenceFactory] = {
     "memory": lambda tmp, clock: MemoryPresenceStore(clock=clock),
     "redis": _redis_presence,
+    "postgres": _postgres_presence,
+    "nats": _nats_presence,
 }
 
 
 BROKER_ENGINES: dict[str, BrokerFactory] = {
     "memory": lambda tmp: MemoryBroker(),
     "redis": _redis_broker,
+    "postgres": _postgres_broker,
+    "nats": _nats_broker,
 }
 
 
 STREAM_ENGINES: dict[str, StreamFactory] = {
     "redis": lambda tmp, clock: (_redis_broker(tmp), _redis_history(tmp, clock)),
+    "postgres": lambda tmp, clock: (_postgres_broker(tmp), _postgres_history(tmp, clock)),
+    "nats": lambda tmp, clock: (_nats_broker(tmp), _nats_history(tmp, clock)),
 }
 """Engines whose broker adds to their history store and publishes in one step
 (``Broker.adds_atomically``): a broker and a store built for one test share their channels."""
@@ -199,6 +388,8 @@ class EngineService:
 
 SERVICES: dict[str, EngineService] = {
     "redis": EngineService(require_redis, delete_redis_keys),
+    "postgres": EngineService(require_postgres, drop_postgres_tables),
+    "nats": EngineService(require_nats, delete_nats_streams),
 }
 """Engines that need a server, by the engine name's prefix (``redis`` covers ``redis-*``)."""
 

@@ -344,10 +344,12 @@ def test_factory_redis_scheme_builds_without_connecting() -> None:
         create_history_store("redis://")
 
 
-@pytest.mark.parametrize("url", ["postgresql://db/x", "nats://n:4222"])
-def test_factory_planned_schemes_are_not_available(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="not available in this version"):
-        create_history_store(url)
+def test_factory_nats_scheme_builds_without_connecting() -> None:
+    from roomcast.engines.nats_history import NatsHistoryStore
+
+    assert isinstance(create_history_store("nats://n:4222?prefix=x"), NatsHistoryStore)
+    with pytest.raises(ConfigurationError, match="malformed NATS URL"):
+        create_history_store("nats://")
 
 
 @pytest.mark.parametrize("url", ["bogus://x", "", "history.sqlite3"])

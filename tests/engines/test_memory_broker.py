@@ -16,7 +16,7 @@ def test_memory_scheme_gives_a_new_memory_broker() -> None:
     assert first is not second
 
 
-@pytest.mark.parametrize("url", ["bogus://host", "nats://localhost:4222", "no-scheme", ""])
+@pytest.mark.parametrize("url", ["bogus://host", "no-scheme", ""])
 def test_other_schemes_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError, match="use memory://"):
         create_broker(url)

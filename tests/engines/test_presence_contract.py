@@ -115,7 +115,6 @@ def test_factory_redis_scheme_builds_without_connecting() -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("nats://localhost", "not available in this version"),
         ("sqlite:///presence.sqlite3", "use memory://"),
         ("bogus://x", "unknown presence store URL scheme 'bogus'"),
     ],

@@ -19,7 +19,9 @@ __all__ = [
     "create_presence_store",
 ]
 
-_PLANNED = ("redis", "rediss", "postgresql", "postgres", "nats")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+_PLANNED = ("redis", "rediss")
+_POSTGRES = ("postgresql", "postgres")
 
 
 def create_broker(url: str) -> Broker:
@@ -27,21 +29,34 @@ def create_broker(url: str) -> Broker:
 
     ``memory://`` (one process), or ``redis://host:port/db`` (``rediss://`` for TLS) with an
     optional ``prefix`` query parameter for its pub/sub channels (default ``roomcast:``): the
-    broker to use when several processes (``--workers N``, several machines) serve one app.
+    broker to use when several processes (``--workers N``, several machines) serve one app;
+    or ``postgresql://user@host:5432/db`` (``postgres://`` too) with optional ``prefix``,
+    ``schema`` and ``listen_url`` (see :mod:`roomcast.engines.postgres`): LISTEN/NOTIFY, and
+    publishing inside an application's own transaction; or ``nats://host:4222`` (several
+    hosts separated by commas) with optional ``prefix`` (default ``roomcast``) and ``timeout``
+    (seconds) query parameters: core NATS subjects (see :mod:`roomcast.engines.nats_base`).
 
     Raises:
         ConfigurationError: the scheme names no broker this version provides, or the Redis
-            URL is malformed.
+            or NATS URL is malformed.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from roomcast.engines.memory import MemoryBroker
 
         return MemoryBroker()
-    if scheme in ("redis", "rediss"):
+    if scheme in _REDIS_SCHEMES:
         from roomcast.engines.redis import RedisBroker
 
         return RedisBroker.from_url(url)
+    if scheme in _POSTGRES:
+        from roomcast.engines.postgres_broker import PostgresBroker
+
+        return PostgresBroker.from_url(url)
+    if scheme == "nats":
+        from roomcast.engines.nats_broker import NatsBroker
+
+        return NatsBroker.from_url(url)
     if scheme in _PLANNED:
         raise ConfigurationError(
             f"broker {scheme}:// is not available in this version of roomcast; use memory:// "
@@ -59,11 +74,13 @@ def create_history_store(url: str) -> HistoryStore:
     or ``sqlite:////absolute/path.sqlite3``, with the optional query parameters
     ``synchronous`` (``true``/``false``: ``add`` waits for the disk) and ``flush_interval``
     (seconds between commits), e.g. ``sqlite:///data/history.sqlite3?flush_interval=0.01``;
-    or ``redis://host:port/db`` (``rediss://`` for TLS) with an optional ``prefix`` for keys.
+    or ``redis://host:port/db`` (``rediss://`` for TLS) with an optional ``prefix`` for keys;
+    or ``postgresql://user@host:5432/db`` with optional ``prefix`` and ``schema`` for tables;
+    or ``nats://host:4222`` with optional ``prefix`` and ``timeout``: a JetStream stream.
 
     Raises:
         ConfigurationError: the scheme names no history store this version provides, or the
-            SQLite or Redis URL is malformed.
+            SQLite, Redis or NATS URL is malformed.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -75,10 +92,18 @@ def create_history_store(url: str) -> HistoryStore:
 
         path, synchronous, flush_interval = _parse_sqlite_url(url)
         return SqliteHistoryStore(path, synchronous=synchronous, flush_interval=flush_interval)
-    if scheme in ("redis", "rediss"):
+    if scheme in _REDIS_SCHEMES:
         from roomcast.engines.redis import RedisHistoryStore
 
         return RedisHistoryStore.from_url(url)
+    if scheme in _POSTGRES:
+        from roomcast.engines.postgres_history import PostgresHistoryStore
+
+        return PostgresHistoryStore.from_url(url)
+    if scheme == "nats":
+        from roomcast.engines.nats_history import NatsHistoryStore
+
+        return NatsHistoryStore.from_url(url)
     _refuse("history store", scheme, url, "memory://, sqlite:///path or redis://host:port/db")
 
 
@@ -86,10 +111,13 @@ def create_presence_store(url: str) -> PresenceStore:
     """The presence store for ``url``'s scheme, not started.
 
     ``memory://``, or ``redis://host:port/db`` (``rediss://`` for TLS) with an optional
-    ``prefix`` query parameter for its keys (default ``roomcast:``).
+    ``prefix`` query parameter for its keys (default ``roomcast:``), or
+    ``postgresql://user@host:5432/db`` with optional ``prefix`` and ``schema`` for its table,
+    or ``nats://host:4222`` with optional ``prefix`` and ``timeout``: a JetStream KV bucket.
 
     Raises:
-        ConfigurationError: the scheme names no presence store this version provides.
+        ConfigurationError: the scheme names no presence store this version provides, or the
+            NATS URL is malformed.
     """
     scheme = urlsplit(url).scheme
     if scheme == "memory":
@@ -101,10 +129,18 @@ def create_presence_store(url: str) -> PresenceStore:
             f"presence cannot be kept in SQLite ({url!r}): entries live seconds and are "
             "rewritten constantly; use memory:// or redis://host:port/db"
         )
-    if scheme in ("redis", "rediss"):
+    if scheme in _REDIS_SCHEMES:
         from roomcast.engines.redis import RedisPresenceStore
 
         return RedisPresenceStore.from_url(url)
+    if scheme in _POSTGRES:
+        from roomcast.engines.postgres_presence import PostgresPresenceStore
+
+        return PostgresPresenceStore.from_url(url)
+    if scheme == "nats":
+        from roomcast.engines.nats_presence import NatsPresenceStore
+
+        return NatsPresenceStore.from_url(url)
     _refuse("presence store", scheme, url, "memory:// or redis://host:port/db")
 
 

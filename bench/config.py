@@ -32,6 +32,11 @@ class Sizes:
     history_window: int
     history_rounds: int
     history_timeout: float
+    crossnode_subscribers: int
+    crossnode_messages: int
+    crossnode_seconds: float
+    crossnode_history_messages: int
+    crossnode_timeout: float
     connect_deadline: float
     channel: str = "bench"
 
@@ -45,7 +50,10 @@ FULL = Sizes(
     slow_healthy=100, slow_messages=1000, slow_size=20_000, slow_timeout=30.0, slow_rcvbuf=4096,
     idle_clients=5000, idle_settle=2.0,
     history_subscribers=100, history_messages=5000, history_window=64, history_rounds=5,
-    history_timeout=60.0, connect_deadline=120.0,
+    history_timeout=60.0,
+    crossnode_subscribers=1000, crossnode_messages=200, crossnode_seconds=5.0,
+    crossnode_history_messages=3000, crossnode_timeout=20.0,
+    connect_deadline=120.0,
 )  # fmt: skip
 
 QUICK = Sizes(
@@ -54,5 +62,8 @@ QUICK = Sizes(
     slow_healthy=20, slow_messages=300, slow_size=20_000, slow_timeout=5.0, slow_rcvbuf=4096,
     idle_clients=500, idle_settle=1.0,
     history_subscribers=100, history_messages=500, history_window=64, history_rounds=1,
-    history_timeout=15.0, connect_deadline=30.0,
+    history_timeout=15.0,
+    crossnode_subscribers=100, crossnode_messages=20, crossnode_seconds=1.0,
+    crossnode_history_messages=200, crossnode_timeout=10.0,
+    connect_deadline=30.0,
 )  # fmt: skip

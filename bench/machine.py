@@ -36,7 +36,8 @@ class LoadMonitor:
         self._start = (0.0, 0.0, 0.0, 0.0)
 
     def _ours(self) -> float:
-        return tree_cpu_seconds(self._root)
+        # reaped: a server a scenario started and stopped meanwhile was ours too
+        return tree_cpu_seconds(self._root, reaped=True)
 
     def start(self) -> None:
         busy, steal = machine_cpu_seconds()

@@ -32,18 +32,23 @@ from rich.progress import (
 from bench.config import Sizes
 from bench.machine import LoadMonitor
 from bench.pool import ClientPool, WorkerError
-from bench.publisher import PublishError
-from bench.scenarios import ONLY, PREPARE, SCENARIOS, Context, Metrics, ScenarioError
-from bench.servers import ServerError, ServerProcess
+from bench.scenarios import (
+    EXPECTED_ERRORS,
+    ONLY,
+    PREPARE,
+    SCENARIOS,
+    Context,
+    Metrics,
+    crossnode,
+    describe_error,
+)
+from bench.servers import ServerProcess
 from bench.targets import Target
-from bench.wsclient import WsClosedError
 
 __all__ = ["RunConfig", "raise_nofile", "run", "split_cpus"]
 
 FOREIGN_LOAD_PCT = 15.0
 """Warn when other programs (or the hypervisor) took more than this share of one core."""
-_EXPECTED_ERRORS = (ScenarioError, ServerError, WorkerError, PublishError, WsClosedError,
-                    TimeoutError, OSError)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,12 @@ class RunConfig:
         s = self.sizes
         # history: a second server, then rounds x 3 measurements (burst + drain + reconnects)
         history = 30 + s.history_rounds * 3 * (s.history_timeout + 20)
+        # crossnode: every configuration one after the other, each bounded on its own
+        crossnode_s = len(crossnode.CONFIGURATIONS) * crossnode.budget_s(s)
         longest = max(
             s.burst_timeout, s.fixed_seconds * 2 + 5 + s.fixed_drain, s.slow_timeout * 2 + 15,
             history if "history" in self.scenarios else 0,
+            crossnode_s if "crossnode" in self.scenarios else 0,
         )  # fmt: skip
         return 60.0 + 2 * s.connect_deadline + longest
 
@@ -145,9 +153,8 @@ class _Run:
                         ctx.warn(f"{scenario}: the server exited during the run:\n"
                                  f"{server.log_tail(600)}")  # fmt: skip
                     return metrics
-        except _EXPECTED_ERRORS as exc:
-            kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            return {"error": f"{kind}: {exc}"[:500]}
+        except EXPECTED_ERRORS as exc:
+            return {"error": describe_error(exc)}
         finally:
             if ctx is not None:
                 self.warnings.extend(ctx.warnings)

@@ -59,14 +59,18 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time consumed so far by ``pid`` (all threads) and its descendants."""
+def tree_cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU time consumed so far by ``pid`` (all threads) and its live
+    descendants; with ``reaped``, also by the descendants that exited and were waited for (a
+    server stopped meanwhile)."""
     total = 0
     for member in _tree(pid):
         try:
             with open(f"/proc/{member}/stat") as f:
                 fields = f.read().rpartition(")")[2].split()
             total += int(fields[11]) + int(fields[12])
+            if reaped:  # cutime + cstime: children waited for, with their own reaped ones
+                total += int(fields[13]) + int(fields[14])
         except (OSError, IndexError, ValueError):
             continue
     return total / _CLK_TCK

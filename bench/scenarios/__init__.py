@@ -6,7 +6,10 @@
   (:mod:`.slow`);
 * ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
 * ``history`` - roomcast's publish throughput with history off / on (SQLite, batched or
-  synchronous), roomcast only (:mod:`.history`).
+  synchronous), roomcast only (:mod:`.history`);
+* ``crossnode`` - burst, fixed-rate and history figures with subscribers and publisher on two
+  processes sharing an engine (Redis, PostgreSQL, NATS) beside one process on the memory
+  engine, roomcast only (:mod:`.crossnode`).
 
 ``ONLY`` names the servers a scenario applies to (the others get the note instead of figures);
 ``PREPARE`` adapts a target before the runner starts it for that scenario.
@@ -16,11 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bench.scenarios import burst, fixed, history, idle, slow
-from bench.scenarios.common import Context, Metrics, ScenarioError
+from bench.scenarios import burst, crossnode, fixed, history, idle, slow
+from bench.scenarios.common import (
+    EXPECTED_ERRORS,
+    Context,
+    Metrics,
+    ScenarioError,
+    describe_error,
+)
 from bench.targets import Target
 
-__all__ = ["ONLY", "PREPARE", "SCENARIOS", "Context", "Metrics", "ScenarioError"]
+__all__ = [
+    "EXPECTED_ERRORS",
+    "ONLY",
+    "PREPARE",
+    "SCENARIOS",
+    "Context",
+    "Metrics",
+    "ScenarioError",
+    "crossnode",
+    "describe_error",
+]
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burst": burst.run,
@@ -28,11 +47,16 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "slow": slow.run,
     "idle": idle.run,
     "history": history.run,
+    "crossnode": crossnode.run,
 }
 
 ONLY: dict[str, tuple[frozenset[str], str]] = {
     "history": (frozenset({"roomcast"}), "n/a: no history"),
+    "crossnode": (frozenset({"roomcast"}), "n/a: no engines"),
 }
 """scenario -> (the servers it runs on, the table's note for the others)."""
 
-PREPARE: dict[str, Callable[[Target], Target]] = {"history": history.prepare}
+PREPARE: dict[str, Callable[[Target], Target]] = {
+    "history": history.prepare,
+    "crossnode": crossnode.prepare,
+}

@@ -20,13 +20,13 @@ async def run(ctx: Context) -> Metrics:
     opened = await ctx.subscribe(s.burst_subscribers)
     async with ctx.publisher() as pub:
         await ctx.pool.arm(s.burst_messages)
-        cpu_before = ctx.server.cpu_seconds()
+        cpu_before = ctx.cpu_seconds()
         ctx.status(f"publishing {s.burst_messages} x {s.burst_size} B")
         first_ns = time.monotonic_ns()
         sent, publish_s = await publish_burst(pub, s.burst_messages, s.burst_size, s.burst_timeout)
         ctx.status("waiting for deliveries")
         got = await ctx.pool.collect(wait_s=max(s.burst_timeout - publish_s, 1.0))
-        server_cpu = ctx.server.cpu_seconds() - cpu_before
+        server_cpu = ctx.cpu_seconds() - cpu_before
     ctx.check_clients(got, "burst")
     if sent < s.burst_messages:
         ctx.warn(f"burst: only {sent}/{s.burst_messages} publications accepted in time")

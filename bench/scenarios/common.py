@@ -9,12 +9,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.config import Sizes
-from bench.pool import ClientPool, Collected
-from bench.publisher import Publisher, make_publisher
-from bench.servers import ServerProcess
+from bench.pool import ClientPool, Collected, WorkerError
+from bench.publisher import Publisher, PublishError, make_publisher
+from bench.servers import ServerError, ServerProcess
 from bench.stats import percentiles_ms
+from bench.wsclient import WsClosedError
 
-__all__ = ["HOST", "Context", "Metrics", "ScenarioError", "latency_metrics", "publish_burst"]
+__all__ = [
+    "EXPECTED_ERRORS",
+    "HOST",
+    "Context",
+    "Metrics",
+    "ScenarioError",
+    "describe_error",
+    "latency_metrics",
+    "publish_burst",
+]
 
 HOST = "127.0.0.1"
 Metrics = dict[str, Any]
@@ -24,9 +34,26 @@ class ScenarioError(RuntimeError):
     """A scenario could not produce a figure (clients could not connect, server died...)."""
 
 
+EXPECTED_ERRORS = (ScenarioError, ServerError, WorkerError, PublishError, WsClosedError,
+                   TimeoutError, OSError)  # fmt: skip
+"""What a measurement may fail with: recorded as an error in the results, the run goes on."""
+
+
+def describe_error(exc: BaseException, limit: int = 500) -> str:
+    """An expected error for the results, at most ``limit`` characters: its kind, the start of
+    its message and the end (a server's log tail ends with the cause)."""
+    kind = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+    text = f"{kind}: {exc}"
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} … {text[-(limit - head - 3) :]}"
+
+
 @dataclass
 class Context:
-    """One scenario run against one started server."""
+    """One scenario run against started servers: clients subscribe on ``server`` and the
+    publisher sends to ``publish_server`` (the same server unless set: another node)."""
 
     server: ServerProcess
     pool: ClientPool
@@ -34,20 +61,31 @@ class Context:
     publish_via: str
     status: Callable[[str], None]
     warnings: list[str] = field(default_factory=list)
+    publish_server: ServerProcess | None = None
 
     @property
     def name(self) -> str:
         return self.server.target.name
 
+    @property
+    def publish_to(self) -> ServerProcess:
+        """The server the publisher sends to."""
+        return self.publish_server or self.server
+
     def warn(self, message: str) -> None:
         self.warnings.append(f"{self.name}: {message}")
 
-    async def subscribe(
-        self, count: int, *, channel: str | None = None, server: ServerProcess | None = None
-    ) -> dict[str, Any]:
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server, plus the publisher's if that is another one."""
+        cpu = self.server.cpu_seconds()
+        if self.publish_to is not self.server:
+            cpu += self.publish_to.cpu_seconds()
+        return cpu
+
+    async def subscribe(self, count: int, *, channel: str | None = None) -> dict[str, Any]:
         """Connect and subscribe ``count`` clients to ``channel`` (default: the sizes' channel)
-        on ``server`` (default: the scenario's); fail if fewer than 95 % made it."""
-        server = server or self.server
+        on the server; fail if fewer than 95 % made it."""
+        server = self.server
         self.status(f"connecting {count} clients")
         opened = await self.pool.open(
             host=HOST, port=server.port, dialect=server.target.dialect,
@@ -62,8 +100,9 @@ class Context:
         return opened
 
     def publisher(self) -> Publisher:
+        server = self.publish_to
         return make_publisher(
-            self.server.target, self.server.port, self.sizes.channel, self.publish_via, timeout=10.0
+            server.target, server.port, self.sizes.channel, self.publish_via, timeout=10.0
         )
 
     def check_clients(self, got: Collected, scenario: str) -> None:

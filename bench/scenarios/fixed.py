@@ -22,7 +22,7 @@ async def run(ctx: Context) -> Metrics:
     late = 0
     async with ctx.publisher() as pub:
         await ctx.pool.arm(count)
-        cpu_before = ctx.server.cpu_seconds()
+        cpu_before = ctx.cpu_seconds()
         ctx.status(f"publishing {s.fixed_rate:.0f}/s for {s.fixed_seconds:.0f} s")
         start = loop.time()
         sent = 0
@@ -41,7 +41,7 @@ async def run(ctx: Context) -> Metrics:
         elapsed = loop.time() - start
         ctx.status("draining")
         got = await ctx.pool.collect(wait_s=s.fixed_drain)
-        server_cpu = ctx.server.cpu_seconds() - cpu_before
+        server_cpu = ctx.cpu_seconds() - cpu_before
         wall = loop.time() - start
     ctx.check_clients(got, "fixed")
     if late > count // 10:

@@ -35,7 +35,7 @@ import json
 import statistics
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.dialects import CentrifugeDialect
 from bench.payload import make_payload
@@ -46,7 +46,7 @@ from bench.stats import percentiles_ms
 from bench.targets import Target
 from bench.wsclient import WsClosedError, WsConn, connect
 
-__all__ = ["BATCHED_URL", "SYNC_URL", "prepare", "run"]
+__all__ = ["BATCHED_URL", "SYNC_URL", "Variant", "measure", "prepare", "run"]
 
 BATCHED_URL = f"sqlite:///{SCRATCH}/history.sqlite3"
 SYNC_URL = f"sqlite:///{SCRATCH}/h2.sqlite3?synchronous=true"
@@ -206,7 +206,7 @@ class _Checker:
 
 
 @dataclass
-class _Variant:
+class Variant:
     """One variant's figures over every round."""
 
     name: str
@@ -245,15 +245,16 @@ class _Variant:
         }
 
 
-async def _measure(ctx: Context, server: ServerProcess, variant: _Variant, seq0: int) -> None:
-    """One round of one variant: subscribers + checker, warm-up, windowed burst, deliveries."""
+async def measure(ctx: Context, variant: Variant, seq0: int) -> None:
+    """One round of one variant, added to its figures: subscribers + checker on the context's
+    server, warm-up, windowed burst from a publisher on its publish server, deliveries."""
     s = ctx.sizes
     count = s.history_messages
     checker: _Checker | None = None
-    publisher = await _Publisher.open(server.port, variant.channel, s.history_window)
+    publisher = await _Publisher.open(ctx.publish_to.port, variant.channel, s.history_window)
     try:
-        opened = await ctx.subscribe(s.history_subscribers, channel=variant.channel, server=server)
-        checker = await _Checker.open(server.port, variant.channel, variant.keeps_history)
+        opened = await ctx.subscribe(s.history_subscribers, channel=variant.channel)
+        checker = await _Checker.open(ctx.server.port, variant.channel, variant.keeps_history)
         # Warm-up, delivered in full before the measurement: the stream's first write, the
         # subscribers' first frames and the fan-out's first allocations are not measured.
         await ctx.pool.arm(WARMUP)
@@ -262,10 +263,10 @@ async def _measure(ctx: Context, server: ServerProcess, variant: _Variant, seq0:
         before = checker.received
         await ctx.pool.arm(count)
         ctx.status(f"{variant.name}: publishing {count}, {s.history_window} in flight")
-        cpu_before = server.cpu_seconds()
+        cpu_before = ctx.cpu_seconds()
         acked, seconds = await publisher.run(count, seq0 + WARMUP, s.history_timeout)
         got = await ctx.pool.collect(wait_s=_DRAIN_S)
-        cpu = server.cpu_seconds() - cpu_before
+        cpu = ctx.cpu_seconds() - cpu_before
         await checker.wait_for(before + acked, 2.0)
     finally:
         publisher.close()
@@ -296,16 +297,17 @@ async def run(ctx: Context) -> Metrics:
     if ctx.server.target.dialect != "centrifuge":
         raise ScenarioError("history needs roomcast (Centrifuge protocol)")
     s = ctx.sizes
-    off = _Variant("off", "off", PLAIN_CHANNEL)
-    on = _Variant("on", "on (sqlite)", HISTORY_CHANNEL)
-    sync = _Variant("sync", "on (sqlite, synchronous)", HISTORY_CHANNEL)
+    off = Variant("off", "off", PLAIN_CHANNEL)
+    on = Variant("on", "on (sqlite)", HISTORY_CHANNEL)
+    sync = Variant("sync", "on (sqlite, synchronous)", HISTORY_CHANNEL)
     ctx.status("starting the synchronous server")
     sync_target = with_history(ctx.server.target, SYNC_URL)
     async with ServerProcess(sync_target, cpus=ctx.server.cpus) as sync_server:
+        on_sync = replace(ctx, server=sync_server)
         per_round = WARMUP + s.history_messages
         for r in range(s.history_rounds):
-            for server, variant in ((ctx.server, off), (ctx.server, on), (sync_server, sync)):
-                await _measure(ctx, server, variant, r * per_round)
+            for where, variant in ((ctx, off), (ctx, on), (on_sync, sync)):
+                await measure(where, variant, r * per_round)
         if not sync_server.alive():
             raise ScenarioError(f"the synchronous server exited:\n{sync_server.log_tail(600)}")
     problems = on.offset_problems + sync.offset_problems

@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
-_PLANNED = ("redis", "rediss")
+_SHARED = "redis://host:port/db, postgresql://user@host:5432/db or nats://host:4222"
 _POSTGRES = ("postgresql", "postgres")
 
 
@@ -57,14 +57,7 @@ def create_broker(url: str) -> Broker:
         from roomcast.engines.nats_broker import NatsBroker
 
         return NatsBroker.from_url(url)
-    if scheme in _PLANNED:
-        raise ConfigurationError(
-            f"broker {scheme}:// is not available in this version of roomcast; use memory:// "
-            "or redis://host:port/db"
-        )
-    raise ConfigurationError(
-        f"unknown broker URL scheme {scheme!r} in {url!r}; use memory:// or redis://host:port/db"
-    )
+    _refuse("broker", scheme, url, "memory://, " + _SHARED)
 
 
 def create_history_store(url: str) -> HistoryStore:
@@ -104,7 +97,7 @@ def create_history_store(url: str) -> HistoryStore:
         from roomcast.engines.nats_history import NatsHistoryStore
 
         return NatsHistoryStore.from_url(url)
-    _refuse("history store", scheme, url, "memory://, sqlite:///path or redis://host:port/db")
+    _refuse("history store", scheme, url, "memory://, sqlite:///path, " + _SHARED)
 
 
 def create_presence_store(url: str) -> PresenceStore:
@@ -127,7 +120,7 @@ def create_presence_store(url: str) -> PresenceStore:
     if scheme == "sqlite":
         raise ConfigurationError(
             f"presence cannot be kept in SQLite ({url!r}): entries live seconds and are "
-            "rewritten constantly; use memory:// or redis://host:port/db"
+            "rewritten constantly; use memory://, " + _SHARED
         )
     if scheme in _REDIS_SCHEMES:
         from roomcast.engines.redis import RedisPresenceStore
@@ -141,14 +134,10 @@ def create_presence_store(url: str) -> PresenceStore:
         from roomcast.engines.nats_presence import NatsPresenceStore
 
         return NatsPresenceStore.from_url(url)
-    _refuse("presence store", scheme, url, "memory:// or redis://host:port/db")
+    _refuse("presence store", scheme, url, "memory://, " + _SHARED)
 
 
 def _refuse(what: str, scheme: str, url: str, choices: str) -> NoReturn:
-    if scheme in _PLANNED:
-        raise ConfigurationError(
-            f"{what} {scheme}:// is not available in this version of roomcast; use {choices}"
-        )
     raise ConfigurationError(f"unknown {what} URL scheme {scheme!r} in {url!r}; use {choices}")
 
 

@@ -16,11 +16,9 @@ several identical notifications a transaction sends. Base64 and epochs never con
 from __future__ import annotations
 
 import base64
-from typing import Final
 
-import msgspec
-
-from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication
+from roomcast.engines import event_codec
+from roomcast.publication import ChannelEvent, Publication
 
 __all__ = [
     "channel_key",
@@ -30,48 +28,6 @@ __all__ = [
     "encode_publication",
     "notification_key",
 ]
-
-
-class _StoredInfo(msgspec.Struct, array_like=True, frozen=True):
-    user: str
-    client: str
-    conn_info: bytes
-    chan_info: bytes
-
-
-class _StoredPublication(msgspec.Struct, array_like=True, frozen=True):
-    data: bytes
-    info: _StoredInfo | None
-    tags: dict[str, str]
-
-
-class _PubEvent(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
-    data: bytes
-    offset: int
-    epoch: str
-    info: _StoredInfo | None
-    tags: dict[str, str]
-
-
-class _JoinEvent(msgspec.Struct, array_like=True, frozen=True, tag="join"):
-    info: _StoredInfo
-
-
-class _LeaveEvent(msgspec.Struct, array_like=True, frozen=True, tag="leave"):
-    info: _StoredInfo
-
-
-_encoder: Final = msgspec.msgpack.Encoder()
-_publication_decoder: Final = msgspec.msgpack.Decoder(_StoredPublication)
-_event_decoder: Final = msgspec.msgpack.Decoder(_PubEvent | _JoinEvent | _LeaveEvent)
-
-
-def _stored(info: ClientInfo) -> _StoredInfo:
-    return _StoredInfo(info.user, info.client, info.conn_info, info.chan_info)
-
-
-def _loaded(stored: _StoredInfo) -> ClientInfo:
-    return ClientInfo(stored.user, stored.client, stored.conn_info, stored.chan_info)
 
 
 def _b64(raw: bytes) -> str:
@@ -85,8 +41,7 @@ def channel_key(channel: str) -> str:
 
 def encode_publication(publication: Publication) -> str:
     """The base64 text of ``publication``'s stored form (data, info, tags)."""
-    info = None if publication.info is None else _stored(publication.info)
-    return _b64(_encoder.encode(_StoredPublication(publication.data, info, dict(publication.tags))))
+    return _b64(event_codec.encode_stored(publication))
 
 
 def decode_publication(stored: bytes, offset: int, epoch: str) -> Publication:
@@ -95,22 +50,12 @@ def decode_publication(stored: bytes, offset: int, epoch: str) -> Publication:
     Raises:
         msgspec.DecodeError: ``stored`` is not a stored publication.
     """
-    loaded = _publication_decoder.decode(stored)
-    info = None if loaded.info is None else _loaded(loaded.info)
-    return Publication(data=loaded.data, offset=offset, epoch=epoch, info=info, tags=loaded.tags)
+    return event_codec.decode_stored(stored, offset, epoch)
 
 
 def encode_event(nonce: int, channel: str, event: ChannelEvent) -> str:
     """The ``E`` notification of ``event`` in ``channel``."""
-    message: _PubEvent | _JoinEvent | _LeaveEvent
-    if isinstance(event, Join):
-        message = _JoinEvent(_stored(event.info))
-    elif isinstance(event, Leave):
-        message = _LeaveEvent(_stored(event.info))
-    else:
-        info = None if event.info is None else _stored(event.info)
-        message = _PubEvent(event.data, event.offset, event.epoch, info, dict(event.tags))
-    return f"E{nonce:x}:{channel_key(channel)}:{_b64(_encoder.encode(message))}"
+    return f"E{nonce:x}:{channel_key(channel)}:{_b64(event_codec.encode_event(event))}"
 
 
 def notification_key(payload: str) -> str | None:
@@ -137,12 +82,4 @@ def decode_notification(payload: str) -> ChannelEvent:
         return decode_publication(base64.b64decode(stored, validate=True), int(offset), epoch)
     if payload[:1] != "E" or len(parts) != 3:
         raise ValueError(f"not an event notification: {payload[:40]!r}")
-    message = _event_decoder.decode(base64.b64decode(parts[2], validate=True))
-    if isinstance(message, _JoinEvent):
-        return Join(_loaded(message.info))
-    if isinstance(message, _LeaveEvent):
-        return Leave(_loaded(message.info))
-    info = None if message.info is None else _loaded(message.info)
-    return Publication(
-        data=message.data, offset=message.offset, epoch=message.epoch, info=info, tags=message.tags
-    )
+    return event_codec.decode_event(base64.b64decode(parts[2], validate=True))

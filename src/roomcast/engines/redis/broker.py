@@ -13,25 +13,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from roomcast.engines import event_codec
 from roomcast.engines.base import Broker, EventHandler, GapHandler, HistoryOptions, HistoryStore
+from roomcast.engines.event_codec import decode_stored
 from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
     State,
-    StoredInfo,
     client_for,
-    encoder,
-    load_info,
     parse_redis_url,
     pool_for,
-    publication_decoder,
     shard_of,
-    store_info,
     translate_errors,
 )
 from roomcast.engines.redis.pubsub_link import LinkState, PubSubLink
 from roomcast.engines.redis.stores import RedisHistoryStore
 from roomcast.errors import EngineUnavailable
-from roomcast.publication import ChannelEvent, Join, Leave, Publication
+from roomcast.publication import ChannelEvent, Publication
 
 __all__ = ["RedisBroker"]
 
@@ -41,71 +38,17 @@ _CONNECTION_SALT: Final = 0x5BD1E995
 """Makes the choice of a connection within an instance independent of the instance's."""
 
 
-class _PubMessage(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
-    data: bytes
-    offset: int
-    epoch: str
-    info: StoredInfo | None
-    tags: dict[str, str]
-
-
-class _JoinMessage(msgspec.Struct, array_like=True, frozen=True, tag="join"):
-    info: StoredInfo
-
-
-class _LeaveMessage(msgspec.Struct, array_like=True, frozen=True, tag="leave"):
-    info: StoredInfo
-
-
-_event_decoder: Final = msgspec.msgpack.Decoder(_PubMessage | _JoinMessage | _LeaveMessage)
-
-
-def encode_event(event: ChannelEvent) -> bytes:
-    """The payload the broker publishes for ``event``."""
-    if isinstance(event, Join):
-        return encoder.encode(_JoinMessage(store_info(event.info)))
-    if isinstance(event, Leave):
-        return encoder.encode(_LeaveMessage(store_info(event.info)))
-    info = event.info
-    return encoder.encode(
-        _PubMessage(
-            event.data,
-            event.offset,
-            event.epoch,
-            None if info is None else store_info(info),
-            dict(event.tags),
-        )
-    )
-
-
 def decode_event(payload: bytes) -> ChannelEvent:
-    """The event of a payload published by ``encode_event`` or by the history script.
+    """The event of a payload the broker published (``event_codec``) or the history script
+    did (``P<offset>:<epoch>:<stored publication>``).
 
     Raises:
         msgspec.DecodeError, ValueError: the payload is neither.
     """
-    if payload[:1] == b"P":  # published by the history script: P<offset>:<epoch>:<stored>
-        offset, epoch, stored_bytes = payload[1:].split(b":", 2)
-        stored = publication_decoder.decode(stored_bytes)
-        return Publication(
-            data=stored.data,
-            offset=int(offset),
-            epoch=epoch.decode(),
-            info=None if stored.info is None else load_info(stored.info),
-            tags=stored.tags,
-        )
-    message = _event_decoder.decode(payload)
-    if isinstance(message, _JoinMessage):
-        return Join(load_info(message.info))
-    if isinstance(message, _LeaveMessage):
-        return Leave(load_info(message.info))
-    return Publication(
-        data=message.data,
-        offset=message.offset,
-        epoch=message.epoch,
-        info=None if message.info is None else load_info(message.info),
-        tags=message.tags,
-    )
+    if payload[:1] == b"P":
+        offset, epoch, stored = payload[1:].split(b":", 2)
+        return decode_stored(stored, int(offset), epoch.decode())
+    return event_codec.decode_event(payload)
 
 
 class RedisBroker(Broker):
@@ -212,7 +155,7 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, event: ChannelEvent) -> None:
         client, url = self._client_of(channel)
-        payload = encode_event(event)
+        payload = event_codec.encode_event(event)
         with translate_errors("Redis broker", "publish", url):
             await client.publish(self._key(channel), payload)
 

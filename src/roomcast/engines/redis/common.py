@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-import msgspec
-
 from roomcast.errors import ConfigurationError, EngineUnavailable
-from roomcast.publication import ClientInfo
 
 try:
     import redis.asyncio as aioredis
@@ -29,17 +26,10 @@ __all__ = [
     "DEFAULT_PREFIX",
     "RedisTarget",
     "State",
-    "StoredInfo",
-    "StoredPublication",
     "client_for",
-    "encoder",
-    "info_decoder",
-    "load_info",
     "parse_redis_url",
     "pool_for",
-    "publication_decoder",
     "shard_of",
-    "store_info",
     "translate_errors",
     "where",
 ]
@@ -53,32 +43,6 @@ class State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
     CLOSED = "closed"
-
-
-class StoredInfo(msgspec.Struct, array_like=True, frozen=True):
-    user: str
-    client: str
-    conn_info: bytes
-    chan_info: bytes
-
-
-class StoredPublication(msgspec.Struct, array_like=True, frozen=True):
-    data: bytes
-    info: StoredInfo | None
-    tags: dict[str, str]
-
-
-encoder: Final = msgspec.msgpack.Encoder()
-info_decoder: Final = msgspec.msgpack.Decoder(StoredInfo)
-publication_decoder: Final = msgspec.msgpack.Decoder(StoredPublication)
-
-
-def store_info(info: ClientInfo) -> StoredInfo:
-    return StoredInfo(info.user, info.client, info.conn_info, info.chan_info)
-
-
-def load_info(stored: StoredInfo) -> ClientInfo:
-    return ClientInfo(stored.user, stored.client, stored.conn_info, stored.chan_info)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,20 +25,22 @@ from roomcast.engines.base import (
     PresenceStats,
     PresenceStore,
 )
+from roomcast.engines.event_codec import (
+    decode_stored,
+    encode_stored,
+    encoder,
+    info_decoder,
+    load_info,
+    store_info,
+)
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.redis import scripts
 from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
     State,
-    StoredPublication,
     client_for,
-    encoder,
-    info_decoder,
-    load_info,
     parse_redis_url,
-    publication_decoder,
     shard_of,
-    store_info,
     translate_errors,
 )
 from roomcast.errors import EngineUnavailable
@@ -190,14 +192,7 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
         """``add``, and when ``broker_key`` is given, publish the added publication on that
         pub/sub channel of the channel's instance in the same script (see the package doc)."""
         shard = self._shard(channel)
-        info = publication.info
-        payload = encoder.encode(
-            StoredPublication(
-                publication.data,
-                None if info is None else store_info(info),
-                dict(publication.tags),
-            )
-        )
+        payload = encode_stored(publication)
         args = [self._now(), new_epoch(), options.size, repr(options.ttl)]
         args += [repr(options.meta_ttl), payload, uuid.uuid4().hex]
         keys: list[str | bytes] = list(self._keys(channel))
@@ -267,14 +262,7 @@ class RedisHistoryStore(_RedisStore, HistoryStore):
 
     @staticmethod
     def _load(fields: list[bytes], offset: int, epoch: str) -> Publication:
-        stored = publication_decoder.decode(dict(zip(fields[::2], fields[1::2], strict=True))[b"d"])
-        return Publication(
-            data=stored.data,
-            offset=offset,
-            epoch=epoch,
-            info=None if stored.info is None else load_info(stored.info),
-            tags=stored.tags,
-        )
+        return decode_stored(dict(zip(fields[::2], fields[1::2], strict=True))[b"d"], offset, epoch)
 
 
 class RedisPresenceStore(_RedisStore, PresenceStore):

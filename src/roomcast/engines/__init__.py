@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -22,6 +23,27 @@ __all__ = [
 _REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
 _SHARED = "redis://host:port/db, postgresql://user@host:5432/db or nats://host:4222"
 _POSTGRES = ("postgresql", "postgres")
+
+
+_DRIVERS = {
+    "redis": ("redis", "redis", "Redis"),
+    "postgres": ("asyncpg", "asyncpg", "PostgreSQL"),
+    "nats": ("nats", "nats-py", "NATS"),
+}
+"""Engine extra -> (its driver's module, the driver's package, the engine's name)."""
+
+
+def _require_driver(extra: str) -> None:
+    """Refuse an engine whose driver is not installed, naming the extra that installs it.
+
+    Raises:
+        ConfigurationError: the driver cannot be imported.
+    """
+    module, package, engines = _DRIVERS[extra]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigurationError(
+            f"the {engines} engines need the {package} package: pip install 'roomcast[{extra}]'"
+        )
 
 
 def create_broker(url: str) -> Broker:
@@ -46,14 +68,17 @@ def create_broker(url: str) -> Broker:
 
         return MemoryBroker()
     if scheme in _REDIS_SCHEMES:
+        _require_driver("redis")
         from roomcast.engines.redis import RedisBroker
 
         return RedisBroker.from_url(url)
     if scheme in _POSTGRES:
+        _require_driver("postgres")
         from roomcast.engines.postgres_broker import PostgresBroker
 
         return PostgresBroker.from_url(url)
     if scheme == "nats":
+        _require_driver("nats")
         from roomcast.engines.nats_broker import NatsBroker
 
         return NatsBroker.from_url(url)
@@ -86,14 +111,17 @@ def create_history_store(url: str) -> HistoryStore:
         path, synchronous, flush_interval = _parse_sqlite_url(url)
         return SqliteHistoryStore(path, synchronous=synchronous, flush_interval=flush_interval)
     if scheme in _REDIS_SCHEMES:
+        _require_driver("redis")
         from roomcast.engines.redis import RedisHistoryStore
 
         return RedisHistoryStore.from_url(url)
     if scheme in _POSTGRES:
+        _require_driver("postgres")
         from roomcast.engines.postgres_history import PostgresHistoryStore
 
         return PostgresHistoryStore.from_url(url)
     if scheme == "nats":
+        _require_driver("nats")
         from roomcast.engines.nats_history import NatsHistoryStore
 
         return NatsHistoryStore.from_url(url)
@@ -123,14 +151,17 @@ def create_presence_store(url: str) -> PresenceStore:
             "rewritten constantly; use memory://, " + _SHARED
         )
     if scheme in _REDIS_SCHEMES:
+        _require_driver("redis")
         from roomcast.engines.redis import RedisPresenceStore
 
         return RedisPresenceStore.from_url(url)
     if scheme in _POSTGRES:
+        _require_driver("postgres")
         from roomcast.engines.postgres_presence import PostgresPresenceStore
 
         return PostgresPresenceStore.from_url(url)
     if scheme == "nats":
+        _require_driver("nats")
         from roomcast.engines.nats_presence import NatsPresenceStore
 
         return NatsPresenceStore.from_url(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPo
 
 __all__ = [
     "Broker",
+    "EngineState",
     "EventHandler",
     "GapHandler",
     "HistoryOptions",
@@ -23,6 +25,15 @@ __all__ = [
 
 EventHandler = Callable[[str, ChannelEvent], None]
 """Called with (channel, event) for each publication, join or leave a broker delivers here."""
+
+
+class EngineState(enum.Enum):
+    """The life of a broker or store: built, started, closed (a closed one is not restarted)."""
+
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
 
 GapHandler = Callable[[], None]
 """Called when a broker's link to its engine came back after a break: any event of any

@@ -7,7 +7,6 @@ and when it is complete.
 
 from __future__ import annotations
 
-import enum
 import secrets
 import time
 from collections import deque
@@ -17,6 +16,7 @@ from itertools import islice
 
 from roomcast.engines.base import (
     Broker,
+    EngineState,
     EventHandler,
     GapHandler,
     HistoryOptions,
@@ -99,14 +99,8 @@ def history_window(
     return True, offset + 1, top
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-def _check_running(state: _State, what: str) -> None:
-    if state is not _State.RUNNING:
+def _check_running(state: EngineState, what: str) -> None:
+    if state is not EngineState.RUNNING:
         raise EngineUnavailable(f"the {what} is {state.value}, not running")
 
 
@@ -148,16 +142,16 @@ class MemoryHistoryStore(HistoryStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
-        self._state = _State.NEW
+        self._state = EngineState.NEW
         self._next_sweep = 0.0
 
     async def start(self) -> None:
-        if self._state is _State.NEW:
-            self._state = _State.RUNNING
+        if self._state is EngineState.NEW:
+            self._state = EngineState.RUNNING
             self._next_sweep = self._clock() + _SWEEP_INTERVAL
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         self._streams.clear()
 
     async def add(
@@ -255,16 +249,16 @@ class MemoryPresenceStore(PresenceStore):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._channels: dict[str, dict[str, tuple[float, ClientInfo]]] = {}
-        self._state = _State.NEW
+        self._state = EngineState.NEW
         self._next_sweep = 0.0
 
     async def start(self) -> None:
-        if self._state is _State.NEW:
-            self._state = _State.RUNNING
+        if self._state is EngineState.NEW:
+            self._state = EngineState.RUNNING
             self._next_sweep = self._clock() + _SWEEP_INTERVAL
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         self._channels.clear()
 
     async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:

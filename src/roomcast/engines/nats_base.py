@@ -31,18 +31,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client, Server
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-try:
-    import nats.errors
-    import nats.js.errors
-    from nats.aio.client import Client, Server
-    from nats.aio.msg import Msg
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the NATS engines need the nats-py package: pip install 'roomcast[nats]'"
-    ) from exc
+from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
 
 __all__ = [
     "DEFAULT_PREFIX",

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from typing import Final
 
 import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
-from roomcast.engines.base import Broker, EventHandler, GapHandler, HistoryOptions, HistoryStore
+from roomcast.engines.base import (
+    Broker,
+    EngineState,
+    EventHandler,
+    GapHandler,
+    HistoryOptions,
+    HistoryStore,
+)
 from roomcast.engines.nats_base import (
     NatsTarget,
     channel_token,
@@ -31,29 +40,14 @@ from roomcast.engines.nats_base import (
 )
 from roomcast.engines.nats_codec import StreamHead, decode_event, decode_stored, encode_event
 from roomcast.engines.nats_history import NatsHistoryStore
-from roomcast.errors import ConfigurationError, EngineUnavailable
+from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, Publication
-
-try:
-    from nats.aio.client import Client
-    from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the NATS engines need the nats-py package: pip install 'roomcast[nats]'"
-    ) from exc
 
 __all__ = ["NatsBroker"]
 
 logger = logging.getLogger("roomcast.engines.nats")
 
 _STREAM_SEQUENCE: Final = "Nats-Sequence"
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 class NatsBroker(Broker):
@@ -92,7 +86,7 @@ class NatsBroker(Broker):
         self._subject_prefix = f"{self.target.prefix}.broker."
         self._backoff = backoff
         self._max_backoff = max_backoff
-        self._state = _State.NEW
+        self._state = EngineState.NEW
         self._client: Client | None = None
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
@@ -111,7 +105,7 @@ class NatsBroker(Broker):
         return cls(url)
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
-        if self._state is _State.RUNNING:
+        if self._state is EngineState.RUNNING:
             return
         self._handler, self._on_gap = handler, on_gap
         self._client = await connect(
@@ -122,10 +116,10 @@ class NatsBroker(Broker):
             on_disconnected=self._disconnected,
             on_reconnected=self._reconnected,
         )
-        self._state = _State.RUNNING
+        self._state = EngineState.RUNNING
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         self._handler = self._on_gap = None
         self._subscriptions.clear()
         self._fail_unconfirmed(EngineUnavailable("the NATS broker closed"))
@@ -140,7 +134,7 @@ class NatsBroker(Broker):
     @property
     def connected(self) -> bool:
         client = self._client
-        return self._state is _State.RUNNING and client is not None and client.is_connected
+        return self._state is EngineState.RUNNING and client is not None and client.is_connected
 
     async def publish(self, channel: str, event: ChannelEvent) -> None:
         """Send ``event`` to every node subscribed to ``channel``.
@@ -202,7 +196,7 @@ class NatsBroker(Broker):
 
     def _connected(self, operation: str) -> Client:
         client = self._client
-        if self._state is not _State.RUNNING or client is None:
+        if self._state is not EngineState.RUNNING or client is None:
             raise EngineUnavailable(f"the NATS broker is {self._state.value}, not running")
         if not client.is_connected:
             raise EngineUnavailable(
@@ -287,7 +281,7 @@ class NatsBroker(Broker):
         return decode_stored(msg.data, head.offset, head.epoch)
 
     def _disconnected(self) -> None:
-        if self._state is _State.RUNNING:
+        if self._state is EngineState.RUNNING:
             logger.warning(
                 "NATS broker lost its connection to %s; events published meanwhile are lost "
                 "for this node; reconnecting",
@@ -295,7 +289,7 @@ class NatsBroker(Broker):
             )
 
     def _reconnected(self) -> None:
-        if self._state is not _State.RUNNING:
+        if self._state is not EngineState.RUNNING:
             return
         logger.warning(
             "NATS broker reconnected to %s; resubscribed %d channel(s)",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import time
@@ -35,8 +34,11 @@ from dataclasses import dataclass, field
 from typing import Final, Self, TypeVar
 
 import msgspec
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 
-from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.nats_base import (
     NatsTarget,
@@ -50,17 +52,8 @@ from roomcast.engines.nats_base import (
     translate,
 )
 from roomcast.engines.nats_codec import StreamHead, decode_stored, encode_stored
-from roomcast.errors import ConfigurationError, EngineUnavailable
+from roomcast.errors import EngineUnavailable
 from roomcast.publication import Publication, StreamPosition
-
-try:
-    import nats.js.errors
-    from nats.aio.client import Client
-    from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the NATS engines need the nats-py package: pip install 'roomcast[nats]'"
-    ) from exc
 
 __all__ = ["NatsHistoryStore"]
 
@@ -77,12 +70,6 @@ _STREAM_EXISTS: Final = 10058  # JetStream: a stream of that name exists with an
 
 class _StreamMissing(EngineUnavailable):
     """The stream is gone (deleted by hand, or lost by a server without storage)."""
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 @dataclass(slots=True)
@@ -120,7 +107,7 @@ class NatsHistoryStore(HistoryStore):
         self._clock = clock or time.time
         self._max_age = max_age
         self._client: Client | None = None
-        self._state = _State.NEW
+        self._state = EngineState.NEW
         self._locks: dict[str, _Lock] = {}
 
     @classmethod
@@ -138,7 +125,7 @@ class NatsHistoryStore(HistoryStore):
         Raises:
             EngineUnavailable: NATS cannot be reached or has no JetStream.
         """
-        if self._state is not _State.NEW:
+        if self._state is not EngineState.NEW:
             return
         client = await connect(self.target, "NATS history store")
         try:
@@ -147,7 +134,7 @@ class NatsHistoryStore(HistoryStore):
             await close_quietly(client)
             raise
         self._client = client
-        self._state = _State.RUNNING
+        self._state = EngineState.RUNNING
 
     async def _create_stream(self, client: Client) -> None:
         """Create the stream, or update its configuration if it exists with another."""
@@ -184,7 +171,7 @@ class NatsHistoryStore(HistoryStore):
             return await operation()
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         client, self._client = self._client, None
         await close_quietly(client)
 
@@ -310,7 +297,7 @@ class NatsHistoryStore(HistoryStore):
                     raise  # no stream: nothing to remove
 
     def _running(self) -> Client:
-        if self._state is not _State.RUNNING or self._client is None:
+        if self._state is not EngineState.RUNNING or self._client is None:
             raise EngineUnavailable(f"the NATS history store is {self._state.value}, not running")
         return self._client
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import Callable
 from typing import Self
 
 import msgspec
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
 
-from roomcast.engines.base import PresenceStats, PresenceStore
+from roomcast.engines.base import EngineState, PresenceStats, PresenceStore
 from roomcast.engines.nats_base import (
     NatsTarget,
     channel_token,
@@ -34,30 +37,14 @@ from roomcast.engines.nats_base import (
     translate,
 )
 from roomcast.engines.nats_codec import decode_entry, encode_entry
-from roomcast.errors import ConfigurationError, EngineUnavailable
+from roomcast.errors import EngineUnavailable
 from roomcast.publication import ClientInfo
-
-try:
-    import nats.js.errors
-    from nats.aio.client import Client
-    from nats.js.api import KeyValueConfig, StorageType
-    from nats.js.kv import KeyValue
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the NATS engines need the nats-py package: pip install 'roomcast[nats]'"
-    ) from exc
 
 __all__ = ["NatsPresenceStore"]
 
 logger = logging.getLogger("roomcast.engines.nats")
 
 _OPERATION = "KV-Operation"  # set on delete and purge markers
-
-
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 class NatsPresenceStore(PresenceStore):
@@ -85,7 +72,7 @@ class NatsPresenceStore(PresenceStore):
         self._max_age = max_age
         self._client: Client | None = None
         self._kv: KeyValue | None = None
-        self._state = _State.NEW
+        self._state = EngineState.NEW
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -102,7 +89,7 @@ class NatsPresenceStore(PresenceStore):
         Raises:
             EngineUnavailable: NATS cannot be reached or has no JetStream.
         """
-        if self._state is not _State.NEW:
+        if self._state is not EngineState.NEW:
             return
         client = await connect(self.target, "NATS presence store")
         try:
@@ -111,7 +98,7 @@ class NatsPresenceStore(PresenceStore):
             await close_quietly(client)
             raise
         self._client, self._kv = client, kv
-        self._state = _State.RUNNING
+        self._state = EngineState.RUNNING
 
     async def _open_bucket(self, client: Client) -> KeyValue:
         """The bucket, created if it does not exist."""
@@ -130,7 +117,7 @@ class NatsPresenceStore(PresenceStore):
                 return await js.create_key_value(config)
 
     async def close(self) -> None:
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         client, self._client, self._kv = self._client, None, None
         await close_quietly(client)
 
@@ -162,7 +149,7 @@ class NatsPresenceStore(PresenceStore):
         return PresenceStats(num_clients=len(infos), num_users=len({info.user for info in infos}))
 
     def _running(self) -> tuple[Client, KeyValue]:
-        if self._state is not _State.RUNNING or self._client is None or self._kv is None:
+        if self._state is not EngineState.RUNNING or self._client is None or self._kv is None:
             raise EngineUnavailable(f"the NATS presence store is {self._state.value}, not running")
         return self._client, self._kv
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,24 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
+from asyncpg import Connection, Record  # noqa: F401 (named in AnyConnection)
+from asyncpg.pool import PoolConnectionProxy
+
+from roomcast.engines.base import EngineState
 from roomcast.engines.postgres_schema import Names, ensure_schema
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
-
-try:
-    import asyncpg
-    from asyncpg import Connection, Record  # noqa: F401 (named in AnyConnection)
-    from asyncpg.pool import PoolConnectionProxy
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the PostgreSQL engines need the asyncpg package: pip install 'roomcast[postgres]'"
-    ) from exc
 
 __all__ = [
     "DEFAULT_PREFIX",
     "AnyConnection",
+    "EngineState",
     "Pool",
     "PostgresConfig",
-    "State",
     "now_argument",
     "parse_postgres_url",
     "sweep_forever",
@@ -91,14 +86,6 @@ _ASYNCPG_KEYS: Final = frozenset(
     }
 )
 _IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-class State(enum.Enum):
-    """The lifecycle of every PostgreSQL component."""
-
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +239,7 @@ class Pool:
         self.config = config
         self.what = what
         self.timeout = timeout
-        self.state = State.NEW
+        self.state = EngineState.NEW
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._names: Names | None = None
 
@@ -286,12 +273,12 @@ class Pool:
             pool.terminate()
             raise
         self._pool, self._names = pool, names
-        self.state = State.RUNNING
+        self.state = EngineState.RUNNING
         return names
 
     async def close(self) -> None:
         """Release the connections; safe to call twice."""
-        self.state = State.CLOSED
+        self.state = EngineState.CLOSED
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -308,7 +295,7 @@ class Pool:
 
     def check(self) -> None:
         """Raises ``EngineUnavailable`` unless running."""
-        if self.state is not State.RUNNING or self._pool is None:
+        if self.state is not EngineState.RUNNING or self._pool is None:
             raise EngineUnavailable(f"the {self.what} is {self.state.value}, not running")
 
     @contextlib.asynccontextmanager

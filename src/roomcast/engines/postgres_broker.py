@@ -22,8 +22,18 @@ import logging
 from collections.abc import Iterator
 from typing import Any, Final
 
-from roomcast.engines.base import Broker, EventHandler, GapHandler, HistoryOptions, HistoryStore
-from roomcast.engines.postgres import Pool, State, parse_postgres_url, translate
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from roomcast.engines.base import (
+    Broker,
+    EngineState,
+    EventHandler,
+    GapHandler,
+    HistoryOptions,
+    HistoryStore,
+)
+from roomcast.engines.postgres import Pool, parse_postgres_url, translate
 from roomcast.engines.postgres_codec import (
     channel_key,
     decode_notification,
@@ -35,14 +45,6 @@ from roomcast.engines.postgres_listener import Listener
 from roomcast.engines.postgres_schema import Names
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
 from roomcast.publication import ChannelEvent, Publication
-
-try:
-    import asyncpg
-    from asyncpg.pool import PoolConnectionProxy
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the PostgreSQL engines need the asyncpg package: pip install 'roomcast[postgres]'"
-    ) from exc
 
 __all__ = ["PostgresBroker"]
 
@@ -111,7 +113,7 @@ class PostgresBroker(Broker):
             report_gap=self._report_gap,
         )
         self._pool = Pool(self._config, _WHAT, timeout)
-        self._state = State.NEW
+        self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
         # Subscribed channels by the key notifications name them with.
@@ -124,7 +126,7 @@ class PostgresBroker(Broker):
         return cls(url)
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
-        if self._state is State.RUNNING:
+        if self._state is EngineState.RUNNING:
             return
         pool = Pool(self._config, _WHAT, self._timeout)
         await pool.open()
@@ -134,10 +136,10 @@ class PostgresBroker(Broker):
         except BaseException:
             await pool.close()
             raise
-        self._pool, self._state = pool, State.RUNNING
+        self._pool, self._state = pool, EngineState.RUNNING
 
     async def close(self) -> None:
-        self._state = State.CLOSED
+        self._state = EngineState.CLOSED
         self._handler = self._on_gap = None
         self._channels.clear()
         await self._listener.close()
@@ -145,7 +147,7 @@ class PostgresBroker(Broker):
 
     @property
     def connected(self) -> bool:
-        return self._state is State.RUNNING and self._listener.up
+        return self._state is EngineState.RUNNING and self._listener.up
 
     # --- publishing ----------------------------------------------------------------------------
 
@@ -310,6 +312,6 @@ class PostgresBroker(Broker):
                 logger.exception("%s: the gap handler failed", _WHAT)
 
     def _names(self) -> Names:
-        if self._state is not State.RUNNING:
+        if self._state is not EngineState.RUNNING:
             raise EngineUnavailable(f"the {_WHAT} is {self._state.value}, not running")
         return self._pool.names

@@ -12,13 +12,12 @@ import contextlib
 from collections.abc import Callable
 from typing import Final, Self
 
-from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.postgres import (
     AnyConnection,
     Pool,
     PostgresConfig,
-    State,
     now_argument,
     parse_postgres_url,
     sweep_forever,
@@ -83,7 +82,7 @@ class PostgresHistoryStore(HistoryStore):
         return self._pool.config
 
     async def start(self) -> None:
-        if self._pool.state is not State.NEW:
+        if self._pool.state is not EngineState.NEW:
             return
         await self._pool.open()
         self._sweeper = asyncio.create_task(

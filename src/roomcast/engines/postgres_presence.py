@@ -7,10 +7,9 @@ import contextlib
 from collections.abc import Callable
 from typing import Final, Self
 
-from roomcast.engines.base import PresenceStats, PresenceStore
+from roomcast.engines.base import EngineState, PresenceStats, PresenceStore
 from roomcast.engines.postgres import (
     Pool,
-    State,
     now_argument,
     parse_postgres_url,
     sweep_forever,
@@ -63,7 +62,7 @@ class PostgresPresenceStore(PresenceStore):
         return cls(url)
 
     async def start(self) -> None:
-        if self._pool.state is not State.NEW:
+        if self._pool.state is not EngineState.NEW:
             return
         await self._pool.open()
         self._sweeper = asyncio.create_task(

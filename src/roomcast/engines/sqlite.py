@@ -28,7 +28,6 @@ queued in ``sqlite_ops``, the schema and SQL statements in ``sqlite_schema``.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import math
@@ -41,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
 from roomcast.engines.memory import new_epoch
 from roomcast.engines.sqlite_ops import Call, Cleanup, Flush, Load, Read, Stop, Write
 from roomcast.engines.sqlite_schema import MetaRow
@@ -83,12 +82,6 @@ def _tombstone() -> _Meta:
     return _Meta(new_epoch(), 0, -math.inf, 0.0)
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
 class SqliteHistoryStore(HistoryStore):
     """History in one SQLite file (WAL mode), written by one dedicated thread.
 
@@ -128,7 +121,7 @@ class SqliteHistoryStore(HistoryStore):
         self._clock = clock
         self._timeout = timeout
         self._cleanup_interval = cleanup_interval
-        self._state = _State.NEW
+        self._state = EngineState.NEW
         self._writer: Writer | None = None
         self._streams: dict[str, _Meta] = {}
         self._loading: dict[str, asyncio.Task[_Meta]] = {}
@@ -160,7 +153,7 @@ class SqliteHistoryStore(HistoryStore):
             EngineUnavailable: the file cannot be opened, is locked by another process, or is
                 not a roomcast history database.
         """
-        if self._state is not _State.NEW:
+        if self._state is not EngineState.NEW:
             raise StateError(
                 "start the SQLite history store", expected="new", actual=self._state.value
             )
@@ -178,9 +171,9 @@ class SqliteHistoryStore(HistoryStore):
         try:
             self._clean_start = await self._wait(ready, self._timeout * 2)
         except EngineUnavailable:
-            self._state = _State.CLOSED
+            self._state = EngineState.CLOSED
             raise
-        self._state = _State.RUNNING
+        self._state = EngineState.RUNNING
         if not self._clean_start:
             logger.info(
                 "%s: no clean shutdown recorded; streams continue in new epochs", self._path
@@ -193,8 +186,8 @@ class SqliteHistoryStore(HistoryStore):
         Raises:
             EngineUnavailable: the last batch could not be committed.
         """
-        if self._state is not _State.RUNNING:
-            self._state = _State.CLOSED
+        if self._state is not EngineState.RUNNING:
+            self._state = EngineState.CLOSED
             return
         writer = self._stop_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -204,8 +197,8 @@ class SqliteHistoryStore(HistoryStore):
     async def abort(self) -> None:
         """Stop now, as if the process were killed: the open batch is lost and the shutdown is
         not marked clean, so every stream gets a new epoch at the next start. Safe twice."""
-        if self._state is not _State.RUNNING:
-            self._state = _State.CLOSED
+        if self._state is not EngineState.RUNNING:
+            self._state = EngineState.CLOSED
             return
         writer = self._stop_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -316,7 +309,7 @@ class SqliteHistoryStore(HistoryStore):
     # -- internals
 
     def _running(self) -> Writer:
-        if self._state is not _State.RUNNING or self._writer is None:
+        if self._state is not EngineState.RUNNING or self._writer is None:
             raise EngineUnavailable(
                 f"SQLite history store {self._path} is {self._state.value}, not running"
             )
@@ -324,7 +317,7 @@ class SqliteHistoryStore(HistoryStore):
 
     def _stop_running(self) -> Writer:
         writer = self._running()
-        self._state = _State.CLOSED
+        self._state = EngineState.CLOSED
         if self._cleaner is not None:
             self._cleaner.cancel()
             self._cleaner = None

@@ -14,11 +14,17 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast.engines import event_codec
-from roomcast.engines.base import Broker, EventHandler, GapHandler, HistoryOptions, HistoryStore
+from roomcast.engines.base import (
+    Broker,
+    EngineState,
+    EventHandler,
+    GapHandler,
+    HistoryOptions,
+    HistoryStore,
+)
 from roomcast.engines.event_codec import decode_stored
 from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
-    State,
     client_for,
     parse_redis_url,
     pool_for,
@@ -92,7 +98,7 @@ class RedisBroker(Broker):
             "max_backoff": max_backoff,
             "ping_interval": ping_interval,
         }
-        self._state = State.NEW
+        self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
         self._clients: list[aioredis.Redis] = []
@@ -108,7 +114,7 @@ class RedisBroker(Broker):
         return cls(target.urls, prefix=target.prefix, pubsub_shards=target.pubsub_shards)
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
-        if self._state is State.RUNNING:
+        if self._state is EngineState.RUNNING:
             return
         options: dict[str, Any] = {
             "socket_connect_timeout": self._timeout,
@@ -140,16 +146,16 @@ class RedisBroker(Broker):
         except EngineUnavailable:
             await self._release()
             raise
-        self._state = State.RUNNING
+        self._state = EngineState.RUNNING
 
     async def close(self) -> None:
-        self._state = State.CLOSED
+        self._state = EngineState.CLOSED
         self._handler = self._on_gap = None
         await self._release()
 
     @property
     def connected(self) -> bool:
-        return self._state is State.RUNNING and all(
+        return self._state is EngineState.RUNNING and all(
             link.state is LinkState.UP for link in self._links
         )
 
@@ -184,7 +190,7 @@ class RedisBroker(Broker):
     async def unsubscribe(self, channel: str) -> None:
         """Stop delivering ``channel`` now; returns once Redis confirmed, or at once when the
         connection is down."""
-        if self._state is State.RUNNING:
+        if self._state is EngineState.RUNNING:
             await self._link_of(channel).unsubscribe(self._key(channel))
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
@@ -211,13 +217,13 @@ class RedisBroker(Broker):
         return shard_of(channel, len(self._urls))
 
     def _client_of(self, channel: str) -> tuple[aioredis.Redis, str]:
-        if self._state is not State.RUNNING:
+        if self._state is not EngineState.RUNNING:
             raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
         instance = self._instance_of(channel)
         return self._clients[instance], self._urls[instance]
 
     def _link_of(self, channel: str) -> PubSubLink:
-        if self._state is not State.RUNNING:
+        if self._state is not EngineState.RUNNING:
             raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
         within = shard_of(channel, self._pubsub_shards, salt=_CONNECTION_SALT)
         return self._links[self._instance_of(channel) * self._pubsub_shards + within]

@@ -4,28 +4,23 @@ shard, the msgpack forms of what they store, and the translation of Redis errors
 from __future__ import annotations
 
 import contextlib
-import enum
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from roomcast.errors import ConfigurationError, EngineUnavailable
+import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import RedisError
 
-try:
-    import redis.asyncio as aioredis
-    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-    from redis.exceptions import RedisError
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ConfigurationError(
-        "the Redis engines need the redis package: pip install 'roomcast[redis]'"
-    ) from exc
+from roomcast.engines.base import EngineState
+from roomcast.errors import ConfigurationError, EngineUnavailable
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "EngineState",
     "RedisTarget",
-    "State",
     "client_for",
     "parse_redis_url",
     "pool_for",
@@ -35,14 +30,6 @@ __all__ = [
 ]
 
 DEFAULT_PREFIX: Final = "roomcast:"
-
-
-class State(enum.Enum):
-    """The life of a Redis broker or store."""
-
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast.engines.base import (
+    EngineState,
     HistoryOptions,
     HistoryPage,
     HistoryStore,
@@ -37,7 +38,6 @@ from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.redis import scripts
 from roomcast.engines.redis.common import (
     DEFAULT_PREFIX,
-    State,
     client_for,
     parse_redis_url,
     shard_of,
@@ -79,7 +79,7 @@ class _RedisStore:
         self._prefix = prefix
         self._clock = clock
         self._shards: list[_Shard] = []
-        self._state = State.NEW
+        self._state = EngineState.NEW
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -93,7 +93,7 @@ class _RedisStore:
         return self._urls == tuple(urls)
 
     async def start(self) -> None:
-        if self._state is not State.NEW:
+        if self._state is not EngineState.NEW:
             return
         shards: list[_Shard] = []
         try:
@@ -120,10 +120,10 @@ class _RedisStore:
                 name: shard.client.register_script(source) for name, source in self._scripts.items()
             }
         self._shards = shards
-        self._state = State.RUNNING
+        self._state = EngineState.RUNNING
 
     async def close(self) -> None:
-        self._state = State.CLOSED
+        self._state = EngineState.CLOSED
         shards, self._shards = self._shards, []
         await self._release(shards)
 
@@ -135,7 +135,7 @@ class _RedisStore:
 
     def _shard(self, channel: str) -> _Shard:
         """The running shard that keeps ``channel``'s keys."""
-        if self._state is not State.RUNNING or not self._shards:
+        if self._state is not EngineState.RUNNING or not self._shards:
             raise EngineUnavailable(f"the {self._what} is {self._state.value}, not running")
         return self._shards[shard_of(channel, len(self._shards))]
 

@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Self, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -39,12 +39,11 @@ from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
 __all__ = [
     "DEFAULT_PREFIX",
     "AnyConnection",
-    "EngineState",
     "Pool",
     "PostgresConfig",
+    "SweptStore",
     "now_argument",
     "parse_postgres_url",
-    "sweep_forever",
     "translate",
 ]
 
@@ -334,7 +333,7 @@ class Pool:
             await conn.execute(query, *args, timeout=self.timeout)
 
 
-async def sweep_forever(
+async def _sweep_forever(
     pool: Pool,
     interval: float,
     tables: Callable[[Names], tuple[str, ...]],
@@ -357,6 +356,62 @@ async def sweep_forever(
             logger.debug("the %s skipped a sweep: %s", pool.what, exc)
         except Exception:
             logger.exception("the %s failed to sweep", pool.what)
+
+
+class SweptStore:
+    """What the PostgreSQL stores share: a pool of their own, the clock, and the task that
+    deletes expired rows of ``_swept_tables`` every ``sweep_interval`` seconds while started.
+
+    ``url`` as described in this module; ``prefix`` and ``schema``, when given, override the
+    URL's.
+
+    Raises:
+        ConfigurationError: the URL or the prefix or schema cannot work.
+    """
+
+    _what: str
+
+    def __init__(
+        self,
+        url: str = "postgresql://127.0.0.1:5432/postgres",
+        *,
+        prefix: str | None = None,
+        schema: str | None = None,
+        timeout: float = 5.0,
+        clock: Callable[[], float] | None = None,
+        sweep_interval: float = 60.0,
+    ) -> None:
+        config = parse_postgres_url(url, prefix=prefix, schema=schema)
+        self._pool = Pool(config, self._what, timeout)
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The store for ``postgresql://...?prefix=&schema=&pool_size=``, not started."""
+        return cls(url)
+
+    def _swept_tables(self, names: Names) -> tuple[str, ...]:
+        """The tables whose expired rows the sweeper deletes."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        if self._pool.state is not EngineState.NEW:
+            return
+        await self._pool.open()
+        self._sweeper = asyncio.create_task(
+            _sweep_forever(self._pool, self._sweep_interval, self._swept_tables, self._clock),
+            name=f"roomcast-{self._what.replace(' ', '-')}-sweep",
+        )
+
+    async def close(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+        await self._pool.close()
 
 
 def now_argument(clock: Callable[[], float] | None) -> float | None:

@@ -7,20 +7,15 @@ and the stream's position row lock orders it against every other process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable
-from typing import Final, Self
+from typing import Final
 
-from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.postgres import (
     AnyConnection,
-    Pool,
     PostgresConfig,
+    SweptStore,
     now_argument,
-    parse_postgres_url,
-    sweep_forever,
 )
 from roomcast.engines.postgres_codec import decode_publication, encode_publication
 from roomcast.engines.postgres_schema import Names
@@ -32,7 +27,7 @@ _READ_META_TTL: Final = HistoryOptions(size=0, ttl=0.0).meta_ttl
 """How long the position a read creates lives, as in the memory store."""
 
 
-class PostgresHistoryStore(HistoryStore):
+class PostgresHistoryStore(SweptStore, HistoryStore):
     """History in PostgreSQL: a row per kept publication, a position row per channel.
 
     Semantics match the memory store: a publication expires ``ttl`` seconds after it was added
@@ -49,59 +44,13 @@ class PostgresHistoryStore(HistoryStore):
 
     _what = "PostgreSQL history store"
 
-    def __init__(
-        self,
-        url: str = "postgresql://127.0.0.1:5432/postgres",
-        *,
-        prefix: str | None = None,
-        schema: str | None = None,
-        timeout: float = 5.0,
-        clock: Callable[[], float] | None = None,
-        sweep_interval: float = 60.0,
-    ) -> None:
-        """``url`` as described in :mod:`roomcast.engines.postgres`; ``prefix`` and
-        ``schema``, when given, override the URL's.
-
-        Raises:
-            ConfigurationError: the URL or the prefix or schema cannot work.
-        """
-        config = parse_postgres_url(url, prefix=prefix, schema=schema)
-        self._pool = Pool(config, self._what, timeout)
-        self._clock = clock
-        self._sweep_interval = sweep_interval
-        self._sweeper: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Self:
-        """The store for ``postgresql://...?prefix=&schema=&pool_size=``, not started."""
-        return cls(url)
-
     @property
     def config(self) -> PostgresConfig:
         """The database, schema and prefix this store keeps its streams under."""
         return self._pool.config
 
-    async def start(self) -> None:
-        if self._pool.state is not EngineState.NEW:
-            return
-        await self._pool.open()
-        self._sweeper = asyncio.create_task(
-            sweep_forever(
-                self._pool,
-                self._sweep_interval,
-                lambda names: (names.history, names.meta),
-                self._clock,
-            ),
-            name="roomcast-postgres-history-sweep",
-        )
-
-    async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-        await self._pool.close()
+    def _swept_tables(self, names: Names) -> tuple[str, ...]:
+        return (names.history, names.meta)
 
     async def add(
         self, channel: str, publication: Publication, options: HistoryOptions

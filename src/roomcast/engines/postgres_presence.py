@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable
-from typing import Final, Self
+from typing import Final
 
-from roomcast.engines.base import EngineState, PresenceStats, PresenceStore
+from roomcast.engines.base import PresenceStats, PresenceStore
 from roomcast.engines.postgres import (
-    Pool,
+    SweptStore,
     now_argument,
-    parse_postgres_url,
-    sweep_forever,
 )
+from roomcast.engines.postgres_schema import Names
 from roomcast.publication import ClientInfo
 
 __all__ = ["PostgresPresenceStore"]
@@ -22,7 +18,7 @@ _NOW: Final = "coalesce($2::double precision, extract(epoch FROM clock_timestamp
 """SQL for "now": the injected clock's reading passed as $2, or the server's clock."""
 
 
-class PostgresPresenceStore(PresenceStore):
+class PostgresPresenceStore(SweptStore, PresenceStore):
     """Presence in an UNLOGGED table: (channel, client) -> info and expiry.
 
     ``get`` and ``stats`` ignore expired rows and delete those of the channel they read in the
@@ -34,51 +30,8 @@ class PostgresPresenceStore(PresenceStore):
 
     _what = "PostgreSQL presence store"
 
-    def __init__(
-        self,
-        url: str = "postgresql://127.0.0.1:5432/postgres",
-        *,
-        prefix: str | None = None,
-        schema: str | None = None,
-        timeout: float = 5.0,
-        clock: Callable[[], float] | None = None,
-        sweep_interval: float = 60.0,
-    ) -> None:
-        """``url`` as described in :mod:`roomcast.engines.postgres`; ``prefix`` and
-        ``schema``, when given, override the URL's.
-
-        Raises:
-            ConfigurationError: the URL or the prefix or schema cannot work.
-        """
-        config = parse_postgres_url(url, prefix=prefix, schema=schema)
-        self._pool = Pool(config, self._what, timeout)
-        self._clock = clock
-        self._sweep_interval = sweep_interval
-        self._sweeper: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_url(cls, url: str) -> Self:
-        """The store for ``postgresql://...?prefix=&schema=&pool_size=``, not started."""
-        return cls(url)
-
-    async def start(self) -> None:
-        if self._pool.state is not EngineState.NEW:
-            return
-        await self._pool.open()
-        self._sweeper = asyncio.create_task(
-            sweep_forever(
-                self._pool, self._sweep_interval, lambda names: (names.presence,), self._clock
-            ),
-            name="roomcast-postgres-presence-sweep",
-        )
-
-    async def close(self) -> None:
-        sweeper, self._sweeper = self._sweeper, None
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-        await self._pool.close()
+    def _swept_tables(self, names: Names) -> tuple[str, ...]:
+        return (names.presence,)
 
     async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:
         table = self._pool.names.presence

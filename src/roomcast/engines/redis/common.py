@@ -14,12 +14,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
-from roomcast.engines.base import EngineState
 from roomcast.errors import ConfigurationError, EngineUnavailable
 
 __all__ = [
     "DEFAULT_PREFIX",
-    "EngineState",
     "RedisTarget",
     "client_for",
     "parse_redis_url",

@@ -37,6 +37,7 @@ from roomcast.engines.postgres_schema import Names, ensure_schema
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
 
 __all__ = [
+    "BROKEN_LINK",
     "DEFAULT_PREFIX",
     "AnyConnection",
     "Pool",
@@ -202,10 +203,18 @@ def _safe(url: str) -> str:
 
 # A server's refusal or a broken link is "unavailable" (retrying later may succeed); any other
 # server error (a missing table, a failed transaction) is an EngineError.
-_UNAVAILABLE: Final = (
+BROKEN_LINK: Final = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
+    # The connection's protocol state is broken (an operation cut off mid-way, as when the
+    # server shuts down under it): only a new connection helps.
+    asyncpg.exceptions.InternalClientError,
+)
+"""Errors after which a connection is not to be used again."""
+
+_UNAVAILABLE: Final = (
+    *BROKEN_LINK,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
@@ -306,9 +315,9 @@ class Pool:
             async with self._pool.acquire(timeout=self.timeout) as conn:
                 try:
                     yield conn
-                except (TimeoutError, OSError):
-                    # A link that timed out is suspect: drop it now rather than let the release
-                    # wait another timeout for the server to confirm a cancel.
+                except BROKEN_LINK:
+                    # A link that timed out or broke is suspect: drop it now rather than let
+                    # the release wait another timeout for the server to confirm a cancel.
                     conn.terminate()
                     raise
 

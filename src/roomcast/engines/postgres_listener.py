@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from roomcast.engines.postgres import Pool, PostgresConfig, translate
+from roomcast.engines.postgres import BROKEN_LINK, Pool, PostgresConfig, translate
 from roomcast.engines.postgres_codec import notification_key
 from roomcast.engines.postgres_schema import Names
 from roomcast.errors import EngineError
@@ -164,7 +164,7 @@ class Listener:
                 pass
             try:
                 await conn.execute("SELECT 1", timeout=self._timeout)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (*BROKEN_LINK, asyncpg.PostgresError) as exc:
                 return f"no answer to a ping: {type(exc).__name__}: {exc}"
 
     async def _reconnect(self) -> tuple[asyncpg.Connection[Any], asyncio.Event, int]:

@@ -28,7 +28,7 @@ system-deps:
 
 ## node-deps: npm packages the tests need (the centrifuge SDK under Node)
 node-deps:
-	@if [ -f tests/node/package.json ]; then cd tests/node && npm ci --no-audit --no-fund --loglevel=error; fi
+	@if [ -f tests/e2e/js/package.json ]; then cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error; fi
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench examples
@@ -46,4 +46,4 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tests/e2e/js/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.server import RunningServer, start_server
+from tests.support.server import RunningServer, start_server
 
 SEED_ENV = {
     "ROOMCAST_EXAMPLES__STREAM_INTERVAL": "0.05",

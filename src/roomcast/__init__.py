@@ -1,6 +1,5 @@
 """roomcast: a realtime messaging server for FastAPI that speaks the Centrifuge client protocol."""
 
-from roomcast.context import ClientContext, Credentials
 from roomcast.errors import (
     ClientError,
     ConfigurationError,
@@ -12,6 +11,7 @@ from roomcast.errors import (
 from roomcast.hub import Hub
 from roomcast.node import Node
 from roomcast.publication import ClientInfo, Publication
+from roomcast.session.hooks import ClientContext, Credentials
 from roomcast.settings import Settings
 from roomcast.version import __version__
 

@@ -1,5 +1,5 @@
 """``python -m roomcast``: the same as the ``roomcast`` command."""
 
-from roomcast.cli import main
+from roomcast.server.cli import main
 
 main()

@@ -15,16 +15,6 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
-from roomcast.centrifuge_wire import encode_event_push, encode_pub_push
-from roomcast.channels import ChannelRules, history_options, keeps_history
-from roomcast.context import (
-    Credentials,
-    Hooks,
-    MessageHandler,
-    PublishHook,
-    RPCHandler,
-    SubscribeHook,
-)
 from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.engines.base import (
     HistoryOptions,
@@ -37,13 +27,22 @@ from roomcast.idempotency import IdempotencyWindow
 from roomcast.node import Node
 from roomcast.protocol import Disconnect
 from roomcast.publication import ClientInfo, Publication, StreamPosition
-from roomcast.registry import Registry
-from roomcast.session import Session, SessionServices
+from roomcast.session.connection import Session, SessionServices
+from roomcast.session.hooks import (
+    Credentials,
+    Hooks,
+    MessageHandler,
+    PublishHook,
+    RPCHandler,
+    SubscribeHook,
+)
+from roomcast.session.namespaces import ChannelRules, history_options, keeps_history
+from roomcast.session.registry import Registry
+from roomcast.session.tokens import TokenVerifier
 from roomcast.settings import Settings
-from roomcast.tokens import TokenVerifier
 from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
 from roomcast.version import __version__
-from roomcast.wire import WireFormat
+from roomcast.wire import WireFormat, encode_event_push, encode_pub_push
 
 __all__ = ["CLIENT_PATH", "Hub"]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tests.wsclient import TIMEOUT, closed_with, connect
+from tests.support.wsclient import TIMEOUT, closed_with, connect
 
 __all__ = ["ProtocolClient", "protocol_client"]
 

@@ -18,8 +18,8 @@ from cent import (  # type: ignore[import-untyped]
 )
 
 from tests.api import ProtocolClient, protocol_client
-from tests.server import RunningServer, start_server
-from tests.wsclient import TIMEOUT
+from tests.support.server import RunningServer, start_server
+from tests.support.wsclient import TIMEOUT
 
 KEY = "k"
 FEED = {

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.api import protocol_client
-from tests.server import RunningServer, start_server
+from tests.support.server import RunningServer, start_server
 
 KEY = "k"
 

@@ -42,8 +42,8 @@ from roomcast.errors import EngineUnavailable
 from roomcast.hub import Hub
 from roomcast.settings import HttpApiSettings, Settings
 from tests.api import ProtocolClient, protocol_client
-from tests.server import RunningServer, start_server
-from tests.wsclient import TIMEOUT
+from tests.support.server import RunningServer, start_server
+from tests.support.wsclient import TIMEOUT
 
 KEY = "k"
 

@@ -36,7 +36,7 @@ import pytest
 
 from roomcast.engines.base import Broker, HistoryStore, PresenceStore
 from roomcast.engines.memory import MemoryBroker, MemoryHistoryStore, MemoryPresenceStore
-from roomcast.engines.sqlite import SqliteHistoryStore
+from roomcast.engines.sqlite.store import SqliteHistoryStore
 
 
 class FakeClock:
@@ -130,19 +130,19 @@ def postgres_prefix(tmp: Path) -> str:
 
 
 def _postgres_history(tmp: Path, clock: FakeClock) -> HistoryStore:
-    from roomcast.engines.postgres_history import PostgresHistoryStore
+    from roomcast.engines.postgres.history import PostgresHistoryStore
 
     return PostgresHistoryStore(POSTGRES_URL, prefix=postgres_prefix(tmp), clock=clock)
 
 
 def _postgres_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
-    from roomcast.engines.postgres_presence import PostgresPresenceStore
+    from roomcast.engines.postgres.presence import PostgresPresenceStore
 
     return PostgresPresenceStore(POSTGRES_URL, prefix=postgres_prefix(tmp), clock=clock)
 
 
 def _postgres_broker(tmp: Path) -> Broker:
-    from roomcast.engines.postgres_broker import PostgresBroker
+    from roomcast.engines.postgres.broker import PostgresBroker
 
     return PostgresBroker(POSTGRES_URL, prefix=postgres_prefix(tmp))
 
@@ -191,7 +191,7 @@ def drop_postgres_prefix(prefix: str) -> None:
     async def drop() -> None:
         import asyncpg
 
-        from roomcast.engines.postgres_schema import Names, drop_schema
+        from roomcast.engines.postgres.schema import Names, drop_schema
 
         conn = await asyncpg.connect(POSTGRES_URL, timeout=5.0)
         try:
@@ -214,19 +214,19 @@ def nats_prefix(tmp: Path) -> str:
 
 
 def _nats_history(tmp: Path, clock: FakeClock) -> HistoryStore:
-    from roomcast.engines.nats_history import NatsHistoryStore
+    from roomcast.engines.nats.history import NatsHistoryStore
 
     return NatsHistoryStore(NATS_URL, prefix=nats_prefix(tmp), clock=clock)
 
 
 def _nats_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
-    from roomcast.engines.nats_presence import NatsPresenceStore
+    from roomcast.engines.nats.presence import NatsPresenceStore
 
     return NatsPresenceStore(NATS_URL, prefix=nats_prefix(tmp), clock=clock)
 
 
 def _nats_broker(tmp: Path) -> Broker:
-    from roomcast.engines.nats_broker import NatsBroker
+    from roomcast.engines.nats.broker import NatsBroker
 
     return NatsBroker(NATS_URL, prefix=nats_prefix(tmp))
 

@@ -20,7 +20,7 @@ import pytest
 from roomcast.engines.base import Broker
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication
-from tests.tcp_proxy import Proxy
+from tests.support.tcp_proxy import Proxy
 
 from .conftest import REDIS_HOST, REDIS_PORT, redis_prefix, require_redis
 

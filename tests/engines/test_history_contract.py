@@ -345,7 +345,7 @@ def test_factory_redis_scheme_builds_without_connecting() -> None:
 
 
 def test_factory_nats_scheme_builds_without_connecting() -> None:
-    from roomcast.engines.nats_history import NatsHistoryStore
+    from roomcast.engines.nats.history import NatsHistoryStore
 
     assert isinstance(create_history_store("nats://n:4222?prefix=x"), NatsHistoryStore)
     with pytest.raises(ConfigurationError, match="malformed NATS URL"):

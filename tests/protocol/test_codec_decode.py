@@ -28,8 +28,7 @@ from roomcast.protocol.messages import (
     SubscribeRequest,
     UnsubscribeRequest,
 )
-
-from .strategies import json_values
+from tests.support.strategies import json_values
 
 
 def one(frame: bytes | str) -> Command:

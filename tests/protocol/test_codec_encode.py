@@ -42,8 +42,7 @@ from roomcast.protocol.messages import (
     UnsubscribePush,
     UnsubscribeResult,
 )
-
-from .strategies import json_values
+from tests.support.strategies import json_values
 
 RAW = msgspec.Raw
 ALICE = ClientInfo(user="alice", client="c1", conn_info=RAW(b'{"name":"Alice"}'))

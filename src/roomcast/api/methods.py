@@ -40,11 +40,11 @@ from roomcast.api.schemas import (
     SubscribeRequest,
     UnsubscribeRequest,
 )
-from roomcast.centrifuge_wire import wire_info, wire_publication
 from roomcast.errors import EngineUnavailable, RoomcastError
 from roomcast.hub import Hub
 from roomcast.protocol import Disconnect, DisconnectCode, ErrorCode
 from roomcast.publication import StreamPosition
+from roomcast.wire import wire_info, wire_publication
 
 __all__ = ["CONCURRENCY", "METHODS", "ApiMethod", "Outcome", "call", "gather_bounded"]
 

@@ -56,7 +56,7 @@ def create_broker(url: str) -> Broker:
     ``schema`` and ``listen_url`` (see :mod:`roomcast.engines.postgres`): LISTEN/NOTIFY, and
     publishing inside an application's own transaction; or ``nats://host:4222`` (several
     hosts separated by commas) with optional ``prefix`` (default ``roomcast``) and ``timeout``
-    (seconds) query parameters: core NATS subjects (see :mod:`roomcast.engines.nats_base`).
+    (seconds) query parameters: core NATS subjects (see :mod:`roomcast.engines.nats.connection`).
 
     Raises:
         ConfigurationError: the scheme names no broker this version provides, or the Redis
@@ -74,12 +74,12 @@ def create_broker(url: str) -> Broker:
         return RedisBroker.from_url(url)
     if scheme in _POSTGRES:
         _require_driver("postgres")
-        from roomcast.engines.postgres_broker import PostgresBroker
+        from roomcast.engines.postgres.broker import PostgresBroker
 
         return PostgresBroker.from_url(url)
     if scheme == "nats":
         _require_driver("nats")
-        from roomcast.engines.nats_broker import NatsBroker
+        from roomcast.engines.nats.broker import NatsBroker
 
         return NatsBroker.from_url(url)
     _refuse("broker", scheme, url, "memory://, " + _SHARED)
@@ -106,7 +106,7 @@ def create_history_store(url: str) -> HistoryStore:
 
         return MemoryHistoryStore()
     if scheme == "sqlite":
-        from roomcast.engines.sqlite import SqliteHistoryStore
+        from roomcast.engines.sqlite.store import SqliteHistoryStore
 
         path, synchronous, flush_interval = _parse_sqlite_url(url)
         return SqliteHistoryStore(path, synchronous=synchronous, flush_interval=flush_interval)
@@ -117,12 +117,12 @@ def create_history_store(url: str) -> HistoryStore:
         return RedisHistoryStore.from_url(url)
     if scheme in _POSTGRES:
         _require_driver("postgres")
-        from roomcast.engines.postgres_history import PostgresHistoryStore
+        from roomcast.engines.postgres.history import PostgresHistoryStore
 
         return PostgresHistoryStore.from_url(url)
     if scheme == "nats":
         _require_driver("nats")
-        from roomcast.engines.nats_history import NatsHistoryStore
+        from roomcast.engines.nats.history import NatsHistoryStore
 
         return NatsHistoryStore.from_url(url)
     _refuse("history store", scheme, url, "memory://, sqlite:///path, " + _SHARED)
@@ -157,12 +157,12 @@ def create_presence_store(url: str) -> PresenceStore:
         return RedisPresenceStore.from_url(url)
     if scheme in _POSTGRES:
         _require_driver("postgres")
-        from roomcast.engines.postgres_presence import PostgresPresenceStore
+        from roomcast.engines.postgres.presence import PostgresPresenceStore
 
         return PostgresPresenceStore.from_url(url)
     if scheme == "nats":
         _require_driver("nats")
-        from roomcast.engines.nats_presence import NatsPresenceStore
+        from roomcast.engines.nats.presence import NatsPresenceStore
 
         return NatsPresenceStore.from_url(url)
     _refuse("presence store", scheme, url, "memory://, " + _SHARED)

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from roomcast.context import Credentials
 from roomcast.protocol import Disconnect, DisconnectCode
-from roomcast.session import Session, SessionServices
+from roomcast.session.connection import Session, SessionServices
+from roomcast.session.hooks import Credentials
 from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.origins import origin_allowed

@@ -26,7 +26,7 @@ tests do; key TTLs (``PEXPIRE``) only reclaim memory once everything in a key is
 from __future__ import annotations
 
 from roomcast.engines.redis.broker import RedisBroker
-from roomcast.engines.redis.common import DEFAULT_PREFIX, RedisTarget, parse_redis_url
+from roomcast.engines.redis.connection import DEFAULT_PREFIX, RedisTarget, parse_redis_url
 from roomcast.engines.redis.stores import RedisHistoryStore, RedisPresenceStore
 
 __all__ = [

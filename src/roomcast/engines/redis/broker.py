@@ -13,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from roomcast.engines import event_codec
+from roomcast.engines import codec as event_codec
 from roomcast.engines.base import (
     Broker,
     EngineState,
@@ -22,8 +22,8 @@ from roomcast.engines.base import (
     HistoryOptions,
     HistoryStore,
 )
-from roomcast.engines.event_codec import decode_stored
-from roomcast.engines.redis.common import (
+from roomcast.engines.codec import decode_stored
+from roomcast.engines.redis.connection import (
     DEFAULT_PREFIX,
     client_for,
     parse_redis_url,

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from roomcast.engines.redis.common import translate_errors, where
+from roomcast.engines.redis.connection import translate_errors, where
 from roomcast.errors import EngineUnavailable
 
 __all__ = ["LinkState", "PubSubLink"]

@@ -26,7 +26,7 @@ from roomcast.engines.base import (
     PresenceStats,
     PresenceStore,
 )
-from roomcast.engines.event_codec import (
+from roomcast.engines.codec import (
     decode_stored,
     encode_stored,
     encoder,
@@ -36,7 +36,7 @@ from roomcast.engines.event_codec import (
 )
 from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.redis import scripts
-from roomcast.engines.redis.common import (
+from roomcast.engines.redis.connection import (
     DEFAULT_PREFIX,
     client_for,
     parse_redis_url,

@@ -1,0 +1,14 @@
+"""The NATS engine: a broker on core subjects, history in a JetStream stream and presence in a
+JetStream key-value bucket, shared by every process that reaches the same NATS servers.
+
+:mod:`.connection` (the URL, subject names, the connection, error translation), :mod:`.codec`
+(stored forms), :mod:`.broker`, :mod:`.history` and :mod:`.presence`.
+"""
+
+from __future__ import annotations
+
+from roomcast.engines.nats.broker import NatsBroker
+from roomcast.engines.nats.history import NatsHistoryStore
+from roomcast.engines.nats.presence import NatsPresenceStore
+
+__all__ = ["NatsBroker", "NatsHistoryStore", "NatsPresenceStore"]

@@ -1,0 +1,165 @@
+"""History in PostgreSQL: every node reads and writes one set of streams.
+
+Tables and functions are described in :mod:`roomcast.engines.postgres.schema`; each ``add`` and
+each ``read`` is one call of a server-side function, so it is one statement and one round trip,
+and the stream's position row lock orders it against every other process.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.memory import history_window, new_epoch
+from roomcast.engines.postgres.codec import decode_publication, encode_publication
+from roomcast.engines.postgres.connection import (
+    AnyConnection,
+    PostgresConfig,
+    SweptStore,
+    now_argument,
+)
+from roomcast.engines.postgres.schema import Names
+from roomcast.publication import Publication, StreamPosition
+
+__all__ = ["PostgresHistoryStore"]
+
+_READ_META_TTL: Final = HistoryOptions(size=0, ttl=0.0).meta_ttl
+"""How long the position a read creates lives, as in the memory store."""
+
+
+class PostgresHistoryStore(SweptStore, HistoryStore):
+    """History in PostgreSQL: a row per kept publication, a position row per channel.
+
+    Semantics match the memory store: a publication expires ``ttl`` seconds after it was added
+    (or when an older one still kept does), the stream keeps ``size`` at most, the position
+    (epoch, top offset) expires ``meta_ttl`` after the last add, and a read of a channel
+    without a live position creates one. Concurrent adds from any number of processes get
+    consecutive offsets; a read's ``complete`` is decided on the same rows it returns.
+
+    "Now" is the database server's clock unless ``clock`` is given. Every ``sweep_interval``
+    seconds the store deletes expired rows of every channel (those of channels nobody
+    publishes to or reads any more). Each call is bounded by ``timeout`` seconds; all raise
+    ``EngineUnavailable`` when PostgreSQL cannot be reached, ``EngineError`` when it refuses.
+    """
+
+    _what = "PostgreSQL history store"
+
+    @property
+    def config(self) -> PostgresConfig:
+        """The database, schema and prefix this store keeps its streams under."""
+        return self._pool.config
+
+    def _swept_tables(self, names: Names) -> tuple[str, ...]:
+        return (names.history, names.meta)
+
+    async def add(
+        self, channel: str, publication: Publication, options: HistoryOptions
+    ) -> Publication:
+        names = self._pool.names
+        async with self._pool.connection("add") as conn:
+            return await self.add_on(conn, names, channel, publication, options, None)
+
+    async def add_on(
+        self,
+        conn: AnyConnection,
+        names: Names,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        announce: tuple[str, str, float] | None,
+        *,
+        within: float | None = None,
+    ) -> Publication:
+        """``add`` on ``conn`` (in its transaction, if one is open), with the tables of
+        ``names``; with ``announce`` = (NOTIFY channel, base64 roomcast channel, seconds a
+        side-table row is kept), the same call also notifies the broker's listeners. The call
+        is bounded by ``within`` seconds (the store's timeout by default).
+
+        Errors are not translated here: the caller knows whose connection it is.
+        """
+        notify, head, keep = announce if announce is not None else (None, None, 0.0)
+        row = await conn.fetchrow(
+            f"SELECT o_epoch, o_top FROM {names.add}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            channel,
+            now_argument(self._clock),
+            new_epoch(),
+            options.size,
+            options.ttl,
+            options.meta_ttl,
+            encode_publication(publication),
+            notify,
+            head,
+            keep,
+            timeout=self._pool.timeout if within is None else within,
+        )
+        assert row is not None
+        return Publication(
+            data=publication.data,
+            offset=row[1],
+            epoch=row[0],
+            info=publication.info,
+            tags=dict(publication.tags),
+        )
+
+    async def read(
+        self,
+        channel: str,
+        *,
+        since: StreamPosition | None = None,
+        limit: int = -1,
+        reverse: bool = False,
+    ) -> HistoryPage:
+        names = self._pool.names
+        since_offset = None if since is None else since.offset
+        # The range the function returns rows from (among those still kept); the window
+        # below decides what the read means.
+        low: int | None = None
+        high: int | None = None
+        if since_offset is not None:
+            if reverse:
+                high = since_offset - 1
+                if high < 1:
+                    limit = 0  # nothing precedes offset 1
+            else:
+                low = max(since_offset, 0) + 1
+        row = await self._pool.fetchrow(
+            "read",
+            f"SELECT o_epoch, o_top, o_first, o_offsets, o_payloads "
+            f"FROM {names.read}($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            channel,
+            now_argument(self._clock),
+            new_epoch(),
+            _READ_META_TTL,
+            None if since is None else since.epoch,
+            low,
+            high,
+            reverse,
+            max(limit, -1),
+        )
+        epoch, top, first_kept = row[0], row[1], row[2]
+        position = StreamPosition(top, epoch)
+        if since is not None and since.epoch != epoch:
+            return HistoryPage([], position, complete=False)
+        complete, lo, hi = history_window(top, first_kept, since_offset, reverse)
+        if not complete:
+            return HistoryPage([], position, complete=False)
+        publications = [
+            decode_publication(payload, offset, epoch)
+            for offset, payload in zip(row[3] or (), row[4] or (), strict=True)
+            if lo <= offset <= hi
+        ]
+        return HistoryPage(publications, position)
+
+    async def remove(self, channel: str) -> None:
+        names = self._pool.names
+        async with self._pool.connection("remove") as conn, conn.transaction():
+            # The position first: its row lock waits for adds in flight, so the rows deleted
+            # next include theirs.
+            await conn.execute(
+                f"DELETE FROM {names.meta} WHERE channel = $1", channel, timeout=self._pool.timeout
+            )
+            await conn.execute(
+                f"DELETE FROM {names.history} WHERE channel = $1",
+                channel,
+                timeout=self._pool.timeout,
+            )

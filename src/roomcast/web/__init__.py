@@ -1,3 +1,0 @@
-"""Static pages shipped with roomcast."""
-
-__all__: list[str] = []

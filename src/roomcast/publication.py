@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["ChannelEvent", "ClientInfo", "Join", "Leave", "Publication", "StreamPosition"]
 
@@ -33,6 +33,11 @@ class Publication:
     epoch: str = ""
     info: ClientInfo | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+    def placed(self, offset: int, epoch: str) -> Publication:
+        """This publication as a history store added it: at ``offset`` in ``epoch``, with
+        its own copy of the tags, so what a store keeps shares nothing with its caller."""
+        return replace(self, offset=offset, epoch=epoch, tags=dict(self.tags))
 
 
 @dataclass(frozen=True, slots=True)

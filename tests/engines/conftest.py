@@ -5,17 +5,19 @@ An engine joins the suites by adding a factory to ``HISTORY_ENGINES``, ``PRESENC
 ``BROKER_ENGINES``.
 
 The Redis engines run against the server at 127.0.0.1:6379, each test under its own key prefix
-(deleted afterwards); they are skipped when it is unreachable, except with ``CI=true``, where
-that fails them. They take the fake clock too: Redis stores compare stored deadlines with "now",
-which is Redis' own ``TIME`` unless a clock is injected.
+(deleted afterwards). They take the fake clock too: Redis stores compare stored deadlines with
+"now", which is Redis' own ``TIME`` unless a clock is injected.
 
 The PostgreSQL engines run against database ``test`` at 127.0.0.1:5432 (user ``postgres``), each
-test under its own table prefix (its tables and functions dropped afterwards), skipped or failed
-alike when it is unreachable, and take the fake clock the same way.
+test under its own table prefix (its tables and functions dropped afterwards), and take the fake
+clock the same way.
 
 The NATS engines run against the server at 127.0.0.1:4222 (JetStream enabled), each test under
-its own prefix (its stream and bucket deleted afterwards), skipped or failed alike, with the
-fake clock: they compare stored deadlines with it.
+its own prefix (its stream and bucket deleted afterwards), with the fake clock: they compare
+stored deadlines with it.
+
+A server that does not answer, or a driver that is not installed, is handed to
+``tests.support.ci``, which decides: the test is skipped, or fails under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import os
-import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,18 @@ import pytest
 from roomcast.engines.base import Broker, HistoryStore, PresenceStore
 from roomcast.engines.memory import MemoryBroker, MemoryHistoryStore, MemoryPresenceStore
 from roomcast.engines.sqlite.store import SqliteHistoryStore
+from tests.support.ci import missing, require_module, require_port
+
+WAIT = 5.0
+"""Seconds an engine test waits for what must happen, unless it says otherwise."""
+
+
+async def until(predicate: Callable[[], bool], what: str, seconds: float = WAIT) -> None:
+    """Return once ``predicate()`` holds; fail with ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
 
 
 class FakeClock:
@@ -88,23 +101,12 @@ def _redis_broker(tmp: Path) -> Broker:
     return RedisBroker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", prefix=redis_prefix(tmp))
 
 
-@cache
-def _redis_unreachable() -> str | None:
-    """Why the test Redis cannot be used, or None when it answers."""
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1.0):
-            return None
-    except OSError as exc:
-        return f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable ({exc})"
-
-
 def require_redis(engine: str) -> None:
-    reason = _redis_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
-    pytest.skip(f"{reason}; start one to run the {engine} engine's contract tests")
+    """Go on only if the test Redis answers and its driver is installed."""
+    require_module("redis", hint="pip install 'roomcast[redis]'")
+    require_port(
+        "Redis", REDIS_HOST, REDIS_PORT, hint=f"start one to run the {engine} engine's tests"
+    )
 
 
 def delete_redis_keys(tmp: Path) -> None:
@@ -155,8 +157,8 @@ def _in_new_loop(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 @cache
-def _postgres_unreachable() -> str | None:
-    """Why the test PostgreSQL cannot be used, or None when it answers."""
+def _postgres_refusal() -> str | None:
+    """Why the test database cannot be used although its port answers, or None."""
 
     async def check() -> str | None:
         import asyncpg
@@ -164,7 +166,7 @@ def _postgres_unreachable() -> str | None:
         try:
             conn = await asyncpg.connect(POSTGRES_URL, timeout=3.0)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            return f"PostgreSQL at {POSTGRES_URL} is unreachable ({type(exc).__name__}: {exc})"
+            return f"PostgreSQL at {POSTGRES_URL} is unusable ({type(exc).__name__}: {exc})"
         await conn.close()
         return None
 
@@ -172,12 +174,13 @@ def _postgres_unreachable() -> str | None:
 
 
 def require_postgres(engine: str) -> None:
-    reason = _postgres_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
-    pytest.skip(f"{reason}; start one to run the {engine} engine's tests")
+    """Go on only if the test database accepts connections and its driver is installed."""
+    hint = f"start one to run the {engine} engine's tests"
+    require_module("asyncpg", hint="pip install 'roomcast[postgres]'")
+    require_port("PostgreSQL", POSTGRES_HOST, POSTGRES_PORT, hint=hint)
+    reason = _postgres_refusal()
+    if reason is not None:
+        missing(f"{reason}; {hint}")
 
 
 def drop_postgres_tables(tmp: Path) -> None:
@@ -232,8 +235,8 @@ def _nats_broker(tmp: Path) -> Broker:
 
 
 @cache
-def _nats_unreachable() -> str | None:
-    """Why the test NATS cannot be used, or None when it answers with JetStream enabled."""
+def _nats_refusal() -> str | None:
+    """Why the test NATS cannot be used although its port answers (no JetStream), or None."""
 
     async def check() -> str | None:
         import nats
@@ -242,7 +245,7 @@ def _nats_unreachable() -> str | None:
         try:
             client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
         except (OSError, TimeoutError, nats.errors.Error) as exc:
-            return f"NATS at {NATS_URL} is unreachable ({type(exc).__name__}: {exc})"
+            return f"NATS at {NATS_URL} is unusable ({type(exc).__name__}: {exc})"
         try:
             await client.jsm().account_info()
         except Exception as exc:
@@ -255,12 +258,13 @@ def _nats_unreachable() -> str | None:
 
 
 def require_nats(engine: str) -> None:
-    reason = _nats_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires it for the {engine} engine")
-    pytest.skip(f"{reason}; start nats-server -js to run the {engine} engine's tests")
+    """Go on only if the test NATS answers with JetStream and its driver is installed."""
+    hint = f"start nats-server -js to run the {engine} engine's tests"
+    require_module("nats", hint="pip install 'roomcast[nats]'")
+    require_port("NATS", NATS_HOST, NATS_PORT, hint=hint)
+    reason = _nats_refusal()
+    if reason is not None:
+        missing(f"{reason}; {hint}")
 
 
 def delete_nats_streams(tmp: Path) -> None:

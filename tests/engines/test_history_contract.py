@@ -13,10 +13,11 @@ import pytest
 
 from roomcast.engines import create_history_store
 from roomcast.engines.base import HistoryOptions, HistoryStore
-from roomcast.engines.memory import MemoryHistoryStore, history_window
+from roomcast.engines.memory import MemoryHistoryStore
 from roomcast.errors import ConfigurationError, EngineUnavailable
 from roomcast.publication import ClientInfo, Publication, StreamPosition
 from tests.engines.conftest import FakeClock
+from tests.support.ci import require_module
 
 KEEP = HistoryOptions(size=100, ttl=3600.0)
 
@@ -304,32 +305,6 @@ async def test_not_started_or_closed_raises_engine_unavailable(
         await store.read("room")
 
 
-@pytest.mark.parametrize(
-    ("top", "first_kept", "since", "reverse", "expected"),
-    [
-        (5, 1, None, False, (True, 1, 5)),
-        (5, 6, None, False, (True, 6, 5)),
-        (5, 3, 2, False, (True, 3, 5)),
-        (5, 3, 1, False, (False, 1, 0)),
-        (5, 6, 5, False, (True, 6, 5)),
-        (5, 1, 6, False, (False, 1, 0)),
-        (5, 1, -3, False, (True, 1, 5)),
-        (5, 3, 5, True, (True, 3, 4)),
-        (5, 3, 3, True, (False, 1, 0)),
-        (5, 3, 1, True, (True, 3, 0)),
-        (5, 1, 7, True, (False, 1, 0)),
-    ],
-)
-def test_history_window(
-    top: int,
-    first_kept: int,
-    since: int | None,
-    reverse: bool,
-    expected: tuple[bool, int, int],
-) -> None:
-    assert history_window(top, first_kept, since, reverse) == expected
-
-
 def test_factory_memory_scheme() -> None:
     first, second = create_history_store("memory://"), create_history_store("memory://")
     assert isinstance(first, MemoryHistoryStore)
@@ -337,6 +312,7 @@ def test_factory_memory_scheme() -> None:
 
 
 def test_factory_redis_scheme_builds_without_connecting() -> None:
+    require_module("redis", hint="pip install 'roomcast[redis]'")
     from roomcast.engines.redis import RedisHistoryStore
 
     assert isinstance(create_history_store("redis://localhost:6379/2?prefix=x:"), RedisHistoryStore)
@@ -345,6 +321,7 @@ def test_factory_redis_scheme_builds_without_connecting() -> None:
 
 
 def test_factory_nats_scheme_builds_without_connecting() -> None:
+    require_module("nats", hint="pip install 'roomcast[nats]'")
     from roomcast.engines.nats.history import NatsHistoryStore
 
     assert isinstance(create_history_store("nats://n:4222?prefix=x"), NatsHistoryStore)

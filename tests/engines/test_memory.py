@@ -1,30 +1,12 @@
-"""create_broker by URL scheme, and the memory broker, the reference engine."""
+"""The memory broker, the reference engine: one process, delivered at once, in order."""
 
 from __future__ import annotations
 
 import pytest
 
-from roomcast.engines import create_broker
 from roomcast.engines.memory import MemoryBroker
-from roomcast.errors import ConfigurationError, EngineUnavailable
+from roomcast.errors import EngineUnavailable
 from roomcast.publication import Publication
-
-
-def test_memory_scheme_gives_a_new_memory_broker() -> None:
-    first, second = create_broker("memory://"), create_broker("memory://")
-    assert isinstance(first, MemoryBroker)
-    assert first is not second
-
-
-@pytest.mark.parametrize("url", ["bogus://host", "no-scheme", ""])
-def test_other_schemes_are_configuration_errors(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="use memory://"):
-        create_broker(url)
-
-
-def test_unknown_scheme_is_named() -> None:
-    with pytest.raises(ConfigurationError, match="'bogus'"):
-        create_broker("bogus://host")
 
 
 async def test_publish_before_start_raises_engine_unavailable() -> None:

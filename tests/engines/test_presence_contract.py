@@ -12,6 +12,7 @@ from roomcast.engines.memory import MemoryPresenceStore
 from roomcast.errors import ConfigurationError, EngineUnavailable
 from roomcast.publication import ClientInfo
 from tests.engines.conftest import FakeClock
+from tests.support.ci import require_module
 
 TTL = 60.0
 
@@ -107,6 +108,7 @@ def test_factory_memory_scheme() -> None:
 
 
 def test_factory_redis_scheme_builds_without_connecting() -> None:
+    require_module("redis", hint="pip install 'roomcast[redis]'")
     from roomcast.engines.redis import RedisPresenceStore
 
     assert isinstance(create_presence_store("redis://localhost/1"), RedisPresenceStore)

@@ -1,4 +1,16 @@
-"""The Broker interface: how the Nodes of several processes exchange publications."""
+"""The three interfaces every engine implements, and what each guarantees.
+
+:class:`Broker` carries events between the Nodes of several processes: at most once, in order
+per publisher. :class:`HistoryStore` keeps each channel's bounded, expiring stream of
+publications, numbered by offset within an epoch, which the recovery protocol reads back.
+:class:`PresenceStore` keeps who is subscribed to which channel, each entry expiring by itself.
+
+Beside them: the values they take and return (:class:`HistoryOptions`, :class:`HistoryPage`,
+:class:`PresenceStats`), the callbacks a broker calls, and :class:`EngineState`, the life every
+broker and store goes through. An engine's classes also offer ``from_url(url)``, through which
+:mod:`roomcast.engines` builds them by URL scheme. The offset and epoch rules every history
+store follows are stated once, in :mod:`roomcast.engines.streams`.
+"""
 
 from __future__ import annotations
 

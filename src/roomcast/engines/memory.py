@@ -1,18 +1,17 @@
 """The in-memory engines: one process, no network. The reference implementations.
 
-Besides the broker and the two stores, this module holds what every history store shares:
-:func:`new_epoch` and :func:`history_window`, the one statement of which offsets a read returns
-and when it is complete.
+Their history store follows the rules of :mod:`roomcast.engines.streams` most plainly: every
+other store means to behave exactly as this one does.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
+from typing import Self
 
 from roomcast.engines.base import (
     Broker,
@@ -25,16 +24,17 @@ from roomcast.engines.base import (
     PresenceStats,
     PresenceStore,
 )
+from roomcast.engines.streams import (
+    READ_META_TTL,
+    history_window,
+    keeps_publications,
+    new_epoch,
+    publication_expiry,
+)
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
-__all__ = [
-    "MemoryBroker",
-    "MemoryHistoryStore",
-    "MemoryPresenceStore",
-    "history_window",
-    "new_epoch",
-]
+__all__ = ["MemoryBroker", "MemoryHistoryStore", "MemoryPresenceStore"]
 
 
 class MemoryBroker(Broker):
@@ -47,6 +47,11 @@ class MemoryBroker(Broker):
     def __init__(self) -> None:
         self._handler: EventHandler | None = None
         self._channels: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The broker for ``memory://`` (which takes no parameters), not started."""
+        return cls()
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
         self._handler = handler
@@ -69,36 +74,6 @@ class MemoryBroker(Broker):
         self._channels.discard(channel)
 
 
-def new_epoch() -> str:
-    """A fresh random epoch: 8 URL-safe characters, 48 bits of randomness."""
-    return secrets.token_urlsafe(6)
-
-
-def history_window(
-    top: int, first_kept: int, since: int | None, reverse: bool
-) -> tuple[bool, int, int]:
-    """Which offsets a history read covers, shared by every history store.
-
-    ``top`` is the stream's newest offset; ``first_kept`` the oldest offset still kept
-    (``top + 1`` when none is); ``since`` the offset of the reader's position in the same
-    epoch, or None. Returns ``(complete, lo, hi)``: the inclusive offset range to return
-    (empty when ``lo > hi``), and False for ``complete`` when publications between ``since``
-    and that range are gone, or ``since`` lies beyond the top, in which case the range is
-    empty. Forward reads cover what follows ``since``; reverse reads what precedes it.
-    """
-    first = max(first_kept, 1)
-    if since is None:
-        return True, first, top
-    offset = max(since, 0)
-    if reverse:
-        if offset > top + 1 or 1 <= offset - 1 < first:
-            return False, 1, 0
-        return True, first, offset - 1
-    if offset > top or (offset < top and first > offset + 1):
-        return False, 1, 0
-    return True, offset + 1, top
-
-
 def _check_running(state: EngineState, what: str) -> None:
     if state is not EngineState.RUNNING:
         raise EngineUnavailable(f"the {what} is {state.value}, not running")
@@ -107,10 +82,6 @@ def _check_running(state: EngineState, what: str) -> None:
 _SWEEP_INTERVAL = 60.0
 """Seconds between sweeps that drop streams and presence entries nobody asked for since they
 expired; lookups drop what they meet sooner."""
-
-_READ_META_TTL = HistoryOptions(size=0, ttl=0.0).meta_ttl
-"""How long the position a read creates for a stream without one lives (the default meta TTL):
-long enough for the reader's first publication to arrive in that epoch."""
 
 
 @dataclass(slots=True)
@@ -145,6 +116,11 @@ class MemoryHistoryStore(HistoryStore):
         self._state = EngineState.NEW
         self._next_sweep = 0.0
 
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The history store for ``memory://`` (which takes no parameters), not started."""
+        return cls()
+
     async def start(self) -> None:
         if self._state is EngineState.NEW:
             self._state = EngineState.RUNNING
@@ -164,16 +140,12 @@ class MemoryHistoryStore(HistoryStore):
             stream = self._streams[channel] = _Stream(new_epoch(), now)
         stream.top += 1
         stream.meta_expires_at = now + options.meta_ttl
-        added = replace(
-            publication, offset=stream.top, epoch=stream.epoch, tags=dict(publication.tags)
-        )
+        added = publication.placed(stream.top, stream.epoch)
         kept = stream.kept
-        if options.size <= 0 or options.ttl <= 0:
+        if not keeps_publications(options):
             kept.clear()
             return added
-        expires_at = now + options.ttl
-        if kept:
-            expires_at = max(expires_at, kept[-1][0])
+        expires_at = publication_expiry(now, options.ttl, kept[-1][0] if kept else None)
         kept.append((expires_at, added))
         while len(kept) > options.size:
             kept.popleft()
@@ -191,7 +163,7 @@ class MemoryHistoryStore(HistoryStore):
         now = self._now()
         stream = self._live(channel, now)
         if stream is None:
-            stream = self._streams[channel] = _Stream(new_epoch(), now + _READ_META_TTL)
+            stream = self._streams[channel] = _Stream(new_epoch(), now + READ_META_TTL)
         stream.expire(now)
         position = StreamPosition(stream.top, stream.epoch)
         if since is not None and since.epoch != stream.epoch:
@@ -251,6 +223,11 @@ class MemoryPresenceStore(PresenceStore):
         self._channels: dict[str, dict[str, tuple[float, ClientInfo]]] = {}
         self._state = EngineState.NEW
         self._next_sweep = 0.0
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The presence store for ``memory://`` (which takes no parameters), not started."""
+        return cls()
 
     async def start(self) -> None:
         if self._state is EngineState.NEW:

@@ -1,30 +1,32 @@
-"""The Redis engine beyond one instance: spread over several instances and pub/sub connections
-(every channel lives on one instance, chosen the same way by every process, for its keys and
-its pub/sub; adding an instance moves few channels; streams stay in order), and behind Redis
-Sentinel (the master found through the Sentinels).
+"""How the Redis engine reaches its instances: spread over several instances and pub/sub
+connections (every channel lives on one instance, chosen the same way by every process, for its
+keys and its pub/sub; adding an instance moves few channels; streams stay in order), and behind
+Redis Sentinel (the master found through the Sentinels).
 
-``redis-server`` processes of the test's own run on ephemeral ports (``tests.e2e.chaos``'s
-``RedisProcess``, and a Sentinel); the machine's Redis is not used. Every wait is bounded.
+``redis-server`` processes of the test's own run on ephemeral ports
+(``tests.support.engine_processes``' ``RedisProcess``, and a Sentinel); the machine's Redis is
+not used. Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.engines.base import HistoryOptions
-from roomcast.engines.redis import RedisBroker, RedisHistoryStore, parse_redis_url
-from roomcast.engines.redis.connection import shard_of
-from roomcast.errors import ConfigurationError
 from roomcast.publication import ChannelEvent, ClientInfo, Publication
-from tests.e2e.chaos.engines import RedisProcess, missing_binary
+from tests.support.ci import require_module
+from tests.support.engine_processes import RedisProcess, require_engine
+
+redis = require_module("redis", hint="pip install 'roomcast[redis]'")
+
+from roomcast.engines.redis import RedisBroker, RedisHistoryStore  # noqa: E402
+from roomcast.engines.redis.connection import shard_of  # noqa: E402
 
 WAIT = 10.0
 OPTIONS = HistoryOptions(size=100, ttl=300.0)
@@ -33,11 +35,7 @@ CHANNELS = [f"room:{n}" for n in range(40)]
 
 @pytest.fixture(scope="module")
 def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisProcess]]:
-    reason = missing_binary("redis")
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires it for the Redis shard tests")
-        pytest.skip(reason)
+    require_engine("redis")
     started = []
     try:
         for name in ("one", "two"):
@@ -53,22 +51,6 @@ def instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisPr
 def _url(instances: list[RedisProcess], query: str = "") -> str:
     hosts = ",".join(f"127.0.0.1:{process.port}" for process in instances)
     return f"redis://{hosts}/0{query}"
-
-
-def test_the_url_lists_instances_and_keeps_credentials_and_options() -> None:
-    target = parse_redis_url("redis://:pw@a:1,b:2/3?prefix=p:&pubsub_shards=4&socket_timeout=1")
-    assert target.urls == (
-        "redis://:pw@a:1/3?socket_timeout=1",
-        "redis://:pw@b:2/3?socket_timeout=1",
-    )
-    assert target.prefix == "p:"
-    assert target.pubsub_shards == 4
-
-
-@pytest.mark.parametrize("query", ["?pubsub_shards=0", "?pubsub_shards=x", "?pubsub_shards=65"])
-def test_a_bad_pubsub_shard_count_is_refused(query: str) -> None:
-    with pytest.raises(ConfigurationError, match="pubsub_shards"):
-        create_broker(f"redis://127.0.0.1:6379/0{query}")
 
 
 def test_adding_an_instance_moves_about_a_third_of_the_channels_to_it() -> None:
@@ -181,15 +163,6 @@ def sentinel(
         yield process
     finally:
         process.close()
-
-
-def test_a_sentinel_url_names_one_instance_and_refuses_other_parameters() -> None:
-    target = parse_redis_url("redis+sentinel://:pw@s1:26379,s2/roomcast/2?prefix=p:")
-    assert target.urls == ("redis+sentinel://:pw@s1:26379,s2/roomcast/2",)
-    assert target.prefix == "p:"
-    for url in ("redis+sentinel://s1:26379", "redis+sentinel://s1/svc?socket_timeout=1"):
-        with pytest.raises(ConfigurationError):
-            parse_redis_url(url)
 
 
 async def test_the_engine_works_through_sentinel(

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from roomcast.engines import create_history_store
 from roomcast.engines.base import HistoryOptions
 from roomcast.engines.sqlite.store import SqliteHistoryStore
-from roomcast.errors import ConfigurationError, EngineUnavailable, StateError
+from roomcast.errors import EngineUnavailable, StateError
 from roomcast.publication import ClientInfo, Publication, StreamPosition
 from tests.engines.conftest import FakeClock
 
@@ -39,7 +38,7 @@ async def started(
 
 
 async def count_rows(store: SqliteHistoryStore, table: str) -> int:
-    rows = await store._execute_in_writer(
+    rows = await store._execute_in_committer(
         lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     )
     assert isinstance(rows, int)
@@ -59,7 +58,7 @@ def db(tmp_path: Path) -> Path:
 
 async def test_creates_the_parent_directory_and_a_wal_database(db: Path, clock: FakeClock) -> None:
     store = await started(db, clock)
-    mode = await store._execute_in_writer(
+    mode = await store._execute_in_committer(
         lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0]
     )
     assert mode == "wal"
@@ -185,11 +184,11 @@ async def test_default_flush_interval_commits_without_being_asked(
     await store.close()
 
 
-async def test_publishers_wait_when_the_writer_falls_behind(db: Path, clock: FakeClock) -> None:
+async def test_publishers_wait_when_the_committer_falls_behind(db: Path, clock: FakeClock) -> None:
     store = await started(db, clock, flush_interval=SLOW_FLUSH)
     await store.add("room", pub(1), KEEP)
     gate = threading.Event()
-    busy = asyncio.create_task(store._execute_in_writer(lambda conn: gate.wait(5)))
+    busy = asyncio.create_task(store._execute_in_committer(lambda conn: gate.wait(5)))
     await asyncio.sleep(0)
     waiting = None
     for n in range(2, 20_000):
@@ -203,7 +202,7 @@ async def test_publishers_wait_when_the_writer_falls_behind(db: Path, clock: Fak
     gate.set()
     await busy
     added = await waiting
-    assert store.commits >= 1  # the writer caught up, without waiting for its interval
+    assert store.commits >= 1  # the committer caught up, without waiting for its interval
     assert added.offset == (await store.read("room", limit=0)).position.offset
     await store.close()
 
@@ -272,11 +271,11 @@ async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
 async def test_full_disk_raises_and_restarts_the_lost_channels(db: Path, clock: FakeClock) -> None:
     store = await started(db, clock, synchronous=True)
     first = await store.add("room", pub(1), KEEP)
-    await store._execute_in_writer(fill_the_disk)
+    await store._execute_in_committer(fill_the_disk)
     big = Publication(data=b"x" * 200_000)
     with pytest.raises(EngineUnavailable, match="full"):
         await store.add("room", big, KEEP)
-    await store._execute_in_writer(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
+    await store._execute_in_committer(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
     page = await store.read("room", since=StreamPosition(1, first.epoch))
     assert (page.complete, page.publications) == (False, [])  # the epoch cannot go on
     assert page.position.epoch != first.epoch
@@ -290,12 +289,12 @@ async def test_a_lost_batch_is_reported_by_the_next_add(db: Path, clock: FakeClo
     store = await started(db, clock, flush_interval=SLOW_FLUSH)
     await store.add("room", pub(1), KEEP)
     await store.flush()
-    await store._execute_in_writer(fill_the_disk)
+    await store._execute_in_committer(fill_the_disk)
     lost = await store.add("room", Publication(data=b"x" * 200_000), KEEP)
     assert lost.offset == 2  # returned at once; the write fails later
     with contextlib.suppress(EngineUnavailable):  # if the commit failed, not the insert
         await store.flush()
-    await store._execute_in_writer(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
+    await store._execute_in_committer(lambda conn: conn.execute("PRAGMA max_page_count = 1000000"))
     with pytest.raises(EngineUnavailable, match="full"):
         await store.add("room", pub(3), KEEP)
     retried = await store.add("room", pub(3), KEEP)
@@ -321,36 +320,3 @@ async def test_lifecycle_errors(db: Path, clock: FakeClock) -> None:
     query = "SELECT value FROM store_state WHERE key = 'clean_shutdown'"
     assert conn.execute(query).fetchone() == ("1",)
     conn.close()
-
-
-@pytest.mark.parametrize(
-    ("url", "path", "synchronous", "flush_interval"),
-    [
-        ("sqlite:///roomcast-data/history.sqlite3", "roomcast-data/history.sqlite3", False, 0.005),
-        ("sqlite:////var/lib/roomcast/h.sqlite3", "/var/lib/roomcast/h.sqlite3", False, 0.005),
-        ("sqlite:///h%20x.sqlite3?synchronous=true", "h x.sqlite3", True, 0.005),
-        ("sqlite:///h.sqlite3?flush_interval=0.05&synchronous=0", "h.sqlite3", False, 0.05),
-    ],
-)
-def test_factory_parses_sqlite_urls(
-    url: str, path: str, synchronous: bool, flush_interval: float
-) -> None:
-    store = create_history_store(url)
-    assert isinstance(store, SqliteHistoryStore)
-    assert store.path == Path(path)
-    assert (store._synchronous, store._flush_interval) == (synchronous, flush_interval)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "sqlite://host/h.sqlite3",
-        "sqlite:///",
-        "sqlite:///h.sqlite3?flush_interval=soon",
-        "sqlite:///h.sqlite3?synchronous=maybe",
-        "sqlite:///h.sqlite3?journal=off",
-    ],
-)
-def test_factory_rejects_malformed_sqlite_urls(url: str) -> None:
-    with pytest.raises(ConfigurationError, match="SQLite URL"):
-        create_history_store(url)

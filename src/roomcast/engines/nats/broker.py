@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+from typing import Final, Self
 
 import msgspec
 from nats.aio.client import Client
@@ -30,16 +30,14 @@ from roomcast.engines.base import (
 )
 from roomcast.engines.nats.codec import StreamHead, decode_event, decode_stored, encode_event
 from roomcast.engines.nats.connection import (
-    NatsTarget,
     channel_token,
-    check_prefix,
     close_quietly,
     connect,
-    parse_nats_url,
     token_channel,
-    translate,
+    translate_errors,
 )
 from roomcast.engines.nats.history import NatsHistoryStore
+from roomcast.engines.nats.url import NatsURL
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, Publication
 
@@ -77,13 +75,9 @@ class NatsBroker(Broker):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
     ) -> None:
-        target = parse_nats_url(url)
-        self.target = NatsTarget(
-            target.servers,
-            target.prefix if prefix is None else check_prefix(prefix),
-            target.timeout if timeout is None else timeout,
-        )
-        self._subject_prefix = f"{self.target.prefix}.broker."
+        self.url = NatsURL.parse(url, prefix=prefix, timeout=timeout)
+        """Where and under which names this broker works."""
+        self._subject_prefix = f"{self.url.prefix}.broker."
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._state = EngineState.NEW
@@ -96,11 +90,11 @@ class NatsBroker(Broker):
         self._confirmer: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> NatsBroker:
+    def from_url(cls, url: str) -> Self:
         """The broker for ``nats://host:port?prefix=...&timeout=...``, not started.
 
         Raises:
-            ConfigurationError: the URL is malformed (see ``parse_nats_url``).
+            ConfigurationError: the URL is malformed (see ``NatsURL.parse``).
         """
         return cls(url)
 
@@ -109,7 +103,7 @@ class NatsBroker(Broker):
             return
         self._handler, self._on_gap = handler, on_gap
         self._client = await connect(
-            self.target,
+            self.url,
             "NATS broker",
             backoff=self._backoff,
             max_backoff=self._max_backoff,
@@ -144,18 +138,14 @@ class NatsBroker(Broker):
             EngineError: the event exceeds the server's ``max_payload``.
         """
         client = self._connected("publish")
-        with translate("NATS broker", "publish", self.target.where):
+        with translate_errors("NATS broker", "publish", self.url.where):
             await client.publish(self._subject(channel), encode_event(event))
         await self._confirm("publish")
 
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a :class:`NatsHistoryStore` of this broker's servers and prefix: its
         stream republishes what it stores to this broker's subjects."""
-        return (
-            isinstance(store, NatsHistoryStore)
-            and store.target.servers == self.target.servers
-            and store.target.prefix == self.target.prefix
-        )
+        return isinstance(store, NatsHistoryStore) and store.url.same_names(self.url)
 
     async def publish_to_stream(
         self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
@@ -175,7 +165,7 @@ class NatsBroker(Broker):
         client = self._connected("subscribe")
         if channel in self._subscriptions:
             return
-        with translate("NATS broker", "subscribe", self.target.where):
+        with translate_errors("NATS broker", "subscribe", self.url.where):
             sub = await client.subscribe(self._subject(channel), cb=self._deliver)
         self._subscriptions[channel] = sub
         try:
@@ -200,7 +190,7 @@ class NatsBroker(Broker):
             raise EngineUnavailable(f"the NATS broker is {self._state.value}, not running")
         if not client.is_connected:
             raise EngineUnavailable(
-                f"the NATS broker cannot {operation}: its connection to {self.target.where} "
+                f"the NATS broker cannot {operation}: its connection to {self.url.where} "
                 "is down (reconnecting)"
             )
         return client
@@ -225,11 +215,11 @@ class NatsBroker(Broker):
             await asyncio.sleep(0)
             batch, self._unconfirmed = self._unconfirmed, []
             try:
-                await self._client.flush(timeout=self.target.timeout)  # type: ignore[arg-type]
+                await self._client.flush(timeout=self.url.timeout)  # type: ignore[arg-type]
             except Exception as exc:
                 failure = EngineUnavailable(
-                    f"NATS at {self.target.where} did not answer within "
-                    f"{self.target.timeout} s ({type(exc).__name__})"
+                    f"NATS at {self.url.where} did not answer within "
+                    f"{self.url.timeout} s ({type(exc).__name__})"
                 )
                 for future in batch:
                     if not future.done():
@@ -285,7 +275,7 @@ class NatsBroker(Broker):
             logger.warning(
                 "NATS broker lost its connection to %s; events published meanwhile are lost "
                 "for this node; reconnecting",
-                self.target.where,
+                self.url.where,
             )
 
     def _reconnected(self) -> None:
@@ -293,7 +283,7 @@ class NatsBroker(Broker):
             return
         logger.warning(
             "NATS broker reconnected to %s; resubscribed %d channel(s)",
-            self.target.where,
+            self.url.where,
             len(self._subscriptions),
         )
         on_gap = self._on_gap

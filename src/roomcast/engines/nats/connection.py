@@ -1,4 +1,5 @@
-"""What the NATS engines share: the URL, the names they use in NATS, the connection, errors.
+"""How the NATS engines reach NATS: the names they use there, the connection that reconnects by
+itself, reading a stream's subject, and the translation of nats-py's errors.
 
 Names, under a prefix (default ``roomcast``; letters, digits, ``_`` and ``-`` only)::
 
@@ -15,7 +16,7 @@ and ``/``), which is also a valid KV key; the empty name is ``=``, which base64 
 Every connection reconnects by itself, forever, waiting ``backoff`` seconds after the first
 failed attempt and doubling up to ``max_backoff``; it never buffers while disconnected
 (``pending_size=0``), so a call made then fails at once with ``EngineUnavailable``; a call
-into a link that went silent fails after the target's ``timeout``.
+into a link that went silent fails after the URL's ``timeout``. The URL is :mod:`.url`'s.
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ import base64
 import contextlib
 import inspect
 import logging
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
 
 import nats.errors
 import nats.js.errors
@@ -37,104 +35,27 @@ from nats.aio.client import Client, Server
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
+from roomcast.engines.nats.url import NatsURL
+from roomcast.errors import EngineError, EngineUnavailable
 
 __all__ = [
-    "DEFAULT_PREFIX",
-    "NatsTarget",
     "channel_token",
-    "check_prefix",
     "close_quietly",
     "connect",
     "fetch_subject",
     "is_not_found",
-    "parse_nats_url",
     "token_channel",
-    "translate",
+    "translate_errors",
 ]
 
 logger = logging.getLogger("roomcast.engines.nats")
 
-DEFAULT_PREFIX: Final = "roomcast"
-_PREFIX_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 _EMPTY_TOKEN: Final = "="
 _FETCH_BATCH: Final = 256
 _HAS_RECONNECT_HANDLER: Final = (
     "reconnect_to_server_handler" in inspect.signature(Client.connect).parameters
 )
 _STREAM_NOT_FOUND: Final = 10059  # JetStream: stream not found
-
-
-@dataclass(frozen=True, slots=True)
-class NatsTarget:
-    """Where and under which names the NATS engines work."""
-
-    servers: tuple[str, ...]
-    """Server URLs as nats-py takes them (credentials included)."""
-    prefix: str = DEFAULT_PREFIX
-    timeout: float = 2.0
-    """Seconds any one request may take before it fails with ``EngineUnavailable``."""
-
-    @property
-    def where(self) -> str:
-        """The servers, without credentials, for messages."""
-        hosts = (urlsplit(server) for server in self.servers)
-        return ",".join(f"{host.hostname}:{host.port or 4222}" for host in hosts)
-
-
-def parse_nats_url(url: str) -> NatsTarget:
-    """``nats://[user:password@]host[:port][,host2[:port]...][?prefix=...&timeout=...]``.
-
-    ``prefix`` names everything the engines create in NATS (default ``roomcast``); ``timeout``
-    is in seconds (default 2).
-
-    Raises:
-        ConfigurationError: not a ``nats://`` URL, no host, a bad prefix or timeout, or a
-            query parameter roomcast does not know.
-    """
-    parts = urlsplit(url)
-    hosts = [h for h in parts.netloc.rsplit("@", 1)[-1].split(",") if h]
-    if parts.scheme != "nats" or not hosts or parts.path not in ("", "/"):
-        raise ConfigurationError(
-            f"malformed NATS URL {url!r}: use nats://host:port (several hosts separated by "
-            "commas), optionally ?prefix=...&timeout=seconds"
-        )
-    credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    prefix, timeout = DEFAULT_PREFIX, 2.0
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key == "prefix" and _PREFIX_RE.fullmatch(value):
-            prefix = value
-        elif key == "timeout":
-            try:
-                timeout = float(value)
-            except ValueError:
-                timeout = -1.0
-            if not 0 < timeout <= 60:
-                raise ConfigurationError(f"NATS URL {url!r}: timeout must be seconds in (0, 60]")
-        elif key == "prefix":
-            raise ConfigurationError(
-                f"NATS URL {url!r}: prefix must be letters, digits, '_' or '-' (got {value!r})"
-            )
-        else:
-            raise ConfigurationError(
-                f"NATS URL {url!r}: unknown parameter {key}={value!r} (known: prefix, timeout)"
-            )
-    servers = tuple(f"nats://{credentials}{host}" for host in hosts)
-    return NatsTarget(servers, prefix, timeout)
-
-
-def check_prefix(prefix: str) -> str:
-    """``prefix`` if it can name subjects, streams and buckets.
-
-    Raises:
-        ConfigurationError: it is empty or holds other than letters, digits, ``_``, ``-``.
-    """
-    if not _PREFIX_RE.fullmatch(prefix):
-        raise ConfigurationError(
-            f"NATS prefix {prefix!r}: use letters, digits, '_' or '-' (it names subjects, "
-            "a stream and a bucket)"
-        )
-    return prefix
 
 
 def channel_token(channel: str) -> str:
@@ -157,7 +78,7 @@ def token_channel(token: str) -> str:
 
 
 @contextlib.contextmanager
-def translate(what: str, operation: str, where: str) -> Iterator[None]:
+def translate_errors(what: str, operation: str, where: str) -> Iterator[None]:
     """Turn what nats-py raises into ``EngineUnavailable`` (``EngineError`` for a too large
     message, which no retry fixes), naming the engine, the operation and the servers."""
     try:
@@ -179,7 +100,7 @@ def is_not_found(exc: nats.js.errors.APIError) -> bool:
 
 
 async def connect(
-    target: NatsTarget,
+    url: NatsURL,
     what: str,
     *,
     backoff: float = 0.1,
@@ -194,7 +115,7 @@ async def connect(
 
     Raises:
         EngineUnavailable: every server refused the connection, or none connected within
-            ``target.timeout`` seconds per server; nothing is left open.
+            ``url.timeout`` seconds per server; nothing is left open.
     """
     client = Client()
     failed: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
@@ -204,7 +125,7 @@ async def connect(
         if not failed.done():
             # While connecting: give up once every server failed once, not at the first.
             attempts.append(exc)
-            if len(attempts) >= len(target.servers):
+            if len(attempts) >= len(url.servers):
                 failed.set_result(exc)
         else:
             logger.debug("NATS %s: %s: %s", what, type(exc).__name__, exc)
@@ -230,14 +151,14 @@ async def connect(
         options["reconnect_time_wait"] = max(1, round(max_backoff))
     connecting = asyncio.ensure_future(
         client.connect(
-            list(target.servers),
+            list(url.servers),
             name=f"roomcast {what}",
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
             allow_reconnect=True,
             max_reconnect_attempts=-1,
-            connect_timeout=max(1, round(target.timeout)),
+            connect_timeout=max(1, round(url.timeout)),
             ping_interval=10,
             max_outstanding_pings=2,
             pending_size=0,  # never buffer while disconnected: fail the call instead
@@ -248,13 +169,13 @@ async def connect(
         waited: set[asyncio.Future[Any]] = {connecting, failed}
         done, _ = await asyncio.wait(
             waited,
-            timeout=target.timeout * len(target.servers),  # each server gets one attempt
+            timeout=url.timeout * len(url.servers),  # each server gets one attempt
             return_when=asyncio.FIRST_COMPLETED,
         )
         if connecting not in done:
             reason = failed.result() if failed.done() else TimeoutError("no answer")
             raise EngineUnavailable(
-                f"the {what} cannot connect: NATS at {target.where} failed: "
+                f"the {what} cannot connect: NATS at {url.where} failed: "
                 f"{type(reason).__name__}: {reason}"
             )
         connecting.result()

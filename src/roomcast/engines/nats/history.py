@@ -1,8 +1,8 @@
 """The NATS history store: streams of publications in one JetStream stream.
 
 Layout: the stream ``<prefix>_history`` holds the subjects ``<prefix>.history.<token>``, one
-per channel (see :mod:`roomcast.engines.nats.connection` for the token). A channel's newest message
-is its position: every message carries epoch, offset, size floor and deadlines in headers
+per channel (see :mod:`roomcast.engines.nats.connection` for the token). A channel's newest
+message is its position: every message carries epoch, offset, size floor and deadlines in headers
 (:class:`~roomcast.engines.nats.codec.StreamHead`), its body is the publication.
 
 Offsets are assigned optimistically: ``add`` reads the channel's newest message, computes the
@@ -39,18 +39,23 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 
 from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
-from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.nats.codec import StreamHead, decode_stored, encode_stored
 from roomcast.engines.nats.connection import (
-    NatsTarget,
     channel_token,
-    check_prefix,
     close_quietly,
     connect,
     fetch_subject,
     is_not_found,
-    parse_nats_url,
-    translate,
+    translate_errors,
+)
+from roomcast.engines.nats.url import NatsURL
+from roomcast.engines.streams import (
+    READ_META_TTL,
+    history_window,
+    keeps_publications,
+    new_epoch,
+    publication_expiry,
+    size_floor,
 )
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import Publication, StreamPosition
@@ -59,8 +64,6 @@ __all__ = ["NatsHistoryStore"]
 
 logger = logging.getLogger("roomcast.engines.nats")
 
-_READ_META_TTL: Final = HistoryOptions(size=0, ttl=0.0).meta_ttl
-"""How long the position a read creates lives, as in the memory store."""
 _T = TypeVar("_T")
 
 _EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -98,12 +101,10 @@ class NatsHistoryStore(HistoryStore):
         clock: Callable[[], float] | None = None,
         max_age: float = 31 * 24 * 3600.0,
     ) -> None:
-        target = parse_nats_url(url)
-        if prefix is not None:
-            target = NatsTarget(target.servers, check_prefix(prefix), target.timeout)
-        self.target = target
-        self.stream = f"{target.prefix}_history"
-        self._subject_prefix = f"{target.prefix}.history."
+        self.url = NatsURL.parse(url, prefix=prefix)
+        """Where and under which names this store works."""
+        self.stream = f"{self.url.prefix}_history"
+        self._subject_prefix = f"{self.url.prefix}.history."
         self._clock = clock or time.time
         self._max_age = max_age
         self._client: Client | None = None
@@ -115,7 +116,7 @@ class NatsHistoryStore(HistoryStore):
         """The store for ``nats://host:port?prefix=...&timeout=...``, not started.
 
         Raises:
-            ConfigurationError: the URL is malformed (see ``parse_nats_url``).
+            ConfigurationError: the URL is malformed (see ``NatsURL.parse``).
         """
         return cls(url)
 
@@ -127,7 +128,7 @@ class NatsHistoryStore(HistoryStore):
         """
         if self._state is not EngineState.NEW:
             return
-        client = await connect(self.target, "NATS history store")
+        client = await connect(self.url, "NATS history store")
         try:
             await self._create_stream(client)
         except EngineUnavailable:
@@ -138,7 +139,7 @@ class NatsHistoryStore(HistoryStore):
 
     async def _create_stream(self, client: Client) -> None:
         """Create the stream, or update its configuration if it exists with another."""
-        prefix = self.target.prefix
+        prefix = self.url.prefix
         config = StreamConfig(
             name=self.stream,
             description="roomcast history: one subject per channel",
@@ -148,8 +149,8 @@ class NatsHistoryStore(HistoryStore):
             discard=DiscardPolicy.OLD,
             max_age=self._max_age,
         )
-        with translate("NATS history store", "create its stream", self.target.where):
-            jsm = client.jsm(timeout=self.target.timeout)
+        with translate_errors("NATS history store", "create its stream", self.url.where):
+            jsm = client.jsm(timeout=self.url.timeout)
             try:
                 await jsm.add_stream(config)
             except nats.js.errors.APIError as exc:
@@ -192,13 +193,13 @@ class NatsHistoryStore(HistoryStore):
     ) -> Publication:
         subject = self.subject(channel)
         payload = encode_stored(publication)
-        deadline = asyncio.get_running_loop().time() + 5 * self.target.timeout
+        deadline = asyncio.get_running_loop().time() + 5 * self.url.timeout
         async with self._serialized(channel):
             attempts = 0
             while True:
                 last = await self._last(client, subject)
                 head = self._next(last, options)
-                with translate("NATS history store", "add", self.target.where):
+                with translate_errors("NATS history store", "add", self.url.where):
                     seq = await self._append(client, subject, payload, head, last)
                 if seq:
                     break
@@ -211,13 +212,7 @@ class NatsHistoryStore(HistoryStore):
                 if attempts > 1:  # other processes add too: let one of them through
                     await asyncio.sleep(random.uniform(0, 0.002 * min(attempts, 10)))
         await self._trim(client, subject, last, head, seq, options)
-        return Publication(
-            data=publication.data,
-            offset=head.offset,
-            epoch=head.epoch,
-            info=publication.info,
-            tags=dict(publication.tags),
-        )
+        return publication.placed(head.offset, head.epoch)
 
     async def read(
         self,
@@ -254,9 +249,9 @@ class NatsHistoryStore(HistoryStore):
             return HistoryPage([], position, complete)
         if (limit == 0 and since is None) or (not reverse and since_offset == top):
             return HistoryPage([], position)  # no publication asked for, none missed
-        with translate("NATS history store", "read", self.target.where):
+        with translate_errors("NATS history store", "read", self.url.where):
             try:
-                messages = await fetch_subject(client, self.stream, subject, self.target.timeout)
+                messages = await fetch_subject(client, self.stream, subject, self.url.timeout)
             except nats.js.errors.NotFoundError as exc:
                 if is_not_found(exc):
                     raise _StreamMissing(f"the stream {self.stream} is missing") from exc
@@ -288,8 +283,8 @@ class NatsHistoryStore(HistoryStore):
 
     async def remove(self, channel: str) -> None:
         client = self._running()
-        with translate("NATS history store", "remove", self.target.where):
-            jsm = client.jsm(timeout=self.target.timeout)
+        with translate_errors("NATS history store", "remove", self.url.where):
+            jsm = client.jsm(timeout=self.url.timeout)
             try:
                 await jsm.purge_stream(self.stream, subject=self.subject(channel))
             except nats.js.errors.NotFoundError as exc:
@@ -316,8 +311,8 @@ class NatsHistoryStore(HistoryStore):
 
     async def _last(self, client: Client, subject: str) -> StreamHead | None:
         """The head of the subject's newest message, or None when it has none."""
-        with translate("NATS history store", "read", self.target.where):
-            jsm = client.jsm(timeout=self.target.timeout)
+        with translate_errors("NATS history store", "read", self.url.where):
+            jsm = client.jsm(timeout=self.url.timeout)
             try:
                 msg = await jsm.get_last_msg(self.stream, subject)
             except nats.js.errors.NotFoundError as exc:
@@ -329,7 +324,8 @@ class NatsHistoryStore(HistoryStore):
         return head or StreamHead("", 0, 1, 0.0, 0.0, msg.seq or 0)
 
     def _next(self, last: StreamHead | None, options: HistoryOptions) -> StreamHead:
-        """The head of the publication that follows ``last`` (see the memory store)."""
+        """The head of the publication that follows ``last``, by the rules of
+        :mod:`roomcast.engines.streams`."""
         now = self._clock()
         if last is None or not last.epoch or last.meta_expires_at <= now:
             epoch, offset, floor, previous_expiry = new_epoch(), 1, 1, None
@@ -337,12 +333,10 @@ class NatsHistoryStore(HistoryStore):
             epoch, offset, floor = last.epoch, last.offset + 1, last.floor
             previous_expiry = last.expires_at if last.kept else None
         meta_expires_at = now + options.meta_ttl
-        if options.size <= 0 or options.ttl <= 0:
+        if not keeps_publications(options):
             return StreamHead(epoch, offset, offset + 1, now, meta_expires_at)
-        expires_at = now + options.ttl
-        if previous_expiry is not None:
-            expires_at = max(expires_at, previous_expiry)  # expiry never opens a gap
-        floor = max(floor, offset - options.size + 1)
+        expires_at = publication_expiry(now, options.ttl, previous_expiry)
+        floor = max(floor, size_floor(offset, options.size))
         return StreamHead(epoch, offset, floor, expires_at, meta_expires_at)
 
     async def _append(
@@ -356,7 +350,7 @@ class NatsHistoryStore(HistoryStore):
         """Publish ``head`` after ``last``; its stream sequence, or 0 if another came first."""
         headers = head.headers()
         headers[_EXPECTED_LAST] = str(0 if last is None else last.seq)
-        js = client.jetstream(timeout=self.target.timeout)
+        js = client.jetstream(timeout=self.url.timeout)
         try:
             ack = await js.publish(subject, payload, headers=headers)
         except nats.js.errors.NoStreamResponseError as exc:
@@ -374,8 +368,8 @@ class NatsHistoryStore(HistoryStore):
             now = self._clock()
             if last is not None and last.epoch and last.meta_expires_at > now:
                 return last
-            head = StreamHead(new_epoch(), 0, 1, now, now + _READ_META_TTL)
-            with translate("NATS history store", "read", self.target.where):
+            head = StreamHead(new_epoch(), 0, 1, now, now + READ_META_TTL)
+            with translate_errors("NATS history store", "read", self.url.where):
                 seq = await self._append(client, subject, b"", head, last)
             if seq:
                 if last is not None:
@@ -405,7 +399,7 @@ class NatsHistoryStore(HistoryStore):
         """Purge ``subject`` below sequence ``before`` or down to ``keep`` messages; a failure
         only delays reclaiming space, so it is logged, not raised."""
         try:
-            jsm = client.jsm(timeout=self.target.timeout)
+            jsm = client.jsm(timeout=self.url.timeout)
             await jsm.purge_stream(self.stream, seq=before or None, subject=subject, keep=keep)
         except Exception as exc:
             logger.debug("NATS history store: purging %s failed: %s", subject, exc)

@@ -1,9 +1,9 @@
 """The NATS presence store: entries in the JetStream key-value bucket ``<prefix>_presence``.
 
 Each entry is the key ``<channel token>.<client token>`` (tokens as in
-:mod:`roomcast.engines.nats.connection`) holding (expires at, client info) in msgpack, one revision
-kept per key. Reading a channel reads the newest revision of each of its keys through one
-ephemeral consumer; expiry is decided against the stored deadline and "now", which is this
+:mod:`roomcast.engines.nats.connection`) holding (expires at, client info) in msgpack, one
+revision kept per key. Reading a channel reads the newest revision of each of its keys through
+one ephemeral consumer; expiry is decided against the stored deadline and "now", which is this
 process' clock (or the injected ``clock``). A read deletes the expired entries it meets, each
 only if nobody refreshed it since (a conditional delete), and the bucket's ``max_age``
 (default one day) reclaims the rest: entries whose ``ttl`` exceeds it vanish after it.
@@ -27,16 +27,14 @@ from nats.js.kv import KeyValue
 from roomcast.engines.base import EngineState, PresenceStats, PresenceStore
 from roomcast.engines.nats.codec import decode_entry, encode_entry
 from roomcast.engines.nats.connection import (
-    NatsTarget,
     channel_token,
-    check_prefix,
     close_quietly,
     connect,
     fetch_subject,
     is_not_found,
-    parse_nats_url,
-    translate,
+    translate_errors,
 )
+from roomcast.engines.nats.url import NatsURL
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ClientInfo
 
@@ -63,11 +61,9 @@ class NatsPresenceStore(PresenceStore):
         clock: Callable[[], float] | None = None,
         max_age: float = 24 * 3600.0,
     ) -> None:
-        target = parse_nats_url(url)
-        if prefix is not None:
-            target = NatsTarget(target.servers, check_prefix(prefix), target.timeout)
-        self.target = target
-        self.bucket = f"{target.prefix}_presence"
+        self.url = NatsURL.parse(url, prefix=prefix)
+        """Where and under which names this store works."""
+        self.bucket = f"{self.url.prefix}_presence"
         self._clock = clock or time.time
         self._max_age = max_age
         self._client: Client | None = None
@@ -79,7 +75,7 @@ class NatsPresenceStore(PresenceStore):
         """The store for ``nats://host:port?prefix=...&timeout=...``, not started.
 
         Raises:
-            ConfigurationError: the URL is malformed (see ``parse_nats_url``).
+            ConfigurationError: the URL is malformed (see ``NatsURL.parse``).
         """
         return cls(url)
 
@@ -91,7 +87,7 @@ class NatsPresenceStore(PresenceStore):
         """
         if self._state is not EngineState.NEW:
             return
-        client = await connect(self.target, "NATS presence store")
+        client = await connect(self.url, "NATS presence store")
         try:
             kv = await self._open_bucket(client)
         except EngineUnavailable:
@@ -102,8 +98,8 @@ class NatsPresenceStore(PresenceStore):
 
     async def _open_bucket(self, client: Client) -> KeyValue:
         """The bucket, created if it does not exist."""
-        with translate("NATS presence store", "open its bucket", self.target.where):
-            js = client.jetstream(timeout=self.target.timeout)
+        with translate_errors("NATS presence store", "open its bucket", self.url.where):
+            js = client.jetstream(timeout=self.url.timeout)
             try:
                 return await js.key_value(self.bucket)
             except nats.js.errors.BucketNotFoundError:
@@ -124,7 +120,7 @@ class NatsPresenceStore(PresenceStore):
     async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:
         client, kv = self._running()
         key, value = self._key(channel, info.client), encode_entry(self._clock() + ttl, info)
-        with translate("NATS presence store", "add", self.target.where):
+        with translate_errors("NATS presence store", "add", self.url.where):
             try:
                 await kv.put(key, value)
             except nats.js.errors.NoStreamResponseError:
@@ -136,7 +132,7 @@ class NatsPresenceStore(PresenceStore):
     async def remove(self, channel: str, client: str) -> None:
         _, kv = self._running()
         with (
-            translate("NATS presence store", "remove", self.target.where),
+            translate_errors("NATS presence store", "remove", self.url.where),
             contextlib.suppress(nats.js.errors.NoStreamResponseError),  # no bucket, no entry
         ):
             await kv.delete(self._key(channel, client))
@@ -160,10 +156,10 @@ class NatsPresenceStore(PresenceStore):
         """The channel's unexpired entries; deletes the expired ones it met."""
         client, kv = self._running()
         subject = f"$KV.{self.bucket}.{channel_token(channel)}.*"
-        with translate("NATS presence store", "read", self.target.where):
+        with translate_errors("NATS presence store", "read", self.url.where):
             try:
                 messages = await fetch_subject(
-                    client, f"KV_{self.bucket}", subject, self.target.timeout, last_per_subject=True
+                    client, f"KV_{self.bucket}", subject, self.url.timeout, last_per_subject=True
                 )
             except nats.js.errors.NotFoundError as exc:
                 if not is_not_found(exc):

@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Iterator
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -39,10 +39,11 @@ from roomcast.engines.postgres.codec import (
     encode_event,
     notification_key,
 )
-from roomcast.engines.postgres.connection import Pool, parse_postgres_url, translate
+from roomcast.engines.postgres.connection import Pool, translate_errors
 from roomcast.engines.postgres.history import PostgresHistoryStore
 from roomcast.engines.postgres.listener import Listener
 from roomcast.engines.postgres.schema import Names
+from roomcast.engines.postgres.url import PostgresURL
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
 from roomcast.publication import ChannelEvent, Publication
 
@@ -92,17 +93,17 @@ class PostgresBroker(Broker):
         keep_large: float = 60.0,
         inbox_limit: int = 10_000,
     ) -> None:
-        """``url`` as described in :mod:`.connection`; the keyword arguments
+        """``url`` as described in :mod:`.url`; the keyword arguments
         ``prefix``, ``schema`` and ``listen_url``, when given, override the URL's.
 
         Raises:
             ConfigurationError: the URL or the prefix or schema cannot work.
         """
-        self._config = parse_postgres_url(url, prefix=prefix, schema=schema, listen_url=listen_url)
+        self._url = PostgresURL.parse(url, prefix=prefix, schema=schema, listen_url=listen_url)
         self._timeout = timeout
         self._keep_large = keep_large
         self._listener = Listener(
-            self._config,
+            self._url,
             timeout=timeout,
             backoff=backoff,
             max_backoff=max_backoff,
@@ -112,7 +113,7 @@ class PostgresBroker(Broker):
             deliver=self._dispatch,
             report_gap=self._report_gap,
         )
-        self._pool = Pool(self._config, _WHAT, timeout)
+        self._pool = Pool(self._url, _WHAT, timeout)
         self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
@@ -121,14 +122,18 @@ class PostgresBroker(Broker):
         self._nonce = itertools.count()
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresBroker:
-        """The broker for ``postgresql://...?prefix=&schema=&listen_url=``, not started."""
+    def from_url(cls, url: str) -> Self:
+        """The broker for ``postgresql://...?prefix=&schema=&listen_url=``, not started.
+
+        Raises:
+            ConfigurationError: the URL is malformed (see ``PostgresURL.parse``).
+        """
         return cls(url)
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
         if self._state is EngineState.RUNNING:
             return
-        pool = Pool(self._config, _WHAT, self._timeout)
+        pool = Pool(self._url, _WHAT, self._timeout)
         await pool.open()
         self._handler, self._on_gap = handler, on_gap
         try:
@@ -164,7 +169,7 @@ class PostgresBroker(Broker):
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a ``PostgresHistoryStore`` on this broker's tables (same database, schema
         and prefix): one server-side call adds and notifies, in one transaction."""
-        return isinstance(store, PostgresHistoryStore) and store.config.same_tables(self._config)
+        return isinstance(store, PostgresHistoryStore) and store.url.same_tables(self._url)
 
     async def publish_to_stream(
         self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
@@ -251,14 +256,16 @@ class PostgresBroker(Broker):
         """Translate errors on the application's connection; a missing function means that
         connection reaches another database than the broker's."""
         try:
-            with translate(_WHAT, self._config.where, "publish on the application's connection"):
+            with translate_errors(
+                _WHAT, "publish on the application's connection", self._url.where
+            ):
                 yield
         except EngineError as exc:
             cause = exc.__cause__
             if isinstance(cause, asyncpg.UndefinedFunctionError | asyncpg.InvalidSchemaNameError):
                 raise ConfigurationError(
                     f"the connection given to publish in a transaction does not reach the "
-                    f"database of roomcast's PostgreSQL engine ({self._config.where}): "
+                    f"database of roomcast's PostgreSQL engine ({self._url.where}): "
                     f"{names.send} is missing there"
                 ) from cause
             raise
@@ -276,7 +283,7 @@ class PostgresBroker(Broker):
         if not self._listener.up:
             raise EngineUnavailable(
                 f"the {_WHAT} cannot subscribe: its LISTEN connection to "
-                f"{self._config.listen_where} is down"
+                f"{self._url.listen_where} is down"
             )
         self._channels[channel_key(channel)] = channel
 

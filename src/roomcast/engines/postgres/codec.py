@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 
-from roomcast.engines import codec as event_codec
+from roomcast.engines import codec as shared_codec
 from roomcast.publication import ChannelEvent, Publication
 
 __all__ = [
@@ -41,7 +41,7 @@ def channel_key(channel: str) -> str:
 
 def encode_publication(publication: Publication) -> str:
     """The base64 text of ``publication``'s stored form (data, info, tags)."""
-    return _b64(event_codec.encode_stored(publication))
+    return _b64(shared_codec.encode_stored(publication))
 
 
 def decode_publication(stored: bytes, offset: int, epoch: str) -> Publication:
@@ -50,12 +50,12 @@ def decode_publication(stored: bytes, offset: int, epoch: str) -> Publication:
     Raises:
         msgspec.DecodeError: ``stored`` is not a stored publication.
     """
-    return event_codec.decode_stored(stored, offset, epoch)
+    return shared_codec.decode_stored(stored, offset, epoch)
 
 
 def encode_event(nonce: int, channel: str, event: ChannelEvent) -> str:
     """The ``E`` notification of ``event`` in ``channel``."""
-    return f"E{nonce:x}:{channel_key(channel)}:{_b64(event_codec.encode_event(event))}"
+    return f"E{nonce:x}:{channel_key(channel)}:{_b64(shared_codec.encode_event(event))}"
 
 
 def notification_key(payload: str) -> str | None:
@@ -82,4 +82,4 @@ def decode_notification(payload: str) -> ChannelEvent:
         return decode_publication(base64.b64decode(stored, validate=True), int(offset), epoch)
     if payload[:1] != "E" or len(parts) != 3:
         raise ValueError(f"not an event notification: {payload[:40]!r}")
-    return event_codec.decode_event(base64.b64decode(parts[2], validate=True))
+    return shared_codec.decode_event(base64.b64decode(parts[2], validate=True))

@@ -1,20 +1,10 @@
-"""What the PostgreSQL engines share: their URL, their connection pool, error translation.
-
-A roomcast PostgreSQL URL is an asyncpg DSN plus query parameters roomcast reads itself and
-strips before asyncpg sees the DSN::
-
-    postgresql://user:password@host:5432/dbname?prefix=roomcast_&schema=realtime
-        &listen_url=postgresql%3A%2F%2Fuser%40db-primary%3A5432%2Fdbname&pool_size=10
-
-``prefix`` (default ``roomcast_``) starts the name of every table and function the engines
-create; ``schema`` puts them in that schema (created if missing) instead of the connection's
-current schema; ``listen_url`` is where the broker's LISTEN connection goes, when queries go
-through a transaction-pooling PgBouncer that cannot hold a LISTEN; ``pool_size`` caps each
-component's pool. The other parameters are asyncpg's (``sslmode``, ``application_name``, ...).
+"""How the PostgreSQL engines reach the database: a connection pool per component with every
+use bounded and its errors translated, the sweeper of expired rows, and :class:`SweptStore`,
+what both stores share.
 
 The engine's "now" is the database server's clock (``clock_timestamp()``), one clock for every
 process, unless a ``clock`` is injected, as the contract tests do; deadlines are stored as
-seconds since the Unix epoch (``double precision``).
+seconds since the Unix epoch (``double precision``). The URL is :mod:`.url`'s.
 """
 
 from __future__ import annotations
@@ -22,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Final, Self, TypeAlias
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg import Connection, Record  # noqa: F401 (named in AnyConnection)
@@ -34,172 +21,24 @@ from asyncpg.pool import PoolConnectionProxy
 
 from roomcast.engines.base import EngineState
 from roomcast.engines.postgres.schema import Names, ensure_schema
-from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
+from roomcast.engines.postgres.url import PostgresURL
+from roomcast.errors import EngineError, EngineUnavailable
 
 __all__ = [
     "BROKEN_LINK",
-    "DEFAULT_PREFIX",
     "AnyConnection",
     "Pool",
-    "PostgresConfig",
     "SweptStore",
     "now_argument",
-    "parse_postgres_url",
-    "translate",
+    "translate_errors",
 ]
 
 logger = logging.getLogger("roomcast.engines.postgres")
-
-DEFAULT_PREFIX: Final = "roomcast_"
 
 AnyConnection: TypeAlias = (
     "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 )
 """A connection of one's own or one borrowed from an asyncpg pool."""
-
-_ROOMCAST_KEYS: Final = ("prefix", "schema", "listen_url", "pool_size")
-# asyncpg reads these from a DSN's query; it would send any other to the server as a setting,
-# which fails at connect with a less helpful message than ours.
-_ASYNCPG_KEYS: Final = frozenset(
-    {
-        "host",
-        "port",
-        "dbname",
-        "database",
-        "user",
-        "password",
-        "passfile",
-        "service",
-        "sslmode",
-        "sslcert",
-        "sslkey",
-        "sslrootcert",
-        "sslnegotiation",
-        "sslcrl",
-        "sslpassword",
-        "ssl_min_protocol_version",
-        "ssl_max_protocol_version",
-        "target_session_attrs",
-        "krbsrvname",
-        "gsslib",
-        "application_name",
-    }
-)
-_IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]*")
-
-
-@dataclass(frozen=True, slots=True)
-class PostgresConfig:
-    """A parsed roomcast PostgreSQL URL (see the module doc)."""
-
-    dsn: str
-    """What asyncpg connects to for queries: the URL without roomcast's parameters."""
-    listen_dsn: str
-    """What the broker's LISTEN connection connects to (``dsn`` unless ``listen_url``)."""
-    prefix: str = DEFAULT_PREFIX
-    schema: str | None = None
-    pool_size: int = 10
-    where: str = field(default="", compare=False)
-    """host:port/dbname of ``dsn``, for messages (never the credentials)."""
-    listen_where: str = field(default="", compare=False)
-    """The same of ``listen_dsn``."""
-
-    def same_tables(self, other: PostgresConfig) -> bool:
-        """Whether ``other`` names the same database, schema and prefix (so the same tables)."""
-        return (self.dsn, self.prefix, self.schema) == (other.dsn, other.prefix, other.schema)
-
-
-def parse_postgres_url(
-    url: str,
-    *,
-    prefix: str | None = None,
-    schema: str | None = None,
-    listen_url: str | None = None,
-) -> PostgresConfig:
-    """``postgresql://...?prefix=&schema=&listen_url=&pool_size=`` into a ``PostgresConfig``;
-    the keyword arguments, when given, override the URL's parameters.
-
-    Raises:
-        ConfigurationError: not a ``postgresql://`` or ``postgres://`` URL, a parameter neither
-            roomcast nor asyncpg knows, or a prefix, schema or pool size that cannot work.
-    """
-    dsn, own = _split(url, "PostgreSQL URL")
-    overrides = {"prefix": prefix, "schema": schema, "listen_url": listen_url}
-    own.update({key: value for key, value in overrides.items() if value is not None})
-    prefix = own.get("prefix", DEFAULT_PREFIX)
-    if not _IDENTIFIER.fullmatch(prefix) or len(prefix) > 40:
-        raise ConfigurationError(
-            f"PostgreSQL URL {_safe(url)!r}: prefix={prefix!r} must be lowercase letters, digits "
-            "and underscores, at most 40 characters, not starting with a digit"
-        )
-    schema = own.get("schema") or None
-    if schema is not None and (not _IDENTIFIER.fullmatch(schema) or len(schema) > 63):
-        raise ConfigurationError(
-            f"PostgreSQL URL {_safe(url)!r}: schema={schema!r} must be a lowercase identifier "
-            "(letters, digits, underscores)"
-        )
-    try:
-        pool_size = int(own.get("pool_size", "10"))
-    except ValueError:
-        pool_size = 0
-    if not 1 <= pool_size <= 1000:
-        raise ConfigurationError(
-            f"PostgreSQL URL {_safe(url)!r}: pool_size must be a whole number from 1 to 1000"
-        )
-    listen_dsn = dsn
-    if "listen_url" in own:
-        listen_dsn, extra = _split(own["listen_url"], "PostgreSQL listen_url")
-        if extra:
-            raise ConfigurationError(
-                f"PostgreSQL listen_url {_safe(own['listen_url'])!r} takes only asyncpg's "
-                f"parameters, not {', '.join(sorted(extra))}"
-            )
-    return PostgresConfig(
-        dsn,
-        listen_dsn,
-        prefix,
-        schema,
-        pool_size,
-        where=_where(dsn),
-        listen_where=_where(listen_dsn),
-    )
-
-
-def _split(url: str, what: str) -> tuple[str, dict[str, str]]:
-    """The DSN for asyncpg, and roomcast's own parameters taken out of ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            f"malformed {what} {_safe(url)!r}: use postgresql://user@host:5432/dbname"
-        )
-    own: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in _ROOMCAST_KEYS:
-            own[key] = value
-        elif key in _ASYNCPG_KEYS:
-            rest.append((key, value))
-        else:
-            raise ConfigurationError(
-                f"{what} {_safe(url)!r}: unknown parameter {key!r} (roomcast reads "
-                f"{', '.join(_ROOMCAST_KEYS)}; asyncpg reads {', '.join(sorted(_ASYNCPG_KEYS))})"
-            )
-    return urlunsplit(parts._replace(query=urlencode(rest))), own
-
-
-def _where(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
-
-
-def _safe(url: str) -> str:
-    """``url`` without its password and its query (which may hold one), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc, query="..." if parts.query else ""))
-
 
 # A server's refusal or a broken link is "unavailable" (retrying later may succeed); any other
 # server error (a missing table, a failed transaction) is an EngineError.
@@ -222,9 +61,10 @@ _UNAVAILABLE: Final = (
 
 
 @contextlib.contextmanager
-def translate(what: str, where: str, operation: str) -> Iterator[None]:
+def translate_errors(what: str, operation: str, where: str) -> Iterator[None]:
     """Turn asyncpg's and the socket's errors into roomcast's ``EngineUnavailable`` (the link)
-    or ``EngineError`` (anything else PostgreSQL refused)."""
+    or ``EngineError`` (anything else PostgreSQL refused), naming ``what`` failed to do
+    ``operation`` and the database (``where``)."""
     try:
         yield
     except _UNAVAILABLE as exc:
@@ -241,10 +81,10 @@ def translate(what: str, where: str, operation: str) -> Iterator[None]:
 
 class Pool:
     """One component's asyncpg pool: opened with the schema in place, every use bounded by
-    ``timeout`` seconds and translated (see ``translate``)."""
+    ``timeout`` seconds and translated (see ``translate_errors``)."""
 
-    def __init__(self, config: PostgresConfig, what: str, timeout: float) -> None:
-        self.config = config
+    def __init__(self, url: PostgresURL, what: str, timeout: float) -> None:
+        self.url = url
         self.what = what
         self.timeout = timeout
         self.state = EngineState.NEW
@@ -259,23 +99,23 @@ class Pool:
             EngineError: PostgreSQL refused to create the schema (privileges, say).
             ConfigurationError: the URL names no schema and the connection has no current one.
         """
-        config = self.config
-        with translate(self.what, config.where, "connect"):
+        url = self.url
+        with translate_errors(self.what, "connect", url.where):
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
-                    config.dsn,
+                    url.dsn,
                     min_size=1,
-                    max_size=config.pool_size,
+                    max_size=url.pool_size,
                     timeout=self.timeout,
                     max_inactive_connection_lifetime=60.0,
                 ),
                 self.timeout * 2,
             )
         try:
-            with translate(self.what, config.where, "create its tables"):
+            with translate_errors(self.what, "create its tables", url.where):
                 async with pool.acquire(timeout=self.timeout) as conn:
                     names = await asyncio.wait_for(
-                        ensure_schema(conn, config.schema, config.prefix), self.timeout * 5
+                        ensure_schema(conn, url.schema, url.prefix), self.timeout * 5
                     )
         except BaseException:
             pool.terminate()
@@ -311,7 +151,7 @@ class Pool:
         """A pooled connection for ``operation``; errors inside are translated."""
         self.check()
         assert self._pool is not None
-        with translate(self.what, self.config.where, operation):
+        with translate_errors(self.what, operation, self.url.where):
             async with self._pool.acquire(timeout=self.timeout) as conn:
                 try:
                     yield conn
@@ -371,7 +211,7 @@ class SweptStore:
     """What the PostgreSQL stores share: a pool of their own, the clock, and the task that
     deletes expired rows of ``_swept_tables`` every ``sweep_interval`` seconds while started.
 
-    ``url`` as described in this module; ``prefix`` and ``schema``, when given, override the
+    ``url`` as :mod:`.url` describes it; ``prefix`` and ``schema``, when given, override the
     URL's.
 
     Raises:
@@ -390,15 +230,19 @@ class SweptStore:
         clock: Callable[[], float] | None = None,
         sweep_interval: float = 60.0,
     ) -> None:
-        config = parse_postgres_url(url, prefix=prefix, schema=schema)
-        self._pool = Pool(config, self._what, timeout)
+        parsed = PostgresURL.parse(url, prefix=prefix, schema=schema)
+        self._pool = Pool(parsed, self._what, timeout)
         self._clock = clock
         self._sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """The store for ``postgresql://...?prefix=&schema=&pool_size=``, not started."""
+        """The store for ``postgresql://...?prefix=&schema=&pool_size=``, not started.
+
+        Raises:
+            ConfigurationError: the URL is malformed (see ``PostgresURL.parse``).
+        """
         return cls(url)
 
     def _swept_tables(self, names: Names) -> tuple[str, ...]:

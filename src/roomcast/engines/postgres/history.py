@@ -7,24 +7,15 @@ and the stream's position row lock orders it against every other process.
 
 from __future__ import annotations
 
-from typing import Final
-
 from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
-from roomcast.engines.memory import history_window, new_epoch
 from roomcast.engines.postgres.codec import decode_publication, encode_publication
-from roomcast.engines.postgres.connection import (
-    AnyConnection,
-    PostgresConfig,
-    SweptStore,
-    now_argument,
-)
+from roomcast.engines.postgres.connection import AnyConnection, SweptStore, now_argument
 from roomcast.engines.postgres.schema import Names
+from roomcast.engines.postgres.url import PostgresURL
+from roomcast.engines.streams import READ_META_TTL, fetch_bounds, history_window, new_epoch
 from roomcast.publication import Publication, StreamPosition
 
 __all__ = ["PostgresHistoryStore"]
-
-_READ_META_TTL: Final = HistoryOptions(size=0, ttl=0.0).meta_ttl
-"""How long the position a read creates lives, as in the memory store."""
 
 
 class PostgresHistoryStore(SweptStore, HistoryStore):
@@ -45,9 +36,9 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
     _what = "PostgreSQL history store"
 
     @property
-    def config(self) -> PostgresConfig:
+    def url(self) -> PostgresURL:
         """The database, schema and prefix this store keeps its streams under."""
-        return self._pool.config
+        return self._pool.url
 
     def _swept_tables(self, names: Names) -> tuple[str, ...]:
         return (names.history, names.meta)
@@ -93,13 +84,7 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
             timeout=self._pool.timeout if within is None else within,
         )
         assert row is not None
-        return Publication(
-            data=publication.data,
-            offset=row[1],
-            epoch=row[0],
-            info=publication.info,
-            tags=dict(publication.tags),
-        )
+        return publication.placed(row[1], row[0])
 
     async def read(
         self,
@@ -113,15 +98,7 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
         since_offset = None if since is None else since.offset
         # The range the function returns rows from (among those still kept); the window
         # below decides what the read means.
-        low: int | None = None
-        high: int | None = None
-        if since_offset is not None:
-            if reverse:
-                high = since_offset - 1
-                if high < 1:
-                    limit = 0  # nothing precedes offset 1
-            else:
-                low = max(since_offset, 0) + 1
+        low, high, limit = fetch_bounds(since_offset, reverse, limit)
         row = await self._pool.fetchrow(
             "read",
             f"SELECT o_epoch, o_top, o_first, o_offsets, o_payloads "
@@ -129,12 +106,12 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
             channel,
             now_argument(self._clock),
             new_epoch(),
-            _READ_META_TTL,
+            READ_META_TTL,
             None if since is None else since.epoch,
             low,
             high,
             reverse,
-            max(limit, -1),
+            limit,
         )
         epoch, top, first_kept = row[0], row[1], row[2]
         position = StreamPosition(top, epoch)

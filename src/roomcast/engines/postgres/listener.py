@@ -19,8 +19,9 @@ from typing import Any, Final
 import asyncpg
 
 from roomcast.engines.postgres.codec import notification_key
-from roomcast.engines.postgres.connection import BROKEN_LINK, Pool, PostgresConfig, translate
+from roomcast.engines.postgres.connection import BROKEN_LINK, Pool, translate_errors
 from roomcast.engines.postgres.schema import Names
+from roomcast.engines.postgres.url import PostgresURL
 from roomcast.errors import EngineError
 
 __all__ = ["Listener"]
@@ -50,7 +51,7 @@ class Listener:
 
     def __init__(
         self,
-        config: PostgresConfig,
+        url: PostgresURL,
         *,
         timeout: float,
         backoff: float,
@@ -61,7 +62,7 @@ class Listener:
         deliver: Callable[[str], None],
         report_gap: Callable[[], None],
     ) -> None:
-        self._config = config
+        self._url = url
         self._timeout = timeout
         self._backoff = backoff
         self._max_backoff = max_backoff
@@ -117,11 +118,11 @@ class Listener:
         """A new connection LISTENing on the installation's channel, and the event set when
         it closes."""
         lost = asyncio.Event()
-        where = self._config.listen_where
-        with translate(_WHAT, where, "listen"):
-            conn = await asyncpg.connect(self._config.listen_dsn, timeout=self._timeout)
+        where = self._url.listen_where
+        with translate_errors(_WHAT, "listen", where):
+            conn = await asyncpg.connect(self._url.listen_dsn, timeout=self._timeout)
         try:
-            with translate(_WHAT, where, "listen"):
+            with translate_errors(_WHAT, "listen", where):
                 await asyncio.wait_for(
                     conn.add_listener(names.notify_channel, self._on_notify), self._timeout
                 )
@@ -140,7 +141,7 @@ class Listener:
                 "%s lost its LISTEN connection to %s (%s); events published meanwhile are lost "
                 "for this node; reconnecting",
                 _WHAT,
-                self._config.listen_where,
+                self._url.listen_where,
                 reason,
             )
             conn.terminate()
@@ -149,7 +150,7 @@ class Listener:
             logger.warning(
                 "%s reconnected to %s after %d attempt(s) and listens again",
                 _WHAT,
-                self._config.listen_where,
+                self._url.listen_where,
                 attempts,
             )
             self._report_gap()

@@ -5,10 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from roomcast.engines.base import PresenceStats, PresenceStore
-from roomcast.engines.postgres.connection import (
-    SweptStore,
-    now_argument,
-)
+from roomcast.engines.postgres.connection import SweptStore, now_argument
 from roomcast.engines.postgres.schema import Names
 from roomcast.publication import ClientInfo
 

@@ -11,8 +11,8 @@ channel's keys share a cluster slot and one script can touch them all::
 
 The broker uses no keys: it publishes on the pub/sub channel ``<prefix>broker:<channel>``.
 When the broker and the history store share their Redis, the history script also publishes the
-publication it added, as ``P<offset>:<epoch>:<stored publication>``, so streams reach every
-node in offset order however many nodes publish into them.
+publication it added (see :mod:`.codec`), so streams reach every node in offset order however
+many nodes publish into them.
 
 An engine URL may list several instances (``redis://host:port,host:port/db``): each channel
 lives on one of them, chosen by consistent hashing of its name, for its keys and its pub/sub.
@@ -21,19 +21,17 @@ Every write and every read that must see a consistent stream is one Lua script, 
 it atomically. Expiry is decided by comparing stored deadlines with "now", which is the Redis
 server's ``TIME`` (one clock for every process) unless a ``clock`` is injected, as the contract
 tests do; key TTLs (``PEXPIRE``) only reclaim memory once everything in a key is dead.
+
+:mod:`.url` (the URL), :mod:`.connection` (clients, sharding, error translation, what the stores
+share), :mod:`.codec` (what is published), :mod:`.scripts` (the Lua), :mod:`.pubsub_link` (one
+pub/sub connection), :mod:`.broker`, :mod:`.history` and :mod:`.presence`.
 """
 
 from __future__ import annotations
 
 from roomcast.engines.redis.broker import RedisBroker
-from roomcast.engines.redis.connection import DEFAULT_PREFIX, RedisTarget, parse_redis_url
-from roomcast.engines.redis.stores import RedisHistoryStore, RedisPresenceStore
+from roomcast.engines.redis.history import RedisHistoryStore
+from roomcast.engines.redis.presence import RedisPresenceStore
+from roomcast.engines.redis.url import RedisURL
 
-__all__ = [
-    "DEFAULT_PREFIX",
-    "RedisBroker",
-    "RedisHistoryStore",
-    "RedisPresenceStore",
-    "RedisTarget",
-    "parse_redis_url",
-]
+__all__ = ["RedisBroker", "RedisHistoryStore", "RedisPresenceStore", "RedisURL"]

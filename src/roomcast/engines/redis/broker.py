@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import msgspec
 import redis.asyncio as aioredis
@@ -13,7 +13,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from roomcast.engines import codec as event_codec
 from roomcast.engines.base import (
     Broker,
     EngineState,
@@ -22,17 +21,11 @@ from roomcast.engines.base import (
     HistoryOptions,
     HistoryStore,
 )
-from roomcast.engines.codec import decode_stored
-from roomcast.engines.redis.connection import (
-    DEFAULT_PREFIX,
-    client_for,
-    parse_redis_url,
-    pool_for,
-    shard_of,
-    translate_errors,
-)
+from roomcast.engines.redis.codec import decode_event, encode_event
+from roomcast.engines.redis.connection import client_for, pool_for, shard_of, translate_errors
+from roomcast.engines.redis.history import RedisHistoryStore
 from roomcast.engines.redis.pubsub_link import LinkState, PubSubLink
-from roomcast.engines.redis.stores import RedisHistoryStore
+from roomcast.engines.redis.url import DEFAULT_PREFIX, RedisURL, where_of
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, Publication
 
@@ -42,19 +35,6 @@ logger = logging.getLogger("roomcast.engines.redis")
 
 _CONNECTION_SALT: Final = 0x5BD1E995
 """Makes the choice of a connection within an instance independent of the instance's."""
-
-
-def decode_event(payload: bytes) -> ChannelEvent:
-    """The event of a payload the broker published (``event_codec``) or the history script
-    did (``P<offset>:<epoch>:<stored publication>``).
-
-    Raises:
-        msgspec.DecodeError, ValueError: the payload is neither.
-    """
-    if payload[:1] == b"P":
-        offset, epoch, stored = payload[1:].split(b":", 2)
-        return decode_stored(stored, int(offset), epoch.decode())
-    return event_codec.decode_event(payload)
 
 
 class RedisBroker(Broker):
@@ -89,6 +69,7 @@ class RedisBroker(Broker):
         self._urls = (url,) if isinstance(url, str) else tuple(url)
         if not self._urls or pubsub_shards < 1:
             raise ValueError("a Redis broker needs at least one URL and one pub/sub shard")
+        self._wheres = tuple(where_of(url) for url in self._urls)
         self._key_prefix = f"{prefix}broker:".encode()
         self._pubsub_shards = pubsub_shards
         self._timeout = timeout
@@ -107,11 +88,15 @@ class RedisBroker(Broker):
         """``pubsub_shards`` links per instance, instance after instance."""
 
     @classmethod
-    def from_url(cls, url: str) -> RedisBroker:
+    def from_url(cls, url: str) -> Self:
         """The broker for ``redis://host:port[,host:port...]/db?prefix=...&pubsub_shards=N``,
-        not started."""
-        target = parse_redis_url(url)
-        return cls(target.urls, prefix=target.prefix, pubsub_shards=target.pubsub_shards)
+        not started.
+
+        Raises:
+            ConfigurationError: the URL is malformed (see ``RedisURL.parse``).
+        """
+        parsed = RedisURL.parse(url)
+        return cls(parsed.urls, prefix=parsed.prefix, pubsub_shards=parsed.pubsub_shards)
 
     async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
         if self._state is EngineState.RUNNING:
@@ -126,10 +111,10 @@ class RedisBroker(Broker):
         }
         self._handler, self._on_gap = handler, on_gap
         try:
-            for url in self._urls:
+            for url, where in zip(self._urls, self._wheres, strict=True):
                 client = client_for(url, **options)
                 self._clients.append(client)
-                with translate_errors("Redis broker", "connect", url):
+                with translate_errors("Redis broker", "connect", where):
                     await client.ping()
                 pool = pool_for(url, **options)
                 self._pools.append(pool)
@@ -160,9 +145,9 @@ class RedisBroker(Broker):
         )
 
     async def publish(self, channel: str, event: ChannelEvent) -> None:
-        client, url = self._client_of(channel)
-        payload = event_codec.encode_event(event)
-        with translate_errors("Redis broker", "publish", url):
+        client, where = self._client_of(channel)
+        payload = encode_event(event)
+        with translate_errors("Redis broker", "publish", where):
             await client.publish(self._key(channel), payload)
 
     def adds_atomically(self, store: HistoryStore) -> bool:
@@ -220,7 +205,7 @@ class RedisBroker(Broker):
         if self._state is not EngineState.RUNNING:
             raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
         instance = self._instance_of(channel)
-        return self._clients[instance], self._urls[instance]
+        return self._clients[instance], self._wheres[instance]
 
     def _link_of(self, channel: str) -> PubSubLink:
         if self._state is not EngineState.RUNNING:

@@ -13,7 +13,8 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from roomcast.engines.redis.connection import translate_errors, where
+from roomcast.engines.redis.connection import translate_errors
+from roomcast.engines.redis.url import where_of
 from roomcast.errors import EngineUnavailable
 
 __all__ = ["LinkState", "PubSubLink"]
@@ -56,8 +57,7 @@ class PubSubLink:
         ping_interval: float,
     ) -> None:
         self._conn = conn
-        self._url = url
-        self._where = where(url)
+        self._where = where_of(url)
         self._on_message = on_message
         self._on_restored = on_restored
         self._timeout = timeout
@@ -77,7 +77,7 @@ class PubSubLink:
         Raises:
             EngineUnavailable: Redis cannot be reached.
         """
-        with translate_errors("Redis broker", "connect", self._url):
+        with translate_errors("Redis broker", "connect", self._where):
             await self._conn.connect()  # type: ignore[no-untyped-call]
         self.state = LinkState.UP
         self._reader = asyncio.create_task(self._read(), name="roomcast-redis-pubsub")
@@ -132,7 +132,7 @@ class PubSubLink:
         waiters = self._pending.setdefault((kind, key), deque())
         waiters.append(future)
         try:
-            with translate_errors("Redis broker", kind.decode(), self._url):
+            with translate_errors("Redis broker", kind.decode(), self._where):
                 await self._conn.send_command(kind.decode().upper(), key)
             await asyncio.wait_for(asyncio.shield(future), self._timeout)
         except TimeoutError as exc:

@@ -1,4 +1,4 @@
-"""The SQLite history store's writer thread: it owns the connection and runs the queued
+"""The SQLite history store's committer thread: it owns the connection and runs the queued
 operations in order, batching writes into one transaction per ``flush_interval``.
 
 See :mod:`roomcast.engines.sqlite.store` for the two halves and the continuity rules.
@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from roomcast.engines.memory import history_window
 from roomcast.engines.sqlite.operations import (
     Call,
     Cleanup,
@@ -39,10 +38,11 @@ from roomcast.engines.sqlite.schema import (
     UPSERT_STREAM,
     MetaRow,
 )
+from roomcast.engines.streams import history_window
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ClientInfo, Publication
 
-__all__ = ["Writer"]
+__all__ = ["Committer"]
 
 _T = TypeVar("_T")
 
@@ -68,8 +68,12 @@ def _publication(row: tuple[Any, ...], epoch: str) -> Publication:
     )
 
 
-class Writer:
-    """The thread that owns the SQLite connection; everything below runs on it."""
+class Committer:
+    """The thread that owns the SQLite connection and commits what the store queues for it.
+
+    ``start``, ``put``, ``backlog`` and ``abort`` are called from the event loop; everything
+    else runs on the thread, which answers each operation's future on ``loop``.
+    """
 
     def __init__(
         self,

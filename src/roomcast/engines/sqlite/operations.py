@@ -1,6 +1,6 @@
-"""The operations the SQLite history store queues for its writer thread, run in queue order.
+"""The operations the SQLite history store queues for its committer thread, run in queue order.
 
-Each carries the future (or, for a ``Write``, the optional waiter) that the writer settles on
+Each carries the future (or, for a ``Write``, the optional waiter) that the committer settles on
 the event loop once the operation is done.
 """
 

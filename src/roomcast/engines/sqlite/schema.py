@@ -1,4 +1,4 @@
-"""The SQLite history store's schema and the SQL statements its writer thread runs."""
+"""The SQLite history store's schema and the SQL statements its committer thread runs."""
 
 from __future__ import annotations
 

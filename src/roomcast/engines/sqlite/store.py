@@ -2,17 +2,18 @@
 
 Two halves, one per thread::
 
-    event loop                                  writer thread (owns the connection)
-    SqliteHistoryStore                          Writer
+    event loop                                  committer thread (owns the connection)
+    SqliteHistoryStore                          Committer
       positions cache: channel -> _Meta   ops    one open transaction (the batch),
       assigns offsets and epochs    ──────────▶  committed every flush_interval;
       add() enqueues and returns    SimpleQueue  reads run inside it, after the
       read() awaits its answer      ◀──────────  writes queued before them
                                   call_soon_threadsafe
 
-Offsets and epochs are decided on the event loop, so ``add`` never waits for the disk (unless
-``synchronous``). Every operation on the database goes through one FIFO queue to one thread,
-so a read sees every publication whose ``add`` returned before it, committed or not.
+Offsets and epochs are decided on the event loop, by the rules of
+:mod:`roomcast.engines.streams`, so ``add`` never waits for the disk (unless ``synchronous``).
+Every operation on the database goes through one FIFO queue to one thread, so a read sees every
+publication whose ``add`` returned before it, committed or not.
 
 Continuity: the stream positions are committed in the same transaction as their publications,
 and a ``clean_shutdown`` marker is set by ``close`` and cleared by ``start``. After an unclean
@@ -21,8 +22,9 @@ gets a new epoch on first use, keeping its committed publications and top offset
 fails to commit (disk full, I/O error) is rolled back and every channel it touched starts a new
 epoch from offset 1.
 
-The parts live beside this module: the writer thread in ``sqlite_writer``, the operations it is
-queued in ``sqlite_ops``, the schema and SQL statements in ``sqlite_schema``.
+The parts live beside this module: the committer thread in :mod:`.committer`, the operations
+it is queued in :mod:`.operations`, the schema and SQL statements in :mod:`.schema`, the URL in
+:mod:`.url`.
 """
 
 from __future__ import annotations
@@ -35,16 +37,23 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
-from roomcast.engines.memory import new_epoch
-from roomcast.engines.sqlite.committer import Writer
+from roomcast.engines.sqlite.committer import Committer
 from roomcast.engines.sqlite.operations import Call, Cleanup, Flush, Load, Read, Stop, Write
 from roomcast.engines.sqlite.schema import MetaRow
+from roomcast.engines.sqlite.url import SqliteURL
+from roomcast.engines.streams import (
+    READ_META_TTL,
+    keeps_publications,
+    new_epoch,
+    publication_expiry,
+    size_floor,
+)
 from roomcast.errors import EngineUnavailable, StateError
 from roomcast.publication import Publication, StreamPosition
 
@@ -54,11 +63,8 @@ logger = logging.getLogger("roomcast.engines.sqlite")
 
 _T = TypeVar("_T")
 
-_READ_META_TTL = HistoryOptions(size=0, ttl=0.0).meta_ttl
-"""Lifetime of a position created by a read of a channel without one (the default meta TTL)."""
-
 _MAX_BACKLOG = 5_000
-"""Operations queued for the writer beyond which ``add`` waits for it to catch up: the queue,
+"""Operations queued for the committer beyond which ``add`` waits for it to catch up: the queue,
 and the delay before a read is answered, stay bounded when publishers outrun the disk."""
 
 
@@ -85,18 +91,18 @@ def _tombstone() -> _Meta:
 class SqliteHistoryStore(HistoryStore):
     """History in one SQLite file (WAL mode), written by one dedicated thread.
 
-    ``add`` assigns the offset on the event loop and queues the write; the writer commits
+    ``add`` assigns the offset on the event loop and queues the write; the committer commits
     what is queued once per ``flush_interval`` seconds, in one transaction. With
     ``synchronous``, ``add`` returns only once its batch is committed (and synced to disk);
-    the writer then commits as soon as it has nothing more queued. Reads are answered by the
-    writer after the writes queued before them, so a publication is readable as soon as its
+    the committer then commits as soon as it has nothing more queued. Reads are answered by the
+    committer after the writes queued before them, so a publication is readable as soon as its
     ``add`` returned. Expired publications and positions are trimmed when a batch commits and
     every ``cleanup_interval`` seconds.
 
     One process per file: the file is locked while the store is open, and a second store on
     it fails to start. A restart after ``close`` continues every stream's epoch and offsets;
     after a crash (see :meth:`abort`) every stream continues in a new epoch. ``timeout`` bounds
-    every wait: for the file lock and for the writer's answers. ``clock`` returns seconds, like
+    every wait: for the file lock and for the committer's answers. ``clock`` returns seconds, like
     ``time.time``, and dates expiries.
 
     Raises ``EngineUnavailable`` (never a ``sqlite3`` exception) when the file cannot be
@@ -122,13 +128,25 @@ class SqliteHistoryStore(HistoryStore):
         self._timeout = timeout
         self._cleanup_interval = cleanup_interval
         self._state = EngineState.NEW
-        self._writer: Writer | None = None
+        self._committer: Committer | None = None
         self._streams: dict[str, _Meta] = {}
         self._loading: dict[str, asyncio.Task[_Meta]] = {}
         self._failure: EngineUnavailable | None = None
         self._cleaner: asyncio.Task[None] | None = None
         self._clean_start = False
         self._catching_up: asyncio.Future[None] | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """The store for ``sqlite:///path?synchronous=...&flush_interval=...``, not started.
+
+        Raises:
+            ConfigurationError: the URL is malformed (see ``SqliteURL.parse``).
+        """
+        parsed = SqliteURL.parse(url)
+        return cls(
+            parsed.path, synchronous=parsed.synchronous, flush_interval=parsed.flush_interval
+        )
 
     @property
     def path(self) -> Path:
@@ -143,10 +161,10 @@ class SqliteHistoryStore(HistoryStore):
     @property
     def commits(self) -> int:
         """Batches committed since ``start``."""
-        return 0 if self._writer is None else self._writer.commits
+        return 0 if self._committer is None else self._committer.commits
 
     async def start(self) -> None:
-        """Open (or create) the file and its parent directory; start the writer thread.
+        """Open (or create) the file and its parent directory; start the committer thread.
 
         Raises:
             StateError: the store was started before.
@@ -158,7 +176,7 @@ class SqliteHistoryStore(HistoryStore):
                 "start the SQLite history store", expected="new", actual=self._state.value
             )
         loop = asyncio.get_running_loop()
-        self._writer = Writer(
+        self._committer = Committer(
             self._path,
             loop,
             self._on_failure,
@@ -167,7 +185,7 @@ class SqliteHistoryStore(HistoryStore):
             timeout=self._timeout,
         )
         ready: asyncio.Future[bool] = loop.create_future()
-        self._writer.start(ready)
+        self._committer.start(ready)
         try:
             self._clean_start = await self._wait(ready, self._timeout * 2)
         except EngineUnavailable:
@@ -189,9 +207,9 @@ class SqliteHistoryStore(HistoryStore):
         if self._state is not EngineState.RUNNING:
             self._state = EngineState.CLOSED
             return
-        writer = self._stop_running()
+        committer = self._stop_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(Stop(clean=True, future=done))
+        committer.put(Stop(clean=True, future=done))
         await self._wait(done)
 
     async def abort(self) -> None:
@@ -200,37 +218,37 @@ class SqliteHistoryStore(HistoryStore):
         if self._state is not EngineState.RUNNING:
             self._state = EngineState.CLOSED
             return
-        writer = self._stop_running()
+        committer = self._stop_running()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.abort(done)
+        committer.abort(done)
         await self._wait(done)
 
     async def flush(self) -> None:
         """Commit what is queued now, and return once it is committed."""
-        writer = self._running()
+        committer = self._running()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(Flush(future))
+        committer.put(Flush(future))
         await self._wait(future)
 
     async def cleanup(self) -> None:
         """Drop expired publications and positions now (it also runs periodically)."""
-        writer = self._running()
+        committer = self._running()
         now = self._clock()
         for channel in [c for c, m in self._streams.items() if m.meta_expires_at <= now]:
             del self._streams[channel]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.put(Cleanup(now, future))
+        committer.put(Cleanup(now, future))
         await self._wait(future)
 
     async def add(
         self, channel: str, publication: Publication, options: HistoryOptions
     ) -> Publication:
-        writer = self._running()
+        committer = self._running()
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
-        if writer.backlog() >= _MAX_BACKLOG:
-            await self._catch_up(writer)
+        if committer.backlog() >= _MAX_BACKLOG:
+            await self._catch_up(committer)
         meta = self._streams.get(channel) or await self._load(channel)
         now = self._clock()
         reset = meta.meta_expires_at <= now
@@ -238,10 +256,10 @@ class SqliteHistoryStore(HistoryStore):
             meta = self._streams[channel] = _Meta(new_epoch(), 0, 0.0, 0.0)
         meta.top += 1
         meta.meta_expires_at = now + options.meta_ttl
-        added = replace(publication, offset=meta.top, epoch=meta.epoch, tags=dict(publication.tags))
+        added = publication.placed(meta.top, meta.epoch)
         row: tuple[Any, ...] | None = None
-        if options.size > 0 and options.ttl > 0:
-            meta.pub_expires_at = max(now + options.ttl, meta.pub_expires_at)
+        if keeps_publications(options):
+            meta.pub_expires_at = publication_expiry(now, options.ttl, meta.pub_expires_at)
             info = added.info
             row = (
                 channel,
@@ -254,12 +272,12 @@ class SqliteHistoryStore(HistoryStore):
                 None if info is None else info.chan_info,
                 json.dumps(added.tags, separators=(",", ":")) if added.tags else None,
             )
-            trim_upto = added.offset - options.size
+            trim_upto = size_floor(added.offset, options.size) - 1
         else:
             meta.pub_expires_at = 0.0
             trim_upto = added.offset
         waiter = asyncio.get_running_loop().create_future() if self._synchronous else None
-        writer.put(Write(channel, meta.row(), now, reset, row, trim_upto, waiter))
+        committer.put(Write(channel, meta.row(), now, reset, row, trim_upto, waiter))
         if waiter is not None:
             await self._wait(waiter)
         return added
@@ -272,14 +290,14 @@ class SqliteHistoryStore(HistoryStore):
         limit: int = -1,
         reverse: bool = False,
     ) -> HistoryPage:
-        writer = self._running()
+        committer = self._running()
         meta = self._streams.get(channel) or await self._load(channel)
         now = self._clock()
         if meta.meta_expires_at <= now:
             # Give the stream its position now, so that this reader and the next publication
             # share an epoch.
-            meta = self._streams[channel] = _Meta(new_epoch(), 0, now + _READ_META_TTL, 0.0)
-            writer.put(Write(channel, meta.row(), now, True, None, 0, None))
+            meta = self._streams[channel] = _Meta(new_epoch(), 0, now + READ_META_TTL, 0.0)
+            committer.put(Write(channel, meta.row(), now, True, None, 0, None))
         position = StreamPosition(meta.top, meta.epoch)
         if since is not None and since.epoch != meta.epoch:
             return HistoryPage([], position, complete=False)
@@ -288,40 +306,42 @@ class SqliteHistoryStore(HistoryStore):
         future: asyncio.Future[tuple[list[Publication], bool]]
         future = asyncio.get_running_loop().create_future()
         offset = None if since is None else since.offset
-        writer.put(Read(channel, meta.epoch, meta.top, offset, limit, reverse, now, future))
+        committer.put(Read(channel, meta.epoch, meta.top, offset, limit, reverse, now, future))
         publications, complete = await self._wait(future)
         return HistoryPage(publications, position, complete)
 
     async def remove(self, channel: str) -> None:
-        writer = self._running()
+        committer = self._running()
         self._streams[channel] = _tombstone()
         now = self._clock()
         # Deletes the publications and the stored position, in queue order.
-        writer.put(Write(channel, _tombstone().row(), now, True, None, 0, None))
+        committer.put(Write(channel, _tombstone().row(), now, True, None, 0, None))
 
-    async def _execute_in_writer(self, function: Callable[[sqlite3.Connection], object]) -> object:
-        """Run ``function`` on the writer's connection, in queue order (a hook for tests)."""
-        writer = self._running()
+    async def _execute_in_committer(
+        self, function: Callable[[sqlite3.Connection], object]
+    ) -> object:
+        """Run ``function`` on the committer's connection, in queue order (a hook for tests)."""
+        committer = self._running()
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        writer.put(Call(function, future))
+        committer.put(Call(function, future))
         return await self._wait(future)
 
     # -- internals
 
-    def _running(self) -> Writer:
-        if self._state is not EngineState.RUNNING or self._writer is None:
+    def _running(self) -> Committer:
+        if self._state is not EngineState.RUNNING or self._committer is None:
             raise EngineUnavailable(
                 f"SQLite history store {self._path} is {self._state.value}, not running"
             )
-        return self._writer
+        return self._committer
 
-    def _stop_running(self) -> Writer:
-        writer = self._running()
+    def _stop_running(self) -> Committer:
+        committer = self._running()
         self._state = EngineState.CLOSED
         if self._cleaner is not None:
             self._cleaner.cancel()
             self._cleaner = None
-        return writer
+        return committer
 
     async def _wait(self, future: asyncio.Future[_T], within: float | None = None) -> _T:
         seconds = self._timeout if within is None else within
@@ -330,16 +350,16 @@ class SqliteHistoryStore(HistoryStore):
                 return await future
         except TimeoutError:
             raise EngineUnavailable(
-                f"SQLite history store {self._path}: no answer from the writer thread within "
+                f"SQLite history store {self._path}: no answer from the committer thread within "
                 f"{seconds} s"
             ) from None
 
-    async def _catch_up(self, writer: Writer) -> None:
-        """Wait until the writer has committed what is queued; one flush serves every waiter."""
+    async def _catch_up(self, committer: Committer) -> None:
+        """Wait until the committer has committed what is queued; one flush serves every waiter."""
         barrier = self._catching_up
         if barrier is None or barrier.done():
             barrier = self._catching_up = asyncio.get_running_loop().create_future()
-            writer.put(Flush(barrier))
+            committer.put(Flush(barrier))
         await self._wait(asyncio.shield(barrier))
 
     async def _load(self, channel: str) -> _Meta:
@@ -361,20 +381,20 @@ class SqliteHistoryStore(HistoryStore):
             task.exception()  # retrieved here, raised to the awaiters
 
     async def _fetch(self, channel: str) -> _Meta:
-        writer = self._running()
+        committer = self._running()
         future: asyncio.Future[MetaRow | None] = asyncio.get_running_loop().create_future()
-        writer.put(Load(channel, future))
+        committer.put(Load(channel, future))
         row = await self._wait(future)
         if row is None:
             return _tombstone()
         meta = _Meta(*row)
         if meta.epoch == "":  # the last run did not end cleanly
             meta.epoch = new_epoch()
-            writer.put(Write(channel, meta.row(), self._clock(), False, None, 0, None))
+            committer.put(Write(channel, meta.row(), self._clock(), False, None, 0, None))
         return meta
 
     def _on_failure(self, channels: set[str], error: EngineUnavailable) -> None:
-        """A batch was lost (called on the loop by the writer): its channels restart."""
+        """A batch was lost (called on the loop by the committer): its channels restart."""
         logger.error("%s; %d channel(s) continue in a new epoch", error, len(channels))
         for channel in channels:
             self._streams[channel] = _tombstone()

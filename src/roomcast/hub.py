@@ -25,20 +25,25 @@ from roomcast.engines.base import (
 )
 from roomcast.idempotency import IdempotencyWindow
 from roomcast.node import Node
-from roomcast.protocol import Disconnect
+from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
-from roomcast.session.connection import Session, SessionServices
-from roomcast.session.hooks import (
+from roomcast.session import (
+    ChannelRules,
     Credentials,
     Hooks,
     MessageHandler,
     PublishHook,
+    Registry,
     RPCHandler,
+    Session,
+    SessionServices,
     SubscribeHook,
+    TokenVerifier,
+    history_options,
+    history_store,
+    keeps_history,
+    presence_store,
 )
-from roomcast.session.namespaces import ChannelRules, history_options, keeps_history
-from roomcast.session.registry import Registry
-from roomcast.session.tokens import TokenVerifier
 from roomcast.settings import Settings
 from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
 from roomcast.version import __version__
@@ -47,6 +52,8 @@ from roomcast.wire import WireFormat, encode_event_push, encode_pub_push
 __all__ = ["CLIENT_PATH", "Hub"]
 
 logger = logging.getLogger("roomcast.hub")
+
+_FORCE_DISCONNECT = Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)
 
 
 async def _no_app_credentials() -> Credentials | None:
@@ -97,7 +104,7 @@ class Hub:
         )
         self.hooks = Hooks()
         self._idempotency: IdempotencyWindow[Publication] = IdempotencyWindow()
-        self.registry = Registry()
+        self.registry: Registry[Session] = Registry()
         client = self.settings.client
         tokens = TokenVerifier(client.token)
         subscription_tokens = TokenVerifier(client.subscription_token)
@@ -224,15 +231,15 @@ class Hub:
         Raises:
             EngineUnavailable: the history store cannot be reached.
         """
-        store = self.node.history
-        if store is None or self._history_of(channel) is None:
+        store = self._history_store(channel)
+        if store is None:
             return None
         return await store.read(channel, since=since, limit=limit, reverse=reverse)
 
     async def history_remove(self, channel: str) -> bool:
         """Forget the channel's history; False when its namespace keeps none."""
-        store = self.node.history
-        if store is None or self._history_of(channel) is None:
+        store = self._history_store(channel)
+        if store is None:
             return False
         await store.remove(channel)
         return True
@@ -240,19 +247,21 @@ class Hub:
     async def presence(self, channel: str) -> dict[str, ClientInfo] | None:
         """Who is subscribed to the channel on every node, by client ID; None when its
         namespace has no presence."""
-        if not self._has_presence(channel):
-            return None
-        return await self.presence_store.get(channel)
+        store = self._presence_store(channel)
+        return None if store is None else await store.get(channel)
 
     async def presence_stats(self, channel: str) -> PresenceStats | None:
         """How many clients and users are subscribed; None when the namespace has no presence."""
-        if not self._has_presence(channel):
-            return None
-        return await self.presence_store.stats(channel)
+        store = self._presence_store(channel)
+        return None if store is None else await store.stats(channel)
 
-    def _has_presence(self, channel: str) -> bool:
+    def _history_store(self, channel: str) -> HistoryStore | None:
         resolved = self.services.channels.resolve(channel)
-        return resolved is not None and resolved.options.presence
+        return None if resolved is None else history_store(self.node.history, resolved)
+
+    def _presence_store(self, channel: str) -> PresenceStore | None:
+        resolved = self.services.channels.resolve(channel)
+        return None if resolved is None else presence_store(self.presence_store, resolved)
 
     def _history_of(self, channel: str) -> HistoryOptions | None:
         resolved = self.services.channels.resolve(channel)
@@ -273,21 +282,18 @@ class Hub:
     def disconnect_user(
         self,
         user: str,
+        disconnect: Disconnect = _FORCE_DISCONNECT,
         *,
-        code: int = 3503,
-        reason: str = "force disconnect",
         client: str = "",
         whitelist: frozenset[str] = frozenset(),
     ) -> int:
         """Close ``user``'s connections (or only ``client``), except the client IDs in
-        ``whitelist``, with ``code``; returns how many were closed.
+        ``whitelist``, with ``disconnect``'s code and reason; returns how many were closed.
 
-        The default code forbids reconnecting (3503); 3000-3499 lets the client reconnect.
-
-        Raises:
-            ValueError: ``code`` is outside 3000-4999 or ``reason`` is over 123 bytes.
+        The default, ``Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)`` (3503 "force
+        disconnect"), forbids reconnecting; a code the client reconnects after
+        (``disconnect.reconnect``, e.g. ``DisconnectCode.FORCE_RECONNECT``) lets it come back.
         """
-        disconnect = Disconnect(code, reason)
         sessions = [s for s in self._sessions(user, client) if s.client not in whitelist]
         for session in sessions:
             session.disconnect(disconnect)

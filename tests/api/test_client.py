@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.api import protocol_client
+from tests.support.protocol_client import protocol_client
 from tests.support.server import RunningServer, start_server
 
 KEY = "k"

@@ -3,6 +3,7 @@ what it does not deliver twice after a recovery."""
 
 from __future__ import annotations
 
+from roomcast.protocol import DisconnectCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
 from roomcast.session.subscription import (
     ChannelSubscription,
@@ -17,7 +18,9 @@ async def _never_sent(frame: Frame) -> None:
 
 
 def _subscription(gaps: list[ChannelSubscription]) -> tuple[ChannelSubscription, Writer]:
-    writer = Writer(_never_sent, max_queue_bytes=1 << 20, overflow=Close(3008, "slow"))
+    writer = Writer(
+        _never_sent, max_queue_bytes=1 << 20, overflow=Close(DisconnectCode.SLOW, "slow")
+    )
     subscription = ChannelSubscription(
         writer,
         "room",

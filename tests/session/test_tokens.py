@@ -1,4 +1,5 @@
-"""TokenVerifier: connection and subscription JWTs signed with HMAC, RSA and ECDSA keys."""
+"""TokenVerifier: connection and subscription JWTs signed with HMAC, RSA and ECDSA keys; and
+token_verdict: what a client gets for a token on each of the four commands that carry one."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from roomcast.errors import ConfigurationError
+from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode
 from roomcast.session.tokens import (
+    CONNECT_TOKEN,
+    REFRESH_TOKEN,
+    SUB_REFRESH_TOKEN,
+    SUBSCRIBE_TOKEN,
     ConnectToken,
     SubscriptionToken,
     TokenRejected,
     TokenVerifier,
+    announced_ttl,
+    expiry_error,
     seconds_left,
+    token_verdict,
 )
 from roomcast.settings import TokenSettings
 
@@ -179,7 +188,7 @@ def test_expire_at_zero_means_never_even_with_exp() -> None:
 
 
 def test_a_past_expire_at_is_not_rejected_by_the_verifier() -> None:
-    # The session, not the verifier, refuses a connection whose expire_at has passed.
+    # The verdict (token_verdict), not the verifier, refuses a token whose expire_at has passed.
     past = int(time.time()) - 60
     verified = hmac_verifier().verify_connect(hs({"sub": "alice", "expire_at": past}))
     assert isinstance(verified, ConnectToken)
@@ -265,3 +274,104 @@ def test_subscription_token_claims() -> None:
 @pytest.mark.parametrize("claims", [{"sub": "a"}, {"sub": "a", "channel": ""}, {"channel": 7}])
 def test_a_subscription_token_needs_a_channel(claims: dict[str, Any]) -> None:
     assert hmac_verifier().verify_subscription(hs(claims)) is TokenRejected.INVALID
+
+
+# --- the verdict --------------------------------------------------------------------------------
+
+USER, CHANNEL, CLIENT = "alice", "$room", "client-1"
+PAST = int(time.time()) - 60
+LATER = int(time.time()) + 24 * 3600  # still ahead however late in the run a row is checked
+
+TOKEN_EXPIRED = Error.of(ErrorCode.TOKEN_EXPIRED)
+EXPIRED = Error.of(ErrorCode.EXPIRED)
+PERMISSION_DENIED = Error.of(ErrorCode.PERMISSION_DENIED)
+INVALID_TOKEN = Disconnect.of(DisconnectCode.INVALID_TOKEN)
+ACCEPTED = "accepted"
+
+USES = {
+    "connect": CONNECT_TOKEN,
+    "refresh": REFRESH_TOKEN,
+    "subscribe": SUBSCRIBE_TOKEN,
+    "sub_refresh": SUB_REFRESH_TOKEN,
+}
+
+
+def _sub(**claims: Any) -> SubscriptionToken:
+    return SubscriptionToken(**{"user": USER, "channel": CHANNEL, **claims})
+
+
+# (what the verifier said, {use: what the client gets}): the whole table, row by row.
+CONNECTION_ROWS: list[tuple[str, ConnectToken | TokenRejected, dict[str, object]]] = [
+    ("exp is past", TokenRejected.EXPIRED, {"connect": TOKEN_EXPIRED, "refresh": TOKEN_EXPIRED}),
+    (
+        "fails verification",
+        TokenRejected.INVALID,
+        {"connect": INVALID_TOKEN, "refresh": INVALID_TOKEN},
+    ),
+    ("valid", ConnectToken(user=USER, expire_at=LATER), {"connect": ACCEPTED, "refresh": ACCEPTED}),
+    ("never expires", ConnectToken(user=USER), {"connect": ACCEPTED, "refresh": ACCEPTED}),
+    ("another user", ConnectToken(user="mallory"), {"connect": ACCEPTED, "refresh": INVALID_TOKEN}),
+    (
+        "expire_at is past",
+        ConnectToken(user=USER, expire_at=PAST),
+        {"connect": EXPIRED, "refresh": EXPIRED},
+    ),
+]
+SUBSCRIPTION_ROWS: list[tuple[str, SubscriptionToken | TokenRejected, dict[str, object]]] = [
+    (
+        "exp is past",
+        TokenRejected.EXPIRED,
+        {"subscribe": TOKEN_EXPIRED, "sub_refresh": TOKEN_EXPIRED},
+    ),
+    (
+        "fails verification",
+        TokenRejected.INVALID,
+        {"subscribe": PERMISSION_DENIED, "sub_refresh": INVALID_TOKEN},
+    ),
+    ("valid", _sub(expire_at=LATER), {"subscribe": ACCEPTED, "sub_refresh": ACCEPTED}),
+    ("for this client", _sub(client=CLIENT), {"subscribe": ACCEPTED, "sub_refresh": ACCEPTED}),
+    (
+        "another user",
+        _sub(user="mallory"),
+        {"subscribe": INVALID_TOKEN, "sub_refresh": INVALID_TOKEN},
+    ),
+    (
+        "another channel",
+        _sub(channel="$other"),
+        {"subscribe": INVALID_TOKEN, "sub_refresh": INVALID_TOKEN},
+    ),
+    (
+        "another client",
+        _sub(client="client-2"),
+        {"subscribe": INVALID_TOKEN, "sub_refresh": ACCEPTED},
+    ),
+    ("expire_at is past", _sub(expire_at=PAST), {"subscribe": EXPIRED, "sub_refresh": EXPIRED}),
+]
+
+
+@pytest.mark.parametrize(
+    ("use", "verified", "expected"),
+    [
+        pytest.param(use, verified, expected, id=f"{use}: {case}")
+        for case, verified, by_use in [*CONNECTION_ROWS, *SUBSCRIPTION_ROWS]
+        for use, expected in by_use.items()
+    ],
+)
+def test_the_verdict_table(
+    use: str, verified: ConnectToken | SubscriptionToken | TokenRejected, expected: object
+) -> None:
+    verdict = token_verdict(verified, USES[use], user=USER, channel=CHANNEL, client=CLIENT)
+    assert verdict == (verified if expected == ACCEPTED else expected)
+
+
+def test_expiry_error() -> None:
+    assert expiry_error(0) is None
+    assert expiry_error(LATER) is None
+    assert expiry_error(PAST) == EXPIRED
+
+
+def test_announced_ttl_is_at_least_one_second() -> None:
+    now = int(time.time())
+    assert announced_ttl(now - 5) == 1
+    assert announced_ttl(now) == 1
+    assert 599 <= announced_ttl(now + 600) <= 600

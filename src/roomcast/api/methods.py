@@ -3,6 +3,11 @@
 A method returns its result or an :class:`ApiError`, never raises for a caller's mistake.
 Engine failures (``RoomcastError``) are turned into error 100 by :func:`call`, the one entry
 point that routes and batches use.
+
+``history``, ``presence`` and ``presence_stats`` read through the session layer's readers
+(:mod:`roomcast.session.channel_reads`), exactly as a client's commands of the same names do,
+and answer with the same result bodies; a reader's ``Error`` becomes an ``ApiError`` with its
+code.
 """
 
 from __future__ import annotations
@@ -30,10 +35,7 @@ from roomcast.api.schemas import (
     EmptyRequest,
     EmptyResult,
     HistoryRequest,
-    HistoryResult,
     InfoResult,
-    PresenceResult,
-    PresenceStatsResult,
     PublishRequest,
     PublishResponse,
     PublishResult,
@@ -42,9 +44,14 @@ from roomcast.api.schemas import (
 )
 from roomcast.errors import EngineUnavailable, RoomcastError
 from roomcast.hub import Hub
-from roomcast.protocol import Disconnect, DisconnectCode, ErrorCode
+from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode
 from roomcast.publication import StreamPosition
-from roomcast.wire import wire_info, wire_publication
+from roomcast.session import (
+    ResolvedChannel,
+    read_history,
+    read_presence,
+    read_presence_stats,
+)
 
 __all__ = ["CONCURRENCY", "METHODS", "ApiMethod", "Outcome", "call", "gather_bounded"]
 
@@ -98,13 +105,21 @@ async def gather_bounded(coroutines: Iterable[Awaitable[T]], limit: int = CONCUR
 # --- shared checks ------------------------------------------------------------------------------
 
 
-def _channel_error(hub: Hub, channel: str) -> ApiError | None:
-    """107 for a missing channel, 102 for one outside every configured namespace."""
+def _resolve(hub: Hub, channel: str) -> ResolvedChannel | ApiError:
+    """The channel with its namespace; 107 for a missing channel, 102 for one outside every
+    configured namespace."""
     if not channel:
         return ApiError.of(ErrorCode.BAD_REQUEST, "channel required")
-    if hub.services.channels.resolve(channel) is None:
+    resolved = hub.services.channels.resolve(channel)
+    if resolved is None:
         return ApiError.of(ErrorCode.UNKNOWN_CHANNEL, channel)
-    return None
+    return resolved
+
+
+def _channel_error(hub: Hub, channel: str) -> ApiError | None:
+    """What :func:`_resolve` refuses the channel with, or None."""
+    resolved = _resolve(hub, channel)
+    return resolved if isinstance(resolved, ApiError) else None
 
 
 def _target_error(session: str, all_users: bool) -> ApiError | None:
@@ -204,19 +219,16 @@ async def disconnect(hub: Hub, request: DisconnectRequest) -> Outcome:
     if error is not None:
         return error
     spec = request.disconnect
-    default = DisconnectCode.FORCE_NO_RECONNECT
     if spec is None or spec.code == 0:
-        code, reason = default.value, default.reason
+        disconnect = Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)
     else:
-        code, reason = spec.code, spec.reason
-    try:
-        Disconnect(code, reason)  # checks the code's range and the reason's length
-    except ValueError as exc:
-        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
+        try:  # checks the code's range and the reason's length
+            disconnect = Disconnect(spec.code, spec.reason)
+        except ValueError as exc:
+            return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
     hub.disconnect_user(
         request.user,
-        code=code,
-        reason=reason,
+        disconnect,
         client=request.client,
         whitelist=frozenset(request.whitelist),
     )
@@ -227,28 +239,29 @@ def _not_kept(channel: str, what: str) -> ApiError:
     return ApiError.of(ErrorCode.NOT_AVAILABLE, f"the namespace of {channel!r} keeps no {what}")
 
 
+def _api_error(error: Error, channel: str, what: str) -> ApiError:
+    """A reader's error as the API answers it: the same code; "not available" names the
+    namespace that keeps no ``what``."""
+    if error.code == ErrorCode.NOT_AVAILABLE:
+        return _not_kept(channel, what)
+    return ApiError(error.code, error.message)
+
+
 async def history(hub: Hub, request: HistoryRequest) -> Outcome:
     """Publications kept for a channel, with its stream position (error 112 when ``since`` is
     from another epoch or older than what is kept)."""
-    error = _channel_error(hub, request.channel)
-    if error is not None:
-        return error
+    resolved = _resolve(hub, request.channel)
+    if isinstance(resolved, ApiError):
+        return resolved
     since = request.since
-    page = await hub.history(
-        request.channel,
+    result = await read_history(
+        hub.node.history,
+        resolved,
         since=None if since is None else StreamPosition(since.offset, since.epoch),
         limit=request.limit,
         reverse=request.reverse,
     )
-    if page is None:
-        return _not_kept(request.channel, "history")
-    if not page.complete:
-        return ApiError.of(ErrorCode.UNRECOVERABLE_POSITION)
-    return HistoryResult(
-        publications=[wire_publication(p) for p in page.publications],
-        offset=page.position.offset,
-        epoch=page.position.epoch,
-    )
+    return _api_error(result, request.channel, "history") if isinstance(result, Error) else result
 
 
 async def history_remove(hub: Hub, request: ChannelRequest) -> Outcome:
@@ -263,24 +276,20 @@ async def history_remove(hub: Hub, request: ChannelRequest) -> Outcome:
 
 async def presence(hub: Hub, request: ChannelRequest) -> Outcome:
     """Who is subscribed to a channel."""
-    error = _channel_error(hub, request.channel)
-    if error is not None:
-        return error
-    entries = await hub.presence(request.channel)
-    if entries is None:
-        return _not_kept(request.channel, "presence")
-    return PresenceResult({client: wire_info(info) for client, info in entries.items()})
+    resolved = _resolve(hub, request.channel)
+    if isinstance(resolved, ApiError):
+        return resolved
+    result = await read_presence(hub.presence_store, resolved)
+    return _api_error(result, request.channel, "presence") if isinstance(result, Error) else result
 
 
 async def presence_stats(hub: Hub, request: ChannelRequest) -> Outcome:
     """How many clients and distinct users are subscribed to a channel."""
-    error = _channel_error(hub, request.channel)
-    if error is not None:
-        return error
-    stats = await hub.presence_stats(request.channel)
-    if stats is None:
-        return _not_kept(request.channel, "presence")
-    return PresenceStatsResult(num_clients=stats.num_clients, num_users=stats.num_users)
+    resolved = _resolve(hub, request.channel)
+    if isinstance(resolved, ApiError):
+        return resolved
+    result = await read_presence_stats(hub.presence_store, resolved)
+    return _api_error(result, request.channel, "presence") if isinstance(result, Error) else result
 
 
 async def channels(hub: Hub, request: ChannelsRequest) -> Outcome:

@@ -6,8 +6,15 @@ decode (HTTP 400); a body that decodes but lacks what the method needs (an empty
 gets a ``bad request`` error (code 107) in a normal HTTP 200 reply. Unknown fields are ignored,
 so newer clients' options never break a call.
 
-Some fields are accepted for compatibility but not applied yet, each noted on its class:
-roomcast has no history, idempotency cache or subscription data so far.
+A few of Centrifugo's fields are accepted for compatibility but not applied yet, each noted on
+its class: ``skip_history`` of publish and broadcast (a publication into a channel that keeps
+history is always kept), and subscribe's ``info``, ``data``, ``expire_at``, ``recover_since``
+and ``override`` (a subscription the server makes carries no channel info or data, does not
+expire and does not recover). Fields whose target roomcast cannot follow (``session``,
+``all_users``) are refused as not available instead of being ignored.
+
+The results of ``history``, ``presence`` and ``presence_stats`` are the client protocol's own
+bodies (``roomcast.protocol``): the server API and a client's commands answer alike.
 """
 
 from __future__ import annotations
@@ -72,7 +79,9 @@ class EmptyRequest(msgspec.Struct, frozen=True):
 class PublishRequest(msgspec.Struct, frozen=True):
     """``publish``: put ``data`` (any JSON), or ``b64data`` decoding to JSON, into ``channel``.
 
-    ``skip_history`` and ``idempotency_key`` are accepted and have no effect yet.
+    ``tags`` travel with the publication. A publication with an ``idempotency_key`` is made
+    once per channel and key within five minutes; a repeat gets the first one's result.
+    ``skip_history`` is accepted and not applied yet.
     """
 
     channel: str = ""
@@ -98,7 +107,8 @@ class SubscribeRequest(msgspec.Struct, frozen=True):
     """``subscribe``: subscribe ``user``'s connections (or only ``client``) to ``channel``.
 
     ``user`` "" means anonymous connections. ``info``, ``data``, ``expire_at``,
-    ``recover_since`` and ``override`` are accepted and not applied yet. ``session`` and
+    ``recover_since`` and ``override`` are accepted (read as unknown fields: ignored) and not
+    applied yet. ``session`` and
     ``all_users`` widen or narrow the target in ways roomcast cannot follow yet, so a request
     using them is refused as not available rather than acting on the wrong connections.
     """
@@ -231,22 +241,11 @@ class InfoResult(msgspec.Struct, frozen=True):
     nodes: list[dict[str, Any]]
 
 
-class HistoryResult(msgspec.Struct, frozen=True):
-    """``history``'s result: publications and the stream's current position."""
+HistoryResult = protocol.HistoryResult
+"""``history``'s result: ``publications`` and the stream's current ``offset`` and ``epoch``."""
 
-    publications: list[protocol.Publication]
-    offset: int
-    epoch: str
+PresenceResult = protocol.PresenceResult
+"""``presence``'s result: client ID to client."""
 
-
-class PresenceResult(msgspec.Struct, frozen=True):
-    """``presence``'s result: client ID to client."""
-
-    presence: dict[str, protocol.ClientInfo]
-
-
-class PresenceStatsResult(msgspec.Struct, frozen=True):
-    """``presence_stats``' result."""
-
-    num_clients: int
-    num_users: int
+PresenceStatsResult = protocol.PresenceStatsResult
+"""``presence_stats``' result: ``num_clients`` and ``num_users``."""

@@ -1,12 +1,72 @@
 """The client session: one connection speaking the Centrifuge client protocol.
 
-A session turns decoded commands into replies and pushes for its connection's writer and
-never touches a socket, so it can be driven in a test with any writer.
+A :class:`Session` (``connection.py``) is the connection's state machine. It owns the
+connection's :class:`Subscriptions` (``subscriptions.py``, each one a ``ChannelSubscription``
+the Node delivers to, ``subscription.py``) and serves the other commands through
+``commands.py``; every handler returns its outcome (``outcome.py``) and the session's
+dispatcher alone writes it. Beside them: channel namespaces (``namespaces.py``), who may do
+what (``permissions.py``), tokens and the one verdict on them (``tokens.py``), recovery as a
+pure merge (``recovery.py``), history and presence reads shared with the server API
+(``channel_reads.py``), the app's hooks (``hooks.py``) and the connected clients by client
+and user (``registry.py``).
+
+A session never touches a socket: it pushes into its writer, so a test drives it with any
+writer. This package exports what the layers above use.
 """
 
 from __future__ import annotations
 
-from roomcast.session.connection import Session
-from roomcast.session.services import SessionServices, SessionState
+from roomcast.session.channel_reads import (
+    history_store,
+    presence_store,
+    read_history,
+    read_presence,
+    read_presence_stats,
+)
+from roomcast.session.connection import Session, SessionServices, SessionState
+from roomcast.session.hooks import (
+    ClientContext,
+    Credentials,
+    Hooks,
+    MessageHandler,
+    PublishHook,
+    RPCHandler,
+    SubscribeHook,
+)
+from roomcast.session.namespaces import (
+    ChannelRules,
+    ResolvedChannel,
+    history_options,
+    keeps_history,
+)
+from roomcast.session.registry import Connected, Registry
+from roomcast.session.services import ChannelServices
+from roomcast.session.subscriptions import Subscriptions
+from roomcast.session.tokens import TokenVerifier
 
-__all__ = ["Session", "SessionServices", "SessionState"]
+__all__ = [
+    "ChannelRules",
+    "ChannelServices",
+    "ClientContext",
+    "Connected",
+    "Credentials",
+    "Hooks",
+    "MessageHandler",
+    "PublishHook",
+    "RPCHandler",
+    "Registry",
+    "ResolvedChannel",
+    "Session",
+    "SessionServices",
+    "SessionState",
+    "SubscribeHook",
+    "Subscriptions",
+    "TokenVerifier",
+    "history_options",
+    "history_store",
+    "keeps_history",
+    "presence_store",
+    "read_history",
+    "read_presence",
+    "read_presence_stats",
+]

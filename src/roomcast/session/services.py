@@ -1,44 +1,34 @@
-"""The vocabulary every session module shares: its states, its services, its TTLs."""
+"""What the channel side of every session of one hub shares: settings, node, rules, stores.
+
+A session's :class:`~roomcast.session.subscriptions.Subscriptions` and its
+:class:`~roomcast.session.commands.Commands` take this and nothing of the session itself. The
+connection adds what only it needs (its connection tokens and the registry it enters) in
+:class:`~roomcast.session.connection.SessionServices`, which is one of these.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 from roomcast.engines.base import PresenceStore
 from roomcast.node import Node
 from roomcast.session.hooks import Hooks
 from roomcast.session.namespaces import ChannelRules
-from roomcast.session.registry import Registry
-from roomcast.session.tokens import TokenVerifier, seconds_left
+from roomcast.session.tokens import TokenVerifier
 from roomcast.settings import Settings
 
-__all__ = ["SessionServices", "SessionState", "announced_ttl"]
+__all__ = ["ChannelServices"]
 
 
-class SessionState(Enum):
-    """Where a session is in its life; see the module docstring."""
-
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class SessionServices:
-    """What every session of one hub shares."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelServices:
+    """What subscriptions and commands use, one instance for every session of a hub."""
 
     settings: Settings
     node: Node
-    tokens: TokenVerifier
+    """Fans publications out; holds the history store (``node.history``) if any namespace
+    keeps history."""
     subscription_tokens: TokenVerifier
     channels: ChannelRules
     hooks: Hooks
-    registry: Registry
     presence: PresenceStore | None = None
-
-
-def announced_ttl(expire_at: int) -> int:
-    """Seconds to announce for an expiring connection or subscription: at least 1, as SDKs
-    read ``expires`` with ``ttl`` 0 as already expired."""
-    return max(1, seconds_left(expire_at))

@@ -1,23 +1,22 @@
-"""The HTTP server API against a real ``roomcast serve``, driven by the ``cent`` package.
+"""The server API's methods (``roomcast.api.methods``): what each does and refuses, against a
+real ``roomcast serve`` driven by the ``cent`` package, and ``call`` in-process.
 
-Clients are raw protocol clients (``tests.api.ProtocolClient``), anonymous (user ""), so the
-server runs with ``--insecure``; the API itself is guarded by the key ``k``.
+Clients are raw protocol clients (``tests.support.protocol_client``), anonymous (user ""), so
+the servers run with ``--insecure``; the API itself is guarded by the key ``k``. The history
+server's tests (``history_cent``, ``history_ws``) use a namespace that keeps history and
+presence.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 from cent import (
     AsyncClient,
-    BatchRequest,
     BroadcastRequest,
     ChannelsRequest,
     DisconnectRequest,
@@ -27,68 +26,23 @@ from cent import (
     PresenceRequest,
     PresenceStatsRequest,
     PublishRequest,
+    StreamPosition,
     SubscribeRequest,
     UnsubscribeRequest,
 )
 from cent.dto import Disconnect
-from cent.exceptions import CentApiResponseError, CentTransportError, CentUnauthorizedError
+from cent.exceptions import CentApiResponseError
 
 from roomcast.api import schemas
-from roomcast.api.auth import NO_KEY_CONFIGURED, WRONG_KEY, refusal
-from roomcast.api.glob import compile_glob
 from roomcast.api.methods import METHODS, ApiMethod, Outcome, call
 from roomcast.api.schemas import ApiError, EmptyRequest
 from roomcast.errors import EngineUnavailable
 from roomcast.hub import Hub
-from roomcast.settings import HttpApiSettings, Settings
-from tests.api import ProtocolClient, protocol_client
-from tests.support.server import RunningServer, start_server
-from tests.support.wsclient import TIMEOUT
-
-KEY = "k"
-
-
-@pytest.fixture(scope="module")
-def api_server() -> Iterator[RunningServer]:
-    server = start_server("--api-key", KEY, "--insecure", "--no-examples")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(api_server: RunningServer) -> Iterator[RunningServer]:
-    """The API server; the test fails if it logged a traceback meanwhile."""
-    before = len(api_server.log)
-    yield api_server
-    written = api_server.log[before:]
-    assert "Traceback" not in written, written
-
-
-@pytest.fixture
-async def cent(server: RunningServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(f"{server.http}/api", KEY, timeout=TIMEOUT) as client:
-        yield client
-
-
-@pytest.fixture
-async def ws(server: RunningServer) -> AsyncIterator[ProtocolClient]:
-    async with protocol_client(server.ws) as client:
-        yield client
-
-
-def post(server: RunningServer, method: str, body: Any, key: str = KEY) -> httpx.Response:
-    content = body if isinstance(body, bytes) else msgspec.json.encode(body)
-    headers = {"X-API-Key": key} if key else {}
-    return httpx.post(f"{server.http}/api/{method}", content=content, headers=headers, timeout=5)
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = TIMEOUT) -> None:
-    """Wait until ``await condition()`` is true, failing after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
-
+from roomcast.settings import Settings
+from tests.support.api_calls import eventually, post
+from tests.support.protocol_client import ProtocolClient, protocol_client
+from tests.support.server import RunningServer
+from tests.support.session_harness import Harness
 
 # --- publishing -------------------------------------------------------------------------------
 
@@ -233,78 +187,13 @@ def test_session_targeting_is_refused_rather_than_ignored(server: RunningServer)
     assert reply.json()["error"]["code"] == 108
 
 
-# --- batch ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("parallel", [False, True])
-async def test_batch_runs_every_command(
-    cent: AsyncClient, ws: ProtocolClient, parallel: bool
-) -> None:
-    await ws.subscribe("batch")
-    result = await cent.batch(
-        BatchRequest(
-            requests=[
-                PublishRequest(channel="batch", data=1),
-                PublishRequest(channel="batch", data=2),
-                InfoRequest(),
-            ],
-            parallel=parallel,
-        )
-    )
-    assert len(result.replies) == 3
-    received = [(await ws.push("batch", "pub"))["data"] for _ in range(2)]
-    assert sorted(received) == [1, 2]
-
-
-def test_batch_answers_bad_commands_one_by_one(server: RunningServer) -> None:
-    commands = [
-        {"publish": {"channel": "b", "data": 1}},
-        {"frobnicate": {}},
-        None,
-        {"publish": {"channel": 5}},
-        {"publish": {"data": 1}},
-        {"batch": {"commands": []}},
-    ]
-    reply = post(server, "batch", {"commands": commands}).json()
-    codes = [r.get("error", {}).get("code") for r in reply["replies"]]
-    assert codes == [None, 104, 107, 107, 107, 104]
-    assert reply["replies"][0] == {"publish": {}}
-
-
-# --- refusals and bad requests ----------------------------------------------------------------
-
-
-async def test_wrong_api_key_is_refused(server: RunningServer) -> None:
-    async with AsyncClient(f"{server.http}/api", "wrong", timeout=TIMEOUT) as client:
-        with pytest.raises(CentUnauthorizedError):
-            await client.info(InfoRequest())
-    response = post(server, "info", {}, key="")
-    assert response.status_code == 401
-    assert WRONG_KEY in response.json()["error"]["message"]
-
-
-def test_authorization_apikey_header_is_accepted(server: RunningServer) -> None:
-    response = httpx.post(
-        f"{server.http}/api/info", headers={"Authorization": f"apikey {KEY}"}, timeout=5
-    )
-    assert response.status_code == 200
-    assert "nodes" in response.json()["result"]
+# --- validation -------------------------------------------------------------------------------
 
 
 async def test_missing_channel_is_a_bad_request(cent: AsyncClient) -> None:
     with pytest.raises(CentApiResponseError) as caught:
         await cent.publish(PublishRequest(channel="", data=1))
     assert caught.value.code == 107
-
-
-@pytest.mark.parametrize(
-    "body",
-    [b"{not json", b"[1, 2]", b'{"channel": 5, "data": 1}', b'{"channel": "c", "tags": [1]}'],
-)
-def test_undecodable_body_is_http_400_with_bad_request(server: RunningServer, body: bytes) -> None:
-    response = post(server, "publish", body)
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == 107
 
 
 def test_publish_without_data_is_a_bad_request(server: RunningServer) -> None:
@@ -317,89 +206,171 @@ def test_invalid_b64data_is_a_bad_request(server: RunningServer) -> None:
         assert reply["error"]["code"] == 107
 
 
-async def test_unknown_method_is_not_found(server: RunningServer) -> None:
-    response = post(server, "frobnicate", {})
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == 104
-    async with AsyncClient(f"{server.http}/nowhere", KEY, timeout=TIMEOUT) as client:
-        with pytest.raises(CentTransportError) as caught:
-            await client.info(InfoRequest())
-    assert caught.value.status_code == 404
+# --- where history and presence are kept ------------------------------------------------------
 
 
-def test_only_post_is_allowed(server: RunningServer) -> None:
-    response = httpx.get(f"{server.http}/api/info", headers={"X-API-Key": KEY}, timeout=5)
-    assert response.status_code == 405
+async def test_publish_reports_offsets_and_history_pages(history_cent: AsyncClient) -> None:
+    results = [
+        await history_cent.publish(PublishRequest(channel="feed:a", data={"n": n}))
+        for n in range(7)
+    ]
+    assert [r.offset for r in results] == [1, 2, 3, 4, 5, 6, 7]
+    epoch = results[0].epoch
+    assert epoch
+    assert {r.epoch for r in results} == {epoch}
+
+    kept = await history_cent.history(HistoryRequest(channel="feed:a", limit=-1))
+    assert [p.offset for p in kept.publications] == [3, 4, 5, 6, 7]  # history_size 5
+    assert (kept.offset, kept.epoch) == (7, epoch)
+    assert kept.publications[0].data == {"n": 2}
+
+    since = StreamPosition(offset=4, epoch=epoch)
+    page = await history_cent.history(HistoryRequest(channel="feed:a", limit=2, since=since))
+    assert [p.offset for p in page.publications] == [5, 6]
+    newest = await history_cent.history(HistoryRequest(channel="feed:a", limit=2, reverse=True))
+    assert [p.offset for p in newest.publications] == [7, 6]
+    position = await history_cent.history(HistoryRequest(channel="feed:a"))
+    assert (position.publications, position.offset) == ([], 7)
+
+    too_old = StreamPosition(offset=1, epoch=epoch)
+    with pytest.raises(CentApiResponseError) as caught:
+        await history_cent.history(HistoryRequest(channel="feed:a", limit=10, since=too_old))
+    assert caught.value.code == 112
 
 
-def test_without_a_key_the_api_refuses_everything() -> None:
-    server = start_server("--no-examples")
-    try:
-        response = post(server, "info", {}, key="anything")
-        assert response.status_code == 401
-        assert response.json()["error"]["message"].endswith(NO_KEY_CONFIGURED)
-        assert "refuses every call" in server.log
-    finally:
-        server.stop()
+async def test_history_remove_starts_a_new_epoch(history_cent: AsyncClient) -> None:
+    first = await history_cent.publish(PublishRequest(channel="feed:b", data=1))
+    await history_cent.history_remove(HistoryRemoveRequest(channel="feed:b"))
+    emptied = await history_cent.history(HistoryRequest(channel="feed:b", limit=-1))
+    assert emptied.publications == []
+    again = await history_cent.publish(PublishRequest(channel="feed:b", data=2))
+    assert again.offset == 1
+    assert again.epoch != first.epoch
+    stale = StreamPosition(offset=first.offset, epoch=first.epoch)
+    with pytest.raises(CentApiResponseError) as caught:
+        await history_cent.history(HistoryRequest(channel="feed:b", limit=10, since=stale))
+    assert caught.value.code == 112
 
 
-def test_insecure_api_needs_no_key() -> None:
-    server = start_server("--no-examples", env={"ROOMCAST_HTTP_API__INSECURE": "true"})
-    try:
-        response = post(server, "publish", {"channel": "c", "data": 1}, key="")
-        assert response.json() == {"result": {}}
-    finally:
-        server.stop()
+async def test_idempotent_publish_happens_once(
+    history_cent: AsyncClient, history_ws: ProtocolClient
+) -> None:
+    await history_ws.subscribe("feed:c")
+    request = PublishRequest(channel="feed:c", data={"order": 1}, idempotency_key="order-1")
+    first = await history_cent.publish(request)
+    second = await history_cent.publish(request)
+    assert (second.offset, second.epoch) == (first.offset, first.epoch)
+    other = await history_cent.publish(PublishRequest(channel="feed:c", data={"order": 2}))
+    assert other.offset == first.offset + 1
+    pubs = [(await history_ws.push("feed:c", "pub"))["data"] for _ in range(2)]
+    assert pubs == [{"order": 1}, {"order": 2}]
 
 
-# --- units: the key check, patterns, engine failures -----------------------------------------
+async def test_presence_through_the_api(
+    history_cent: AsyncClient, history_ws: ProtocolClient
+) -> None:
+    await history_ws.subscribe("feed:d")
+    presence = await history_cent.presence(PresenceRequest(channel="feed:d"))
+    assert list(presence.presence) == [history_ws.client]
+    stats = await history_cent.presence_stats(PresenceStatsRequest(channel="feed:d"))
+    assert (stats.num_clients, stats.num_users) == (1, 1)
 
 
-@pytest.mark.parametrize(
-    ("headers", "allowed"),
-    [
-        ({"x-api-key": "s3cret"}, True),
-        ({"authorization": "apikey s3cret"}, True),
-        ({"authorization": "ApiKey s3cret"}, True),
-        ({"authorization": "Bearer s3cret"}, False),
-        ({"x-api-key": "wrong", "authorization": "apikey s3cret"}, False),
-        ({"x-api-key": "s3cre"}, False),
-        ({}, False),
+# --- one reader for clients and the API --------------------------------------------------------
+
+BOTH_PATHS: dict[str, Any] = {
+    "without_namespace": {
+        "allow_subscribe_for_client": True,
+        "allow_history_for_client": True,
+        "allow_presence_for_client": True,
+    },
+    "namespaces": [
+        {
+            "name": "feed",
+            "history_size": 5,
+            "history_ttl": "60s",
+            "presence": True,
+            "allow_subscribe_for_client": True,
+            "allow_history_for_subscriber": True,
+            "allow_presence_for_subscriber": True,
+        }
     ],
-)
-def test_refusal(headers: dict[str, str], allowed: bool) -> None:
-    settings = HttpApiSettings(key="s3cret")
-    assert (refusal(headers, settings) is None) is allowed
-    assert refusal(headers, HttpApiSettings(insecure=True)) is None
-    assert refusal(headers, HttpApiSettings()) == NO_KEY_CONFIGURED
+}
 
 
-@pytest.mark.parametrize(
-    ("pattern", "name", "matches"),
-    [
-        ("news*", "news:1", True),
-        ("news*", "old-news", False),
-        ("*", "", True),
-        ("ch?", "ch1", True),
-        ("ch?", "ch12", False),
-        ("{chat,room}:*", "room:5", True),
-        ("{chat,room}:*", "lobby:5", False),
-        ("[a-c]x", "bx", True),
-        ("[!a-c]x", "bx", False),
-        ("a\\*", "a*", True),
-        ("a\\*", "ab", False),
-        ("a.b", "axb", False),
-    ],
-)
-def test_glob(pattern: str, name: str, matches: bool) -> None:
-    compiled = compile_glob(pattern)
-    assert compiled is not None
-    assert bool(compiled.fullmatch(name)) is matches
+@pytest.fixture
+async def sessions() -> AsyncIterator[Harness]:
+    harness = Harness()
+    yield harness
+    await harness.close()
 
 
-@pytest.mark.parametrize("pattern", ["{a", "a}", "[ab", "a\\", "[z-a]"])
-def test_glob_refuses_malformed_patterns(pattern: str) -> None:
-    assert compile_glob(pattern) is None
+def _as_json(outcome: Outcome) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(outcome))
+
+
+async def test_history_and_presence_answer_alike_for_a_client_and_the_api(
+    sessions: Harness,
+) -> None:
+    hub = await sessions.hub(channel=BOTH_PATHS)
+    alice = await sessions.connected(hub, "alice", info={"name": "Alice"})
+    await alice.subscribe("feed:a")
+    for n in range(7):
+        await hub.publish("feed:a", {"n": n})
+    epoch = (await alice.call("history", {"channel": "feed:a"}))["history"]["epoch"]
+    cases: list[tuple[str, dict[str, Any], msgspec.Struct]] = [
+        ("history", {"channel": "feed:a", "limit": -1}, schemas.HistoryRequest("feed:a", -1)),
+        (
+            "history",
+            {"channel": "feed:a", "limit": 2, "since": {"offset": 4, "epoch": epoch}},
+            schemas.HistoryRequest("feed:a", 2, schemas.StreamPositionSchema(4, epoch)),
+        ),
+        ("history", {"channel": "feed:a"}, schemas.HistoryRequest("feed:a")),
+        ("presence", {"channel": "feed:a"}, schemas.ChannelRequest("feed:a")),
+        ("presence_stats", {"channel": "feed:a"}, schemas.ChannelRequest("feed:a")),
+    ]
+    answers = []
+    for method, command, request in cases:
+        reply = await alice.call(method, command)
+        answer = await call(hub, METHODS[method], request)
+        assert not isinstance(answer, ApiError), (method, answer)
+        assert reply[method] == _as_json(answer), (method, command)
+        answers.append(reply[method])
+    kept, page, position, presence, stats = answers
+    assert [p["data"] for p in kept["publications"]] == [{"n": n} for n in range(2, 7)]
+    assert [p["offset"] for p in page["publications"]] == [5, 6]
+    assert (position["publications"], position["offset"]) == ([], 7)
+    assert presence["presence"][alice.session.client]["conn_info"] == {"name": "Alice"}
+    assert stats == {"num_clients": 1, "num_users": 1}
+
+
+async def test_history_and_presence_refuse_alike_for_a_client_and_the_api(
+    sessions: Harness,
+) -> None:
+    hub = await sessions.hub(channel=BOTH_PATHS)
+    alice = await sessions.connected(hub, "alice")
+    await alice.subscribe("feed:a")
+    await hub.publish("feed:a", 1)
+    too_old = {"offset": 1, "epoch": "another epoch"}
+    cases: list[tuple[str, dict[str, Any], msgspec.Struct, int]] = [
+        (
+            "history",
+            {"channel": "feed:a", "limit": 10, "since": too_old},
+            schemas.HistoryRequest("feed:a", 10, schemas.StreamPositionSchema(1, "another epoch")),
+            112,
+        ),
+        ("history", {"channel": "news", "limit": 10}, schemas.HistoryRequest("news", 10), 108),
+        ("presence", {"channel": "news"}, schemas.ChannelRequest("news"), 108),
+        ("presence_stats", {"channel": "news"}, schemas.ChannelRequest("news"), 108),
+    ]
+    for method, command, request, code in cases:
+        reply = await alice.call(method, command)
+        answer = await call(hub, METHODS[method], request)
+        assert isinstance(answer, ApiError), (method, answer)
+        assert reply["error"]["code"] == answer.code == code, (method, command)
+
+
+# --- call: engine failures --------------------------------------------------------------------
 
 
 async def test_engine_unavailable_is_internal_error_100() -> None:

@@ -1,13 +1,16 @@
-"""Writer: one bounded queue per connection, drained by one task into a send function."""
+"""Writer: one bounded queue per connection, written out by one task through an async send,
+or at once through the server's synchronous ``write_now`` when it offers one."""
 
 from __future__ import annotations
 
 import asyncio
 
+from roomcast.protocol import DisconnectCode
+from roomcast.transport.close_codes import CloseCode
 from roomcast.writer import Close, Frame, Writer, WriterState
 
-BYE = Close(1000, "bye")
-SLOW = Close(3008, "slow")
+BYE = Close(CloseCode.NORMAL_CLOSURE, "bye")
+SLOW = Close(DisconnectCode.SLOW, "slow")
 TIMEOUT = 2.0
 
 
@@ -238,3 +241,230 @@ async def test_push_after_close_returns_false() -> None:
     await finish(writer)
     assert not writer.push("b")
     assert transport.sent == [BYE]
+
+
+# --- close_and_flush ------------------------------------------------------------------------
+
+
+async def test_close_and_flush_sends_the_queue_then_the_close() -> None:
+    transport = Transport()
+    writer = make_writer(transport)
+    writer.start()
+    writer.push("a")
+    writer.push("b")
+    await asyncio.wait_for(writer.close_and_flush(BYE), TIMEOUT)
+    assert writer.state is WriterState.CLOSED
+    assert transport.sent == ["a", "b", BYE]
+
+
+async def test_close_and_flush_keeps_a_close_already_under_way() -> None:
+    transport = Transport()
+    writer = make_writer(transport)
+    writer.start()
+    writer.push("a")
+    writer.close(SLOW)
+    await asyncio.wait_for(writer.close_and_flush(BYE), TIMEOUT)
+    assert transport.sent == ["a", SLOW]
+
+
+async def test_close_and_flush_gives_up_after_the_grace_and_stops_the_writer() -> None:
+    transport = Transport(block_first=True)  # a peer that never reads: the send never returns
+    writer = make_writer(transport)
+    writer.start()
+    writer.push("stuck")
+    await asyncio.wait_for(transport.entered.wait(), TIMEOUT)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(writer.close_and_flush(BYE, grace=0.2), TIMEOUT)
+    assert loop.time() - started >= 0.2
+    assert writer.state is WriterState.CLOSED
+    assert transport.cancelled == ["stuck"]
+    assert transport.sent == []
+    assert not writer.push("late")
+
+
+async def test_close_and_flush_of_a_closed_writer_returns_at_once() -> None:
+    transport = Transport(fail=True)
+    writer = make_writer(transport)
+    writer.start()
+    writer.push("a")
+    await finish(writer)
+    await asyncio.wait_for(writer.close_and_flush(BYE, grace=TIMEOUT), 0.5)
+    assert transport.attempted == ["a"]
+
+
+# --- write_now: the synchronous write roomcast serve offers -----------------------------------
+
+
+class WriteNowFake:
+    """A fake ``write_now``: takes every message while ``accepting``, refuses (False) otherwise."""
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.written: list[str | bytes] = []
+        self.refused: list[str | bytes] = []
+
+    def __call__(self, message: str | bytes) -> bool:
+        if not self.accepting:
+            self.refused.append(message)
+            return False
+        self.written.append(message)
+        return True
+
+
+def writer_with_write_now(
+    transport: Transport,
+    write_now: WriteNowFake,
+    *,
+    max_queue_bytes: int = 1000,
+    coalesce: bool = True,
+) -> Writer:
+    writer = Writer(
+        transport.send,
+        max_queue_bytes=max_queue_bytes,
+        overflow=SLOW,
+        coalesce=coalesce,
+        write_now=write_now,
+    )
+    writer.start()
+    return writer
+
+
+async def iteration_end() -> None:
+    """Let the current event-loop iteration end, and with it the writers' flush."""
+    await asyncio.sleep(0)
+
+
+async def test_first_message_of_an_iteration_is_written_at_once() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire)
+    assert writer.push("first")
+    assert wire.written == ["first"]  # inside push, before any task could run
+    assert writer.queued_bytes == 0
+    assert transport.attempted == []
+
+
+async def test_the_rest_of_an_iteration_is_joined_and_written_at_its_end() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire)
+    writer.push("a")
+    assert writer.push("b")
+    assert writer.push("c")
+    assert wire.written == ["a"]
+    assert writer.queued_bytes == 2
+    await iteration_end()
+    assert wire.written == ["a", "b\nc"]
+    assert writer.queued_bytes == 0
+    # A new iteration starts over: its first message leaves at once again.
+    writer.push("d")
+    assert wire.written == ["a", "b\nc", "d"]
+    assert transport.attempted == []
+
+
+async def test_without_coalesce_the_rest_is_written_one_frame_per_message() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire, coalesce=False)
+    for message in ("a", b"b", "c"):
+        writer.push(message)
+    await iteration_end()
+    assert wire.written == ["a", b"b", "c"]
+
+
+async def test_one_flush_per_iteration_serves_every_writer_pushed_to() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writers = [writer_with_write_now(transport, wire) for _ in range(3)]
+    for n, writer in enumerate(writers):
+        writer.push(f"{n}.1")
+        writer.push(f"{n}.2")
+    assert wire.written == ["0.1", "1.1", "2.1"]
+    await iteration_end()
+    assert wire.written == ["0.1", "1.1", "2.1", "0.2", "1.2", "2.2"]
+
+
+async def test_a_refused_first_message_goes_to_the_task() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    wire.accepting = False
+    writer = writer_with_write_now(transport, wire)
+    assert writer.push("a")  # refused by write_now, still accepted by the writer
+    assert wire.refused == ["a"]
+    assert writer.queued_bytes == 1
+    await asyncio.wait_for(writer.wait_below(0), TIMEOUT)
+    assert transport.sent == ["a"]
+    assert wire.written == []
+
+
+async def test_a_refused_flush_is_handed_to_the_task_whole_and_counted() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire)
+    writer.push("a")
+    writer.push("bb")
+    writer.push("ccc")
+    wire.accepting = False  # the transport's buffer filled up meanwhile
+    await iteration_end()
+    assert wire.refused == ["bb\nccc"]
+    # The held frame counts the bytes of its messages, not the newline joining them.
+    assert writer.queued_bytes == 5
+    await asyncio.wait_for(writer.wait_below(0), TIMEOUT)
+    assert transport.sent == ["bb\nccc"]
+    assert writer.queued_bytes == 0
+    assert wire.written == ["a"]
+
+
+async def test_pushes_while_the_task_sends_keep_their_order_then_write_now_resumes() -> None:
+    transport, wire = Transport(block_first=True), WriteNowFake()
+    wire.accepting = False
+    writer = writer_with_write_now(transport, wire, coalesce=False)
+    writer.push("a")
+    await asyncio.wait_for(transport.entered.wait(), TIMEOUT)  # the task is blocked on "a"
+    wire.accepting = True
+    writer.push("b")  # must not overtake "a" through write_now
+    await iteration_end()
+    assert wire.written == []
+    transport.release.set()
+    await asyncio.wait_for(writer.wait_below(0), TIMEOUT)
+    assert transport.sent == ["a", "b"]
+    await iteration_end()
+    writer.push("c")  # the task is done: write_now serves again, at once
+    assert wire.written == ["c"]
+
+
+async def test_close_with_write_now_sends_the_rest_through_the_task_then_the_close() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire)
+    writer.push("a")
+    writer.push("b")
+    writer.close(BYE)
+    await finish(writer)
+    assert wire.written == ["a"]
+    assert transport.sent == ["b", BYE]
+
+
+async def test_overflow_with_write_now_cuts_off_and_sends_only_the_close() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    writer = writer_with_write_now(transport, wire, max_queue_bytes=10)
+    cut_offs = Writer.slow_cut_offs
+    assert writer.push("a")  # written at once: not counted against the limit
+    assert writer.push("x" * 6)
+    assert not writer.push("y" * 6)  # 12 bytes queued > 10
+    assert Writer.slow_cut_offs == cut_offs + 1
+    assert writer.queued_bytes == 0
+    assert writer.close_frame == SLOW
+    await finish(writer)
+    await iteration_end()
+    assert wire.written == ["a"]
+    assert transport.sent == [SLOW]
+    assert not writer.push("z")
+
+
+async def test_overflow_while_write_now_refuses_cancels_the_blocked_send() -> None:
+    transport, wire = Transport(block_first=True), WriteNowFake()
+    wire.accepting = False  # the peer stopped reading: the transport takes nothing now
+    writer = writer_with_write_now(transport, wire, max_queue_bytes=10)
+    writer.push("x" * 6)
+    await asyncio.wait_for(transport.entered.wait(), TIMEOUT)  # the task waits on the peer
+    assert writer.push("y" * 6)
+    assert not writer.push("z" * 6)
+    await finish(writer)
+    assert transport.cancelled == ["x" * 6]
+    assert transport.sent == [SLOW]
+    assert wire.written == []

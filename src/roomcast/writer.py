@@ -27,9 +27,20 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
-__all__ = ["Close", "Frame", "SendFrame", "WriteNow", "Writer", "WriterState"]
+__all__ = [
+    "CLOSE_FLUSH_TIMEOUT",
+    "Close",
+    "Frame",
+    "SendFrame",
+    "WriteNow",
+    "Writer",
+    "WriterState",
+]
 
 logger = logging.getLogger("roomcast.writer")
+
+CLOSE_FLUSH_TIMEOUT = 5.0
+"""Seconds :meth:`Writer.close_and_flush` gives the transport to take the last frames."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +247,21 @@ class Writer:
         if task is not None and not task.done():
             task.cancel()
         self._finish()
+
+    async def close_and_flush(self, close: Close, *, grace: float = CLOSE_FLUSH_TIMEOUT) -> None:
+        """End the connection: send everything queued, then a close, in ``grace`` seconds at most.
+
+        The close sent is ``close``, unless the writer was already closing, in which case the
+        close it was given first stands. If the transport has not taken everything within
+        ``grace`` seconds, the writer stops without sending more, as :meth:`discard` does.
+        When this returns the writer is ``CLOSED``. Never raises, except when cancelled.
+        """
+        self.close(close)
+        try:
+            await asyncio.wait_for(self.wait_closed(), grace)
+        except TimeoutError:
+            logger.debug("the connection took no close in %.1f s; stopped without it", grace)
+            self.discard()
 
     async def wait_below(self, threshold: int) -> None:
         """Return once at most ``threshold`` bytes are queued, or the writer is closed."""

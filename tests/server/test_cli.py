@@ -1,17 +1,27 @@
-"""The roomcast command, driven in-process; ``_run`` is replaced so no server ever starts."""
+"""The roomcast command: its flags and subcommands driven in-process (``_run`` replaced, so no
+server starts), then what two ``serve`` flags promise, checked on a real ``roomcast serve``."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from typer.testing import CliRunner, Result
+from websockets.exceptions import InvalidStatus
 
 import roomcast.server.cli
 from roomcast.settings import Settings
+from tests.support.server import RunningServer, start_server
+from tests.support.tokens import SECRET as TOKEN_SECRET
+from tests.support.tokens import connection_token
+from tests.support.wsclient import TIMEOUT, connect, recv
 
 runner = CliRunner()
 
@@ -36,10 +46,12 @@ def invoke(*args: str) -> tuple[Result, str]:
     return result, " ".join(result.output.split())  # rich wraps long lines
 
 
-def test_help_lists_serve() -> None:
+def test_help_lists_serve_publish_and_token() -> None:
     result, output = invoke("--help")
     assert result.exit_code == 0
     assert "serve" in output
+    assert "publish" in output
+    assert "token" in output
 
 
 def test_serve_passes_flags_into_settings(started: list[Settings]) -> None:
@@ -111,3 +123,96 @@ def test_token_without_a_key_explains_what_to_set(monkeypatch: pytest.MonkeyPatc
     result = runner.invoke(roomcast.server.cli.app, ["token", "alice"])
     assert result.exit_code == 2
     assert "hmac_secret_key" in result.output
+
+
+# --- the flags on a real server ------------------------------------------------------------------
+
+API_KEY = "cli-test-api-key"
+INSECURE_WARNING = "INSECURE MODE: connections need no token"
+SEED_TOKEN_WARNING = "/ws/secure accepts the seeds' default token"
+SEED_WEBSOCKETS = [
+    "/ws/1",
+    "/ws/chat",
+    "/ws",
+    "/ws/echo",
+    "/items/42/ws?token=t",
+    "/ws/secure?token=secret-token",
+    "/ws/stream",
+    "/ws/methods_text",
+    "/ws/methods_bytes",
+    "/ws/methods_json",
+    "/ws/methods_raw",
+    "/ws/clock",
+]
+"""A URL of every seed WebSocket endpoint of the README's table."""
+
+
+@pytest.fixture(scope="module")
+def without_examples(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``roomcast serve --no-examples`` with an API key and a token key, not insecure."""
+    server = start_server(
+        "--no-examples",
+        "--api-key",
+        API_KEY,
+        env={"ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY": TOKEN_SECRET},
+        cwd=tmp_path_factory.mktemp("no-examples"),
+    )
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("path", SEED_WEBSOCKETS)
+async def test_no_examples_refuses_every_seed_websocket(
+    without_examples: RunningServer, path: str
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await asyncio.wait_for(connect(f"{without_examples.ws}{path}"), TIMEOUT)
+    assert refused.value.response.status_code == 403
+
+
+def test_no_examples_serves_no_chat_page(without_examples: RunningServer) -> None:
+    assert httpx.get(f"{without_examples.http}/", timeout=TIMEOUT).status_code == 404
+
+
+async def test_no_examples_still_serves_the_client_endpoint(
+    without_examples: RunningServer,
+) -> None:
+    async with connect(f"{without_examples.ws}/connection/websocket") as ws:
+        await ws.send(json.dumps({"id": 1, "connect": {"token": connection_token("alice")}}))
+        reply = json.loads(await recv(ws))
+    assert reply["id"] == 1
+    assert reply["connect"]["client"]
+
+
+def test_no_examples_still_serves_the_server_api(without_examples: RunningServer) -> None:
+    response = httpx.post(
+        f"{without_examples.http}/api/publish",
+        json={"channel": "news", "data": {"text": "hi"}},
+        headers={"X-API-Key": API_KEY},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    assert "result" in response.json(), response.json()
+
+
+def test_a_server_started_without_insecure_logs_no_insecure_warning(
+    without_examples: RunningServer,
+) -> None:
+    assert INSECURE_WARNING not in without_examples.log
+    assert SEED_TOKEN_WARNING not in without_examples.log  # no seeds, so no seed token either
+
+
+async def test_insecure_logs_the_loud_warning_at_start(tmp_path: Path) -> None:
+    server = start_server("--insecure", cwd=tmp_path)
+    try:
+        [warning] = [line for line in server.log.splitlines() if INSECURE_WARNING in line]
+        assert warning.startswith("WARNING"), warning
+        assert "Never run this in production" in warning
+        assert SEED_TOKEN_WARNING in server.log
+        # What it warns about: a client connects with no token at all.
+        async with connect(f"{server.ws}/connection/websocket") as ws:
+            await ws.send(json.dumps({"id": 1, "connect": {}}))
+            reply = json.loads(await recv(ws))
+        assert reply["connect"]["client"], reply
+    finally:
+        server.stop()

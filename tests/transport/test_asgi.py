@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from roomcast.protocol import DisconnectCode
 from roomcast.transport.asgi import asgi_frame_sender, close_reason, over_limit
+from roomcast.transport.close_codes import CloseCode
 from roomcast.writer import Close, Frame
 
 
@@ -24,7 +26,7 @@ async def events_for(*frames: Frame) -> list[MutableMapping[str, Any]]:
 
 
 async def test_frames_become_asgi_events() -> None:
-    events = await events_for("text", b"\x00bin", Close(1000, "bye"))
+    events = await events_for("text", b"\x00bin", Close(CloseCode.NORMAL_CLOSURE, "bye"))
     assert events == [
         {"type": "websocket.send", "text": "text"},
         {"type": "websocket.send", "bytes": b"\x00bin"},
@@ -33,7 +35,7 @@ async def test_frames_become_asgi_events() -> None:
 
 
 async def test_close_event_carries_a_cut_reason() -> None:
-    [event] = await events_for(Close(3008, "x" * 500))
+    [event] = await events_for(Close(DisconnectCode.SLOW, "x" * 500))
     assert event == {"type": "websocket.close", "code": 3008, "reason": "x" * 123}
 
 

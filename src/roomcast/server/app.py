@@ -1,4 +1,9 @@
-"""The standalone server's ASGI app: the hub, its routes and the seed examples."""
+"""The ASGI app each ``roomcast serve`` worker runs.
+
+A Hub with its routes, the HTTP server API (``/api``) and ``/metrics``, plus the seed
+endpoints and their chat page unless ``examples.enabled`` is off. ``/connection/websocket``
+bypasses FastAPI: :class:`DirectClientEndpoint` routes it straight to the client endpoint.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ SETTINGS_ENV = "ROOMCAST_RESOLVED_SETTINGS"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The app ``roomcast serve`` runs: hub routes, plus the seed endpoints if enabled."""
+    """The FastAPI app of one worker: hub routes, server API and metrics, and the seed
+    endpoints if ``settings.examples.enabled``. Its lifespan starts and stops the hub."""
     hub = Hub(settings)
     app = FastAPI(title="roomcast", lifespan=hub.lifespan, docs_url=None, redoc_url=None)
     app.state.hub = hub
@@ -37,7 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_environment() -> DirectClientEndpoint:
     """uvicorn factory for ``roomcast serve``'s workers: settings as the CLI resolved them
-    (else loaded anew), and the process tuned for a hub once the app has started."""
+    (``SETTINGS_ENV``; else loaded anew), client connections routed around FastAPI, and the
+    garbage collector tuned once the hub has started."""
     resolved = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(resolved) if resolved else Settings.load()
     app = create_app(settings)

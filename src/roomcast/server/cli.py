@@ -1,4 +1,9 @@
-"""The ``roomcast`` command: ``serve`` now; ``publish``, ``token`` and ``bench`` join it later."""
+"""The ``roomcast`` command.
+
+``serve`` runs the server; ``publish`` publishes into a channel through a running server's
+HTTP API; ``token`` prints a connection or subscription token signed with the configured key.
+(The benchmarks are not a subcommand: they run with ``python -m bench``.)
+"""
 
 from __future__ import annotations
 
@@ -167,8 +172,6 @@ def publish(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server.")] = 5.0,
 ) -> None:
     """Publish DATA into CHANNEL through a running server's HTTP API; prints the result."""
-    import json
-
     from roomcast.api.client import call_api  # imported here: serve never needs httpx
 
     try:

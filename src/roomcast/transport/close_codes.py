@@ -1,4 +1,11 @@
-"""WebSocket close codes used by roomcast's endpoints (RFC 6455 section 7.4 and the 3000 range)."""
+"""The WebSocket protocol's own close codes (RFC 6455, section 7.4.1) that roomcast sends.
+
+Each close code has exactly one owner. This enum owns 1000-2999, the codes of WebSocket
+itself. Codes from 3000 up belong to the Centrifuge client protocol and are owned by
+:class:`roomcast.protocol.DisconnectCode`. Any endpoint that closes with one of them, a seed
+endpoint included, uses that enum: a slow consumer is closed with ``DisconnectCode.SLOW``
+(3008) everywhere, so one number means "you did not read fast enough" on every endpoint.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ __all__ = ["CloseCode"]
 
 
 class CloseCode(IntEnum):
-    """Every close code roomcast sends; no endpoint uses a bare number."""
+    """The RFC 6455 close codes roomcast's endpoints and its uvicorn protocol send."""
 
     NORMAL_CLOSURE = 1000
     GOING_AWAY = 1001
@@ -17,6 +24,3 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
-    # Same number as the Centrifuge protocol's "slow" disconnect, so that one code means
-    # "you did not read fast enough" on every endpoint, seed or channel.
-    SLOW_CONSUMER = 3008

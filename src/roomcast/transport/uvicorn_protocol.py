@@ -1,4 +1,4 @@
-"""uvicorn's sans-I/O WebSocket protocol with two changes roomcast needs from its server.
+"""uvicorn's sans-I/O WebSocket protocol with the four changes roomcast needs from its server.
 
 1. It offers the app a synchronous write (the ``roomcast.write_now`` ASGI extension): a
    text or binary message is framed once (server frames are unmasked, so every recipient of
@@ -9,20 +9,26 @@
    closed): the close frame is appended to the transport's buffer at once and, if the peer
    does not finish the closing handshake within the close timeout, the connection is aborted.
 3. A connection keeps less: the handshake's request and response are let go once the
-   connection is accepted, and incoming events wait in a list rather than an
+   connection is accepted, and incoming events wait in a deque rather than an
    ``asyncio.Queue`` (whose three deques alone cost more than a kilobyte per connection).
-4. Server shutdown closes connections with 1001 (going away) instead of 1012, so clients know
-   to reconnect elsewhere rather than to the same address.
+4. Server shutdown closes connections with ``GOING_AWAY`` (1001) instead of uvicorn's 1012
+   (service restart), so clients know to reconnect elsewhere rather than to the same address.
+   A connection whose peer closed first, its answer stuck behind a buffer the peer does not
+   read, gets the close timeout and is then aborted (uvicorn's own shutdown raises on it).
 
 Only ``roomcast serve`` installs this class; an app embedding roomcast keeps its own server's
 behaviour, where a slow consumer's writer still stops queueing but its socket waits for uvicorn.
+
+The class reads and writes uvicorn's private state (:data:`UVICORN_STATE`) and overrides or
+calls its private methods (:data:`UVICORN_METHODS`), so ``pyproject.toml`` pins uvicorn to the
+minor version ``tests/transport/test_uvicorn_protocol.py`` checks these names against.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
@@ -32,7 +38,28 @@ from websockets.typing import Data
 from roomcast.transport.asgi import WRITE_NOW_EXTENSION
 from roomcast.transport.close_codes import CloseCode
 
-__all__ = ["RoomcastWebSocketProtocol"]
+__all__ = ["UVICORN_METHODS", "UVICORN_STATE", "RoomcastWebSocketProtocol"]
+
+UVICORN_STATE: Final = (
+    "close_sent",
+    "close_timeout",
+    "close_timer",
+    "conn",
+    "disconnected",
+    "handshake_complete",
+    "loop",
+    "queue",
+    "read_paused",
+    "request",
+    "response",
+    "scope",
+    "transport",
+    "writable",
+)
+"""Instance attributes of uvicorn's ``WebSocketsSansIOProtocol`` this class relies on."""
+
+UVICORN_METHODS: Final = ("handle_connect", "receive", "send", "shutdown", "stop_keepalive")
+"""Methods of uvicorn's ``WebSocketsSansIOProtocol`` this class overrides, calls or feeds."""
 
 
 class _FrameCache:
@@ -54,7 +81,8 @@ class _FrameCache:
 
 
 class _EventQueue:
-    """The part of ``asyncio.Queue`` uvicorn uses, for one reader: unbounded, FIFO."""
+    """The part of ``asyncio.Queue`` uvicorn uses (``put_nowait``, ``get``, ``empty``), for
+    one reader: unbounded, FIFO."""
 
     __slots__ = ("_items", "_waiter")
 
@@ -82,7 +110,8 @@ class _EventQueue:
 
 
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, closing slow peers promptly and going away with 1001."""
+    """uvicorn's WebSocket protocol with a synchronous write, a prompt close for peers that
+    stopped reading, less per-connection state, and ``GOING_AWAY`` at server shutdown."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,7 +148,8 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.disconnected
             and not self.writable.is_set()
         ):
-            self._close_now(int(message.get("code", 1000)), message.get("reason") or "")
+            code = int(message.get("code", CloseCode.NORMAL_CLOSURE))  # ASGI's default
+            self._close_now(code, message.get("reason") or "")
             return
         await super().send(message)
         if message["type"] == "websocket.accept":
@@ -128,9 +158,20 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and not self.disconnected:
-            self.stop_keepalive()
-            self._close_now(CloseCode.GOING_AWAY, "server shutting down")
-            return
+            if self.conn.state is State.OPEN:
+                self.stop_keepalive()
+                self._close_now(CloseCode.GOING_AWAY, "server shutting down")
+                return
+            if self.conn.state is State.CLOSING:
+                # The peer closed first and the answer waits behind a buffer it does not read.
+                # A second close would raise (uvicorn's own shutdown does, and stops shutting
+                # the other connections down): give the peer the close timeout, then abort.
+                self.stop_keepalive()
+                if self.close_timer is None:
+                    self.close_timer = self.loop.call_later(
+                        self.close_timeout, self.transport.abort
+                    )
+                return
         super().shutdown()
 
     def _close_now(self, code: int, reason: str) -> None:

@@ -58,9 +58,7 @@ async def test_bad_input_is_logged_in_one_line(clean_log: RunningServer) -> None
         await ws.send("text where bytes belong")
         await closed_with(ws)
     await asyncio.sleep(0.2)
-    lines = [
-        line for line in clean_log.log[before:].splitlines() if "binary expected" in line
-    ]
+    lines = [line for line in clean_log.log[before:].splitlines() if "binary expected" in line]
     assert len(lines) == 1, clean_log.log[before:]
 
 

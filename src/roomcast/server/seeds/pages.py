@@ -1,4 +1,4 @@
-"""Static pages of the seed examples, read once from the package."""
+"""The seed endpoints' static page, read once from the package's ``static/`` folder."""
 
 from __future__ import annotations
 

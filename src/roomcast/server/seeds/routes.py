@@ -1,14 +1,15 @@
-"""The seed endpoints, each answering exactly as the seeds' write-ups describe, on the hub.
+"""The seed endpoints, each answering exactly as the README's table describes.
 
 Chat rooms are channels of the Node, so a broadcast is one publication fanned out without
-waiting for any client, and with a multi-process broker the rooms span every worker.
+waiting for any client, and with a multi-process broker the rooms span every worker. The
+rooms' names, the stream and clock timings and the ``/ws/secure`` token come from
+``settings.examples``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -23,8 +24,6 @@ from roomcast.transport.close_codes import CloseCode
 from roomcast.wire import text_publication
 
 __all__ = ["seed_router"]
-
-logger = logging.getLogger("roomcast.seeds")
 
 
 def seed_router(node: Node, settings: Settings) -> APIRouter:

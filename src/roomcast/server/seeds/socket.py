@@ -1,19 +1,23 @@
 """SeedSocket: a seed endpoint's connection, sending through a Writer and reading with checks.
 
-The seeds call ``websocket.send_text`` and ``receive_text`` directly, so one slow client stalls
-a broadcast and a binary frame where text was expected raises in the handler. Here sends are
-pushes into the connection's writer (never waiting for the client), and reads turn bad input
-into a close with the right code and reason plus one log line:
+Written the plain Starlette way, a seed endpoint would call ``websocket.send_text`` and
+``receive_text`` directly: one slow client would stall a broadcast, and a binary frame where
+text was expected would raise in the handler. Here sends are pushes into the connection's
+writer (never waiting for the client), and reads turn bad input into a close with the right
+code and reason plus one log line:
 
-- a binary frame where text is expected, or text where binary is: 1003 (unsupported data);
-- a text frame that is not valid JSON on a JSON endpoint: 1007 (invalid payload);
-- a frame over ``websocket.message_size_limit``: 1009 (message too big).
+- a binary frame where text is expected, or text where binary is:
+  ``CloseCode.UNSUPPORTED_DATA`` (1003);
+- a text frame that is not valid JSON on a JSON endpoint: ``CloseCode.INVALID_PAYLOAD`` (1007);
+- a frame over ``websocket.message_size_limit``: ``CloseCode.MESSAGE_TOO_BIG`` (1009).
+
+A client that reads too slowly for its queue (``client.queue_max_size``) is closed with
+``DisconnectCode.SLOW`` (3008), the code the client endpoint uses for the same thing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from enum import Enum
@@ -24,6 +28,7 @@ import msgspec
 from starlette.websockets import WebSocket
 
 from roomcast.errors import StateError
+from roomcast.protocol import DisconnectCode
 from roomcast.publication import ChannelEvent
 from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
 from roomcast.transport.close_codes import CloseCode
@@ -34,7 +39,6 @@ __all__ = ["SeedSocket", "SocketState"]
 
 logger = logging.getLogger("roomcast.seeds")
 
-_CLOSE_FLUSH_TIMEOUT = 5.0
 _json_decoder = msgspec.json.Decoder()
 
 
@@ -50,9 +54,11 @@ class SocketState(Enum):
 class SeedSocket:
     """One seed endpoint connection; use as ``async with SeedSocket(websocket, ...) as ws``.
 
-    Entering accepts the WebSocket and starts the writer. Leaving closes with 1000 after the
-    queued messages are sent (if the client is still there), or with 1011 if the block raised.
-    A SeedSocket is also a TEXT ``Subscriber``, so a Node can deliver room messages to it.
+    Entering accepts the WebSocket and starts the writer. Leaving sends what is queued, then
+    closes with ``NORMAL_CLOSURE``, or with ``INTERNAL_ERROR`` if the block raised (a close
+    already sent or under way stands), waiting for that at most ``CLOSE_FLUSH_TIMEOUT``
+    (5 s), and not at all if the client is gone. A SeedSocket is also a TEXT ``Subscriber``,
+    so a Node can deliver room messages to it.
     """
 
     wire_format = WireFormat.TEXT
@@ -64,7 +70,7 @@ class SeedSocket:
         self._writer = Writer(
             asgi_frame_sender(websocket.send),
             max_queue_bytes=max_queue_bytes,
-            overflow=Close(CloseCode.SLOW_CONSUMER, "slow consumer: too many unsent messages"),
+            overflow=Close(DisconnectCode.SLOW, "slow consumer: too many unsent messages"),
             write_now=write_now_of(websocket.scope),
         )
         self._reader: asyncio.Task[None] | None = None
@@ -96,16 +102,19 @@ class SeedSocket:
     ) -> None:
         if self._reader is not None:
             self._reader.cancel()
-        if exc is not None and not isinstance(exc, asyncio.CancelledError):
+        failed = exc is not None and not isinstance(exc, asyncio.CancelledError)
+        if failed:
             logger.error("%s failed", self.path, exc_info=exc)
-            self.close(CloseCode.INTERNAL_ERROR, "internal server error")
-        elif self.state is SocketState.OPEN:
-            self.close(CloseCode.NORMAL_CLOSURE, "")
         if self.state is SocketState.GONE:
             self._writer.discard()
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), _CLOSE_FLUSH_TIMEOUT)
+        if failed:
+            close = Close(CloseCode.INTERNAL_ERROR, "internal server error")
+        else:
+            close = Close(CloseCode.NORMAL_CLOSURE, "")
+        if self.state is SocketState.OPEN:
+            self.state = SocketState.CLOSING
+        await self._writer.close_and_flush(close)
 
     # --- sending: pushes, never waiting for the client -------------------------------------
 
@@ -137,13 +146,13 @@ class SeedSocket:
     # --- receiving: iterators that end when the connection does ----------------------------
 
     async def texts(self) -> AsyncIterator[str]:
-        """Each text frame; a binary frame closes with 1003."""
+        """Each text frame; a binary frame closes with ``UNSUPPORTED_DATA``."""
         while (message := await self._receive("text")) is not None:
             assert isinstance(message, str)
             yield message
 
     async def binaries(self) -> AsyncIterator[bytes]:
-        """Each binary frame; a text frame closes with 1003."""
+        """Each binary frame; a text frame closes with ``UNSUPPORTED_DATA``."""
         while (message := await self._receive("bytes")) is not None:
             assert isinstance(message, bytes)
             yield message
@@ -154,7 +163,8 @@ class SeedSocket:
             yield message
 
     async def jsons(self) -> AsyncIterator[Any]:
-        """Each text frame parsed as JSON; invalid JSON closes with 1007, binary with 1003."""
+        """Each text frame parsed as JSON; invalid JSON closes with ``INVALID_PAYLOAD``, a
+        binary frame with ``UNSUPPORTED_DATA``."""
         async for text in self.texts():
             try:
                 value = _json_decoder.decode(text)

@@ -1,11 +1,11 @@
 """Two ``roomcast serve`` processes on one engine act as one server: what a client publishes
-on one node reaches the subscribers of the other, for the seed chat and for Centrifuge clients;
+on one node reaches the subscribers of the other, for the seed chats and for Centrifuge clients;
 presence counts the clients of both; a client that subscribed on one node recovers what it
-missed on the other; and ``--workers 2`` serves.
+missed on the other. (``--workers 2``: ``test_workers.py``.)
 
-Each test module run uses the machine's shared engine servers
-(``tests.support.shared_engines``) under a prefix of its own, skipped when one is unreachable
-except with ``CI=true``, where that fails them. Every wait is bounded.
+Each test module run uses the machine's shared engine servers (the ``engine_url`` fixture of
+``tests/e2e/conftest.py``) under a prefix of its own, skipped when one is unreachable except
+with ``CI=true``, where that fails them. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection
 
+from tests.support.protocol_client import protocol_client
+from tests.support.seed_chat import chat_across
 from tests.support.server import RunningServer, start_server
-from tests.support.shared_engines import SHARED_ENGINES, unique_prefix
-from tests.support.wsclient import connect, recv
+from tests.support.wsclient import connect, recv_until
 
 WAIT = 10.0
 
@@ -37,15 +36,6 @@ NAMESPACES = [
         "force_recovery": True,
     }
 ]
-
-
-@pytest.fixture(scope="module", params=sorted(SHARED_ENGINES))
-def engine_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    engine = SHARED_ENGINES[request.param]
-    engine.require(f"the cross-node tests on {engine.name}")
-    prefix = unique_prefix()
-    yield engine.url(prefix)
-    engine.cleanup(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -64,102 +54,43 @@ def nodes(
             server.stop()
 
 
-async def _until_seen(
-    ws: ClientConnection, wanted: Any, deadline: float, nudge: Any = None
-) -> None:
-    """Read ``ws`` until ``wanted(message)``; call ``nudge()`` between quiet reads."""
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, "the message never arrived"
-        try:
-            message = await recv(ws, min(0.2, remaining))
-        except TimeoutError:
-            if nudge is not None:
-                await nudge()
-            continue
-        if wanted(message):
-            return
-
-
 async def test_chat_clients_on_two_nodes_see_each_other(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:
     node_a, node_b = nodes
-    deadline = time.monotonic() + WAIT
     async with connect(f"{node_a.ws}/ws/chat") as on_a, connect(f"{node_b.ws}/ws/chat") as on_b:
+        await chat_across(on_a, on_b, WAIT)
+
+
+async def test_numbered_chat_members_on_two_nodes_see_each_other(
+    nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    node_a, node_b = nodes
+    async with connect(f"{node_a.ws}/ws/1") as one, connect(f"{node_b.ws}/ws/2") as two:
         sent = 0
 
-        async def say_from_a() -> None:  # until both subscriptions are in place
+        async def say_from_one() -> None:  # again, until both subscriptions are in place
             nonlocal sent
             sent += 1
-            await on_a.send(f"from A {sent}")
+            await one.send(f"hi {sent}")
 
-        await say_from_a()
-        await _until_seen(
-            on_b, lambda m: str(m).startswith("Client says: from A "), deadline, say_from_a
+        await say_from_one()
+        await recv_until(
+            two, lambda m: str(m).startswith("Client #1 says: hi "), WAIT, say_from_one
         )
-        await on_b.send("from B")
-        await _until_seen(on_a, lambda m: m == "Client says: from B", deadline)
-
-
-def _replies(message: str | bytes) -> list[dict[str, Any]]:
-    text = message.decode() if isinstance(message, bytes) else message
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-async def _reply(ws: ClientConnection, command_id: int, deadline: float) -> dict[str, Any]:
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no reply to command {command_id}"
-        for reply in _replies(await recv(ws, remaining)):
-            if reply.get("id") == command_id:
-                assert "error" not in reply, reply
-                return reply
+        await two.send("hello")
+        await recv_until(one, lambda m: m == "Client #2 says: hello", WAIT)
 
 
 async def test_centrifuge_publication_crosses_nodes(
     nodes: tuple[RunningServer, RunningServer],
 ) -> None:
     node_a, node_b = nodes
-    deadline = time.monotonic() + WAIT
-    url_a = f"{node_a.ws}/connection/websocket"
-    url_b = f"{node_b.ws}/connection/websocket"
-    async with connect(url_a) as publisher, connect(url_b) as subscriber:
-        await subscriber.send(json.dumps({"id": 1, "connect": {}}))
-        await _reply(subscriber, 1, deadline)
-        await subscriber.send(json.dumps({"id": 2, "subscribe": {"channel": "news"}}))
-        await _reply(subscriber, 2, deadline)
-
-        await publisher.send(json.dumps({"id": 1, "connect": {}}))
-        await _reply(publisher, 1, deadline)
+    async with protocol_client(node_a.ws) as publisher, protocol_client(node_b.ws) as subscriber:
+        await subscriber.subscribe("news")
         data = {"headline": "crossed", "n": 1}
-        await publisher.send(json.dumps({"id": 3, "publish": {"channel": "news", "data": data}}))
-        await _reply(publisher, 3, deadline)
-
-        while True:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, "the publication never reached node B"
-            pushes = [r["push"] for r in _replies(await recv(subscriber, remaining)) if "push" in r]
-            pubs = [p for p in pushes if p.get("channel") == "news" and "pub" in p]
-            if pubs:
-                assert pubs[0]["pub"]["data"] == data
-                return
-
-
-async def test_serve_with_two_workers(engine_url: str, tmp_path: Path) -> None:
-    server = start_server("--workers", "2", "--engine", engine_url, "--insecure", cwd=tmp_path)
-    try:
-        for _ in range(4):  # whichever worker takes each connection
-            async with connect(f"{server.ws}/ws/echo") as ws:
-                await ws.send("hello")
-                assert await recv(ws) == "Echo: hello"
-    finally:
-        assert server.stop() in (0, -2, 130), server.log
-
-
-async def _command(ws: ClientConnection, command_id: int, body: dict[str, Any]) -> dict[str, Any]:
-    await ws.send(json.dumps({"id": command_id, **body}))
-    return await _reply(ws, command_id, time.monotonic() + WAIT)
+        await publisher.call("publish", channel="news", data=data)
+        assert (await subscriber.push("news", "pub", WAIT))["data"] == data
 
 
 async def test_presence_counts_the_clients_of_both_nodes(
@@ -167,30 +98,21 @@ async def test_presence_counts_the_clients_of_both_nodes(
 ) -> None:
     node_a, node_b = nodes
     channel = "room:presence"
-    async with (
-        connect(f"{node_a.ws}/connection/websocket") as on_a,
-        connect(f"{node_b.ws}/connection/websocket") as on_b,
-    ):
-        clients = []
-        for ws in (on_a, on_b):
-            connected = await _command(ws, 1, {"connect": {}})
-            clients.append(connected["connect"]["client"])
-            await _command(ws, 2, {"subscribe": {"channel": channel}})
+    async with protocol_client(node_a.ws) as on_a, protocol_client(node_b.ws) as on_b:
+        for client in (on_a, on_b):
+            await client.subscribe(channel)
         # A session adds its presence entry just after its subscribe reply: poll a moment.
         deadline = time.monotonic() + WAIT
-        command_id = 3
-        for ws in (on_a, on_b):
+        for client in (on_a, on_b):
             while True:
-                command_id += 1
-                stats = await _command(ws, command_id, {"presence_stats": {"channel": channel}})
-                if stats["presence_stats"].get("num_clients") == 2:
+                stats = await client.call("presence_stats", channel=channel)
+                if stats.get("num_clients") == 2:
                     break
                 assert time.monotonic() < deadline, f"presence never counted both: {stats}"
                 await asyncio.sleep(0.05)
-            assert stats["presence_stats"] == {"num_clients": 2, "num_users": 1}
-            command_id += 1
-            presence = await _command(ws, command_id, {"presence": {"channel": channel}})
-            assert sorted(presence["presence"]["presence"]) == sorted(clients)
+            assert stats == {"num_clients": 2, "num_users": 1}
+            presence = await client.call("presence", channel=channel)
+            assert sorted(presence["presence"]) == sorted([on_a.client, on_b.client])
 
 
 async def test_a_client_recovers_on_the_other_node(
@@ -198,21 +120,15 @@ async def test_a_client_recovers_on_the_other_node(
 ) -> None:
     node_a, node_b = nodes
     channel = "room:recovery"
-    async with connect(f"{node_b.ws}/connection/websocket") as on_b:
-        await _command(on_b, 1, {"connect": {}})
-        subscribed = await _command(on_b, 2, {"subscribe": {"channel": channel}})
-    position = subscribed["subscribe"]
+    async with protocol_client(node_b.ws) as on_b:
+        position = await on_b.subscribe(channel)
     assert position["recoverable"] is True
     since = {"offset": position.get("offset", 0), "epoch": position["epoch"]}
 
-    async with connect(f"{node_a.ws}/connection/websocket") as on_a:
-        await _command(on_a, 1, {"connect": {}})
+    async with protocol_client(node_a.ws) as on_a:
         for n in range(5):
-            await _command(on_a, 10 + n, {"publish": {"channel": channel, "data": {"n": n}}})
-        recovered = await _command(
-            on_a, 20, {"subscribe": {"channel": channel, "recover": True, **since}}
-        )
-    reply = recovered["subscribe"]
+            await on_a.call("publish", channel=channel, data={"n": n})
+        reply = await on_a.subscribe(channel, recover=True, **since)
     assert reply["recovered"] is True
     assert [pub["data"] for pub in reply["publications"]] == [{"n": n} for n in range(5)]
     offsets = [pub["offset"] for pub in reply["publications"]]

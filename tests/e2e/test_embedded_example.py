@@ -1,17 +1,18 @@
-"""The embedded example app, run by uvicorn, driven by a raw protocol client."""
+"""The embedded example app (``examples/embedded_app.py``), run by uvicorn, driven by raw
+protocol clients."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection
 
+from tests.support.protocol_client import protocol_client
 from tests.support.server import RunningServer, start_app
-from tests.support.wsclient import closed_with, connect, recv
+from tests.support.wsclient import closed_with, connect
 
 
 @pytest.fixture(scope="module")
@@ -19,34 +20,6 @@ def embedded() -> Iterator[RunningServer]:
     server = start_app("examples.embedded_app:app")
     yield server
     server.stop()
-
-
-class Client:
-    """A raw protocol client: numbered commands, replies by id, pushes kept aside."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.pushes: list[dict[str, Any]] = []
-
-    async def call(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        await self.ws.send(json.dumps({"id": self.next_id, method: request}))
-        while True:
-            for line in str(await recv(self.ws)).split("\n"):
-                message = json.loads(line)
-                if message.get("id") == self.next_id:
-                    return dict(message)
-                if "push" in message:
-                    self.pushes.append(message["push"])
-
-    async def push(self) -> dict[str, Any]:
-        while not self.pushes:
-            for line in str(await recv(self.ws)).split("\n"):
-                message = json.loads(line)
-                if "push" in message:
-                    self.pushes.append(message["push"])
-        return self.pushes.pop(0)
 
 
 def cookie(user: str) -> dict[str, str]:
@@ -62,30 +35,27 @@ async def test_connect_needs_the_apps_own_auth(embedded: RunningServer) -> None:
 
 
 async def test_embedded_hooks_decide(embedded: RunningServer) -> None:
-    url = f"{embedded.ws}/connection/websocket"
-    async with connect(url, additional_headers=cookie("alice")) as a, connect(
-        url, additional_headers=cookie("bob")
-    ) as b:
-        alice, bob = Client(a), Client(b)
-        assert "connect" in await alice.call("connect", {})
-        assert "connect" in await bob.call("connect", {})
-        assert await alice.call("subscribe", {"channel": "lobby"}) == {"id": 2, "subscribe": {}}
-        assert (await bob.call("subscribe", {"channel": "orders#alice"}))["error"]["code"] == 103
-        assert "subscribe" in await bob.call("subscribe", {"channel": "lobby"})
-        assert "subscribe" in await alice.call("subscribe", {"channel": "orders#alice"})
+    async with (
+        protocol_client(embedded.ws, **cookie("alice")) as alice,
+        protocol_client(embedded.ws, **cookie("bob")) as bob,
+    ):
+        assert await alice.command(subscribe={"channel": "lobby"}) == {"id": 2, "subscribe": {}}
+        assert (await bob.command(subscribe={"channel": "orders#alice"}))["error"]["code"] == 103
+        assert "subscribe" in await bob.command(subscribe={"channel": "lobby"})
+        assert "subscribe" in await alice.command(subscribe={"channel": "orders#alice"})
 
         # RPC answered by the app's function, with the user the cookie named.
-        assert (await bob.call("rpc", {"method": "whoami", "data": {}}))["rpc"] == {
+        assert (await bob.command(rpc={"method": "whoami", "data": {}}))["rpc"] == {
             "data": {"user": "bob"}
         }
-        assert (await bob.call("rpc", {"method": "nope"}))["error"]["code"] == 104
+        assert (await bob.command(rpc={"method": "nope"}))["error"]["code"] == 104
 
         # Publications are validated by the app's pydantic model.
-        bad = await bob.call("publish", {"channel": "lobby", "data": {"txt": "typo"}})
+        bad = await bob.command(publish={"channel": "lobby", "data": {"txt": "typo"}})
         assert bad["error"]["code"] == 107
         assert "text" in bad["error"]["message"]
-        assert "publish" in await bob.call("publish", {"channel": "lobby", "data": {"text": "hi"}})
-        pub = (await alice.push())["pub"]
+        assert "publish" in await bob.command(publish={"channel": "lobby", "data": {"text": "hi"}})
+        pub = (await alice.next_push())["pub"]
         assert pub["data"] == {"text": "hi"}
         assert pub["info"]["user"] == "bob"
         assert pub["info"]["conn_info"] == {"name": "Bob"}
@@ -94,6 +64,15 @@ async def test_embedded_hooks_decide(embedded: RunningServer) -> None:
         async with httpx.AsyncClient(timeout=5) as http:
             response = await http.post(f"{embedded.http}/users/alice/orders/7/paid")
         assert response.json() == {"published": True}
-        push = await alice.push()
+        push = await alice.next_push()
         assert push == {"channel": "orders#alice", "pub": {"data": {"order": 7, "status": "paid"}}}
     assert "Traceback" not in embedded.log
+
+
+def test_the_readme_states_the_examples_length() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r"`examples/embedded_app\.py` \((\d+) lines\)", readme)
+    assert stated, "README.md no longer gives the example's length"
+    lines = (root / "examples" / "embedded_app.py").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == int(stated.group(1))

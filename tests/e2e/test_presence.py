@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
+from tests.support.protocol_client import ProtocolClient as Client
+from tests.support.protocol_client import protocol_client
 from tests.support.server import RunningServer, start_server
 from tests.support.tokens import SECRET, connection_token
 
@@ -31,11 +30,21 @@ NAMESPACE = {
     "allow_subscribe_for_client": True,
     "allow_presence_for_subscriber": True,
 }
+FORCED = {
+    "name": "lobby",
+    "presence": True,
+    "join_leave": True,
+    "force_push_join_leave": True,
+    "allow_subscribe_for_client": True,
+}
+"""Join/leave pushed to every subscriber; none of them may read presence, so none could ask."""
 TIMEOUT = 5.0
 DEAD_SOCKET_BOUND = 5.0
 """How long the server may take to notice a connection whose TCP socket was aborted."""
 QUIET = 0.3
 """How long to listen for a push that must not come, after a marker that must."""
+
+OpenClient = Callable[[str], Awaitable[Client]]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +55,7 @@ def presence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         API_KEY,
         env={
             "ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY": SECRET,
-            "ROOMCAST_CHANNEL__NAMESPACES": json.dumps([NAMESPACE]),
+            "ROOMCAST_CHANNEL__NAMESPACES": json.dumps([NAMESPACE, FORCED]),
         },
         cwd=tmp_path_factory.mktemp("roomcast-presence"),
     )
@@ -79,76 +88,17 @@ async def api_call(api: httpx.AsyncClient, method: str, **params: Any) -> dict[s
     return body["result"]  # type: ignore[no-any-return]
 
 
-class Client:
-    """One protocol client: a reader task files replies by id and queues pushes."""
-
-    def __init__(self, ws: ClientConnection, user: str) -> None:
-        self.ws = ws
-        self.user = user
-        self.client = ""
-        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._ids = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for frame in self.ws:
-                for line in str(frame).splitlines():
-                    message: dict[str, Any] = json.loads(line)
-                    if not message:  # a ping: answer with a pong
-                        await self.ws.send("{}")
-                    elif "push" in message:
-                        self.pushes.put_nowait(message["push"])
-                    elif message.get("id") in self._replies:
-                        self._replies.pop(message["id"]).set_result(message)
-
-    async def command(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one command; its reply's result (the test fails on an error reply)."""
-        command_id = next(self._ids)
-        reply = self._replies[command_id] = asyncio.get_running_loop().create_future()
-        await self.ws.send(json.dumps({"id": command_id, method: params}))
-        message = await asyncio.wait_for(reply, TIMEOUT)
-        assert "error" not in message, f"{method} {params}: {message}"
-        return message[method]  # type: ignore[no-any-return]
-
-    async def next_push(self, seconds: float = TIMEOUT) -> dict[str, Any]:
-        return await asyncio.wait_for(self.pushes.get(), seconds)
-
-    def take_pushes(self) -> list[dict[str, Any]]:
-        """Every push received so far, without waiting."""
-        taken = []
-        while not self.pushes.empty():
-            taken.append(self.pushes.get_nowait())
-        return taken
-
-    async def close(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        await asyncio.wait_for(self.ws.close(), TIMEOUT)
-
-
-OpenClient = Callable[[str], Awaitable[Client]]
-
-
 @pytest.fixture
 async def clients(server: RunningServer) -> AsyncIterator[OpenClient]:
     """Opens connected clients for a test and closes them all after it."""
-    opened: list[Client] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def open_client(user: str) -> Client:
-        ws = await asyncio.wait_for(connect(f"{server.ws}/connection/websocket"), TIMEOUT)
-        client = Client(ws, user)
-        opened.append(client)
-        result = await client.command("connect", token=connection_token(user))
-        client.client = result["client"]
-        return client
+        async def open_client(user: str) -> Client:
+            return await stack.enter_async_context(
+                protocol_client(server.ws, token=connection_token(user), user=user)
+            )
 
-    yield open_client
-    for client in opened:
-        with contextlib.suppress(Exception):
-            await client.close()
+        yield open_client
 
 
 def join(client: Client, channel: str) -> dict[str, Any]:
@@ -180,8 +130,8 @@ async def presence_of(
 ) -> tuple[dict[str, str], dict[str, int]]:
     """Presence (client id -> user) and stats, as ``client`` sees them; the server API must
     say the same."""
-    entries = (await client.command("presence", channel=channel))["presence"]
-    stats = await client.command("presence_stats", channel=channel)
+    entries = (await client.call("presence", channel=channel))["presence"]
+    stats = await client.call("presence_stats", channel=channel)
     api_entries = (await api_call(api, "presence", channel=channel))["presence"]
     api_stats = await api_call(api, "presence_stats", channel=channel)
     for key, info in entries.items():
@@ -220,7 +170,7 @@ async def test_presence_and_join_leave_across_three_clients_of_two_users(
     bob = await clients("bob")
 
     for client in (alice1, alice2, bob):
-        await client.command("subscribe", channel=channel, join_leave=True)
+        await client.call("subscribe", channel=channel, join_leave=True)
     # Each subscriber that asked for join/leave sees every join from its own on, in order.
     assert await next_pushes(alice1, 3) == [
         join(alice1, channel),
@@ -234,7 +184,7 @@ async def test_presence_and_join_leave_across_three_clients_of_two_users(
     assert seen == {alice1.client: "alice", alice2.client: "alice", bob.client: "bob"}
     assert counts == {"clients": 3, "users": 2}
 
-    await alice2.command("unsubscribe", channel=channel)
+    await alice2.call("unsubscribe", channel=channel)
     assert await next_pushes(alice1, 1) == [leave(alice2, channel)]
     assert await next_pushes(bob, 1) == [leave(alice2, channel)]
     seen, counts = await presence_of(alice1, api, channel)
@@ -251,9 +201,8 @@ async def test_presence_and_join_leave_across_three_clients_of_two_users(
     await api_call(api, "publish", channel=channel, data={"marker": 1})
     marker = await alice1.next_push()
     assert marker["pub"]["data"] == {"marker": 1}, marker
-    await asyncio.sleep(QUIET)
-    assert alice1.take_pushes() == []
-    assert alice2.take_pushes() == []
+    assert await alice1.pushes_within(QUIET) == []
+    assert await alice2.pushes_within(QUIET) == []
 
 
 async def test_join_leave_only_for_subscribers_that_asked(
@@ -264,10 +213,10 @@ async def test_join_leave_only_for_subscribers_that_asked(
     dave = await clients("dave")
     erin = await clients("erin")
 
-    await carol.command("subscribe", channel=channel)
-    await dave.command("subscribe", channel=channel, join_leave=True)
-    await erin.command("subscribe", channel=channel, join_leave=True)
-    await erin.command("unsubscribe", channel=channel)
+    await carol.call("subscribe", channel=channel)
+    await dave.call("subscribe", channel=channel, join_leave=True)
+    await erin.call("subscribe", channel=channel, join_leave=True)
+    await erin.call("unsubscribe", channel=channel)
     assert await next_pushes(dave, 3) == [
         join(dave, channel),
         join(erin, channel),
@@ -279,14 +228,35 @@ async def test_join_leave_only_for_subscribers_that_asked(
     assert marker == {"channel": channel, "pub": marker.get("pub")}, marker
     assert marker["pub"]["data"] == {"marker": 2}
     assert strip_info(await dave.next_push())["pub"]["data"] == {"marker": 2}
-    await asyncio.sleep(QUIET)
-    assert carol.take_pushes() == []
-    assert dave.take_pushes() == []
+    assert await carol.pushes_within(QUIET) == []
+    assert await dave.pushes_within(QUIET) == []
 
     # Her presence counts all the same.
     seen, counts = await presence_of(carol, api, channel)
     assert seen == {carol.client: "carol", dave.client: "dave"}
     assert counts == {"clients": 2, "users": 2}
+
+
+async def test_force_push_join_leave_reaches_subscribers_that_did_not_ask(
+    clients: OpenClient, api: httpx.AsyncClient
+) -> None:
+    channel = f"lobby:{uuid.uuid4().hex[:12]}"
+    gina = await clients("gina")
+    hank = await clients("hank")
+
+    await gina.call("subscribe", channel=channel)
+    await hank.call("subscribe", channel=channel)
+    await hank.call("unsubscribe", channel=channel)
+    assert await next_pushes(gina, 3) == [
+        join(gina, channel),
+        join(hank, channel),
+        leave(hank, channel),
+    ]
+    assert await next_pushes(hank, 1) == [join(hank, channel)]
+    await api_call(api, "publish", channel=channel, data={"marker": 3})
+    assert (await gina.next_push())["pub"]["data"] == {"marker": 3}
+    assert await gina.pushes_within(QUIET) == []
+    assert await hank.pushes_within(QUIET) == []
 
 
 async def test_presence_is_refreshed_past_its_ttl_while_connected(
@@ -310,23 +280,17 @@ async def test_presence_is_refreshed_past_its_ttl_while_connected(
         async with httpx.AsyncClient(
             base_url=running.http, headers={"X-API-Key": API_KEY}, timeout=TIMEOUT
         ) as api:
-            ws = await asyncio.wait_for(connect(f"{running.ws}/connection/websocket"), TIMEOUT)
-            frank = Client(ws, "frank")
-            try:
-                frank.client = (await frank.command("connect", token=connection_token("frank")))[
-                    "client"
-                ]
+            token = connection_token("frank")
+            async with protocol_client(running.ws, token=token, user="frank") as frank:
                 channel = f"room:{uuid.uuid4().hex[:12]}"
-                await frank.command("subscribe", channel=channel)
+                await frank.call("subscribe", channel=channel)
                 await asyncio.sleep(2.5)  # two and a half TTLs
                 seen, counts = await presence_of(frank, api, channel)
                 assert seen == {frank.client: "frank"}
                 assert counts == {"clients": 1, "users": 1}
-                await frank.command("unsubscribe", channel=channel)
+                await frank.call("unsubscribe", channel=channel)
                 entries = (await api_call(api, "presence", channel=channel))["presence"]
                 assert entries == {}
-            finally:
-                await frank.close()
     finally:
         running.stop()
     assert "Traceback" not in running.log, running.log

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import pytest
-from playwright.async_api import Browser, async_playwright
+from tests.support.ci import require_module, require_program
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 __all__ = ["chromium"]
 
@@ -23,23 +24,17 @@ _FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium, installed by ``make test``; None when absent."""
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+_HINT = "`make test` installs it"
 
 
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
-    """A headless Chromium; skips the test without one, except under CI where it fails."""
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed; `make test` installs it")
-        pytest.skip("chromium is not installed; `make test` installs it")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=path, args=_FLAGS)
+    """A headless Chromium (Debian's, installed by ``make test``); without it or Playwright
+    the test is skipped, or fails under ``CI=true`` (``tests.support.ci``)."""
+    path = require_program("chromium", "chromium-browser", hint=_HINT)
+    playwright_api = require_module("playwright.async_api", hint=_HINT)
+    async with playwright_api.async_playwright() as playwright:
+        browser: Browser = await playwright.chromium.launch(executable_path=path, args=_FLAGS)
         try:
             yield browser
         finally:

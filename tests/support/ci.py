@@ -30,7 +30,7 @@ def missing(reason: str) -> NoReturn:
     """Skip the current test because of ``reason``; fail it instead under ``CI=true``."""
     if under_ci():
         pytest.fail(f"{reason} (CI=true: nothing may be missing)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def require_port(name: str, host: str, port: int, *, hint: str = "") -> None:
@@ -50,9 +50,12 @@ def require_module(name: str, *, hint: str = "") -> ModuleType:
         missing(f"module {name} cannot be imported ({exc}){'; ' + hint if hint else ''}")
 
 
-def require_program(name: str, *, hint: str = "") -> str:
-    """The path of program ``name`` on the PATH; missing if there is none."""
-    path = shutil.which(name)
-    if path is None:
-        missing(f"{name} is not on the PATH{'; ' + hint if hint else ''}")
-    return path
+def require_program(name: str, *alternatives: str, hint: str = "") -> str:
+    """The path of program ``name`` on the PATH, else of the first of ``alternatives`` that
+    is (another name for the same program); missing if there is none."""
+    for candidate in (name, *alternatives):
+        path = shutil.which(candidate)
+        if path is not None:
+            return path
+    names = " or ".join((name, *alternatives))
+    missing(f"{names} is not on the PATH{'; ' + hint if hint else ''}")

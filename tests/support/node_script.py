@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.sdk.conftest import NODE_DIR
+__all__ = ["NODE_DIR", "NodeScript"]
 
-__all__ = ["NodeScript"]
+NODE_DIR = Path(__file__).resolve().parents[1] / "e2e" / "js"
+"""The npm harness: package.json, the lock file and the scripts the JavaScript tests run."""
 
 
 class NodeScript:

@@ -1,17 +1,22 @@
 """The machine's shared engine servers, for tests that run ``roomcast serve`` processes on them:
-an engine URL under a prefix of the test's own, a reachability check (skip, or fail under
-``CI=true``), and cleanup of what the test left behind."""
+an engine URL under a prefix of the test's own, a reachability check (``tests.support.ci``
+decides: skip, or fail under ``CI=true``), and cleanup of what the test left behind."""
 
 from __future__ import annotations
 
-import os
-import socket
+import asyncio
+import concurrent.futures
+import contextlib
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
-import pytest
+from tests.support.ci import require_port
 
 __all__ = ["SHARED_ENGINES", "SharedEngine", "unique_prefix"]
+
+_CLEANUP_TIMEOUT = 30.0
 
 
 def unique_prefix() -> str:
@@ -32,38 +37,80 @@ class SharedEngine:
     def url(self, prefix: str) -> str:
         return self.url_template.format(host=self.host, port=self.port, prefix=prefix)
 
+    @property
+    def plain_url(self) -> str:
+        """The server's URL without a prefix, for a test's own client of it."""
+        return self.url_template.split("?", 1)[0].format(host=self.host, port=self.port)
+
     def require(self, what: str) -> None:
-        """Skip ``what`` when the server does not answer; fail it under ``CI=true``."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1.0):
-                return
-        except OSError as exc:
-            reason = f"{self.name} at {self.host}:{self.port} is unreachable ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires it for {what}")
-        pytest.skip(f"{reason}; start it to run {what}")
+        """Go on only if the server accepts connections (see ``tests.support.ci``)."""
+        require_port(self.name, self.host, self.port, hint=f"start it to run {what}")
 
     def cleanup(self, prefix: str) -> None:
-        """Delete what engines wrote under ``prefix``."""
-        if self.name == "redis":
-            import redis
+        """Delete what engines wrote under ``prefix``; waits at most 30 s."""
+        _CLEANUPS[self.name](self, prefix)
 
-            client = redis.Redis(host=self.host, port=self.port, db=0)
-            try:
-                keys = list(client.scan_iter(match=prefix + "*", count=500))
-                if keys:
-                    client.delete(*keys)
-            finally:
-                client.close()
-        elif self.name == "nats":
-            from tests.engines.conftest import delete_nats_prefix
 
-            delete_nats_prefix(prefix)
-        elif self.name == "postgres":
-            from tests.engines.conftest import drop_postgres_prefix
+def _in_new_loop(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine on a loop of its own, in a thread, so that a caller whose thread
+    already runs a loop (an async fixture's teardown) may call it too."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, make()).result(timeout=_CLEANUP_TIMEOUT)
 
-            drop_postgres_prefix(prefix)
 
+def _delete_redis_keys(engine: SharedEngine, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis(host=engine.host, port=engine.port, db=0, socket_timeout=5.0)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _delete_nats_streams(engine: SharedEngine, prefix: str) -> None:
+    """The history stream and the presence bucket's stream (either may not exist)."""
+
+    async def delete() -> None:
+        import nats
+        import nats.js.errors
+
+        client = await nats.connect(engine.plain_url, connect_timeout=2, allow_reconnect=False)
+        try:
+            for stream in (f"{prefix}_history", f"KV_{prefix}_presence"):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await client.jsm().delete_stream(stream)
+        finally:
+            await client.close()
+
+    _in_new_loop(delete)
+
+
+def _drop_postgres_schema(engine: SharedEngine, prefix: str) -> None:
+    """The tables and functions the engine created under ``prefix``."""
+
+    async def drop() -> None:
+        import asyncpg
+
+        from roomcast.engines.postgres.schema import Names, drop_schema
+
+        conn = await asyncpg.connect(engine.plain_url, timeout=5.0)
+        try:
+            schema = await conn.fetchval("SELECT current_schema()")
+            await drop_schema(conn, Names(schema, prefix))
+        finally:
+            await conn.close()
+
+    _in_new_loop(drop)
+
+
+_CLEANUPS: dict[str, Callable[[SharedEngine, str], None]] = {
+    "nats": _delete_nats_streams,
+    "postgres": _drop_postgres_schema,
+    "redis": _delete_redis_keys,
+}
 
 SHARED_ENGINES: dict[str, SharedEngine] = {
     "nats": SharedEngine("nats", "127.0.0.1", 4222, "nats://{host}:{port}?prefix={prefix}"),

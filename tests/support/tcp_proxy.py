@@ -1,11 +1,14 @@
-"""A TCP proxy in front of a real server that a test can cut (refuse and abort connections) or
-freeze (a black hole), to see how a client of that server behaves when the link fails."""
+"""A TCP proxy in front of a real server that a test can cut (refuse and abort connections),
+freeze (a black hole) or have refuse new connections while it watches the attempts, to see how
+a client of that server behaves when the link fails."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-__all__ = ["Proxy"]
+__all__ = ["Proxy", "proxy_to"]
 
 
 class Proxy:
@@ -14,6 +17,12 @@ class Proxy:
     ``port`` is ephemeral on the first ``start`` and kept by later ones, so a client that
     reconnects finds the proxy again at the same address. ``upstream_port`` may be changed
     between connections (to move clients to another server).
+
+    ``frozen``: bytes already flowing are swallowed, nothing is refused. ``refusing``: each
+    new connection is accepted and aborted before a byte, so a client's reconnect attempts
+    fail while it goes on trying; ``refused`` is set whenever a connection was dropped
+    unserved (refusing, or the upstream unreachable). When one side of a connection goes
+    away the proxy aborts the other: no close frame is made up.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -21,8 +30,11 @@ class Proxy:
         self.upstream_port = upstream_port
         self.port = 0
         self.frozen = False
+        self.refusing = False
+        self.refused = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -39,6 +51,16 @@ class Proxy:
         self.abort_connections()
         await self._server.wait_closed()
 
+    async def close(self, seconds: float = 5.0) -> None:
+        """Cut, then wait (at most ``seconds``) until every connection's task has ended, so
+        that none is left for the event loop's teardown to cancel."""
+        if self.serving:
+            await self.cut()
+        self.abort_connections()
+        pending = [task for task in self._connections if not task.done()]
+        if pending:
+            await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), seconds)
+
     def abort_connections(self) -> None:
         """Abort the open connections; new ones are still accepted."""
         for writer in self._writers:
@@ -46,11 +68,20 @@ class Proxy:
         self._writers.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+        if self.refusing:
+            self.refused.set()
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port
             )
         except OSError:
+            self.refused.set()
             writer.transport.abort()
             return
         self._writers += [writer, up_writer]
@@ -68,6 +99,21 @@ class Proxy:
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
 
+    def url(self, scheme: str, path: str = "") -> str:
+        """``scheme://127.0.0.1:port/path``, through the proxy."""
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url("redis", "/0")
+
+
+@asynccontextmanager
+async def proxy_to(port: int, host: str = "127.0.0.1") -> AsyncIterator[Proxy]:
+    """A started proxy to ``host:port``, closed when the block ends."""
+    proxy = Proxy(host, port)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

@@ -1,16 +1,15 @@
-"""Fixtures of the chaos tests: an engine server of the test's own (see ``engines.py``) and two
-``roomcast serve`` nodes on it, configured for the official SDKs with a recovering namespace.
+"""Fixtures of the chaos tests: an engine server of the test's own
+(``tests.support.engine_processes``) and two ``roomcast serve`` nodes on it, configured for the
+official SDKs with a recovering namespace.
 
-An engine whose program is not installed is skipped with the reason, except with ``CI=true``,
-where that fails the test. An engine that this version of roomcast does not provide yet
-(its URL scheme is refused by ``roomcast.engines``) is skipped, naming the refusal.
+An engine whose server program is not installed, or that roomcast cannot use here (its driver
+is missing, so ``roomcast.engines`` refuses the URL), is skipped with the reason, except under
+``CI=true``, where that fails the test: ``tests.support.ci`` decides.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,10 @@ import pytest
 
 from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.errors import ConfigurationError
-from tests.e2e.chaos.engines import EngineProcess, create_engine, missing_binary
+from tests.support.ci import missing
+from tests.support.engine_processes import EngineProcess, create_engine, require_engine
 from tests.support.server import RunningServer, start_server
+from tests.support.server_log import log_problems
 from tests.support.tokens import SECRET
 
 API_KEY = "chaos-key"
@@ -59,7 +60,7 @@ def _unavailable_in_roomcast(url: str) -> str | None:
         try:
             factory(url)
         except ConfigurationError as exc:
-            return f"roomcast has no {role} for {url.split(':', 1)[0]}:// yet ({exc})"
+            return f"roomcast cannot make a {role} of {url.split(':', 1)[0]}:// here ({exc})"
     return None
 
 
@@ -70,17 +71,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EnginePro
     happened."""
     name: str = request.param
     kind = name.split("-", 1)[0]
-    reason = missing_binary(kind)
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true requires every engine for the chaos tests")
-        pytest.skip(reason)
+    require_engine(kind)
     (tmp_path / name).mkdir()
     server = create_engine(kind, tmp_path / name, persistent=name != "redis-volatile")
     refused = _unavailable_in_roomcast(server.url)
     if refused is not None:
         server.close()
-        pytest.skip(refused)
+        missing(refused)
     try:
         server.start()
         yield server
@@ -128,41 +125,3 @@ def nodes(engine: EngineProcess, tmp_path: Path) -> Iterator[Nodes]:
     for name, server in zip("ab", (a, b), strict=True):
         problems = log_problems(server.log)
         assert problems == [], f"node {name}:\n" + "\n".join(problems)
-
-
-_ERROR_RECORD = re.compile(r"^(ERROR|CRITICAL):")
-_ENGINE_DOWN = re.compile(
-    r"^(\w+\.)*(Connection\w*Error|CannotConnectNowError|OSError|TimeoutError)\b"
-)
-"""Exceptions that only say the engine cannot be reached, which is what a chaos test does."""
-
-
-def log_problems(log: str) -> list[str]:
-    """What in a node's log fails a chaos test: every ERROR or CRITICAL record, and every
-    traceback that ends in anything but a failure to reach the engine (a library may log one
-    of those, with its traceback, while the engine is down: see ``engine_down_tracebacks``)."""
-    problems = [line for line in log.splitlines() if _ERROR_RECORD.match(line)]
-    problems += [
-        f"traceback ending in {last!r}"
-        for last in _traceback_ends(log)
-        if not _ENGINE_DOWN.match(last)
-    ]
-    return problems
-
-
-def engine_down_tracebacks(log: str) -> list[str]:
-    """The last line of each traceback that only says the engine could not be reached."""
-    return [last for last in _traceback_ends(log) if _ENGINE_DOWN.match(last)]
-
-
-def _traceback_ends(log: str) -> list[str]:
-    """The exception line ending each traceback in ``log``."""
-    ends = []
-    inside = False
-    for line in log.splitlines():
-        if line.startswith("Traceback (most recent call last):"):
-            inside = True
-        elif inside and line and not line[0].isspace():
-            ends.append(line)
-            inside = False
-    return ends

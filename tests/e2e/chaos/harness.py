@@ -2,8 +2,9 @@
 publisher of numbered messages through the HTTP server API that rides out an outage.
 
 Subscribers are ``centrifuge-python`` clients (the official SDK), which reconnect,
-resubscribe and recover by themselves. The SDK does not deduplicate, so a :class:`Feed`
-holds exactly what the SDK delivered, in order, duplicates included.
+resubscribe and recover by themselves; what they are handed is recorded by
+``tests.support.python_sdk`` (a ``Feed`` holds exactly what the SDK delivered, in order,
+duplicates included).
 """
 
 from __future__ import annotations
@@ -17,21 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from centrifuge import (  # type: ignore[import-untyped]  # no py.typed in 0.7
-    Client,
-    ClientEventHandler,
-    ConnectedContext,
-    ConnectingContext,
-    PublicationContext,
-    SubscribedContext,
-    SubscribingContext,
-    SubscriptionEventHandler,
-    UnsubscribedContext,
-)
+from centrifuge import Client  # type: ignore[import-untyped]  # no py.typed in 0.7
 
+from tests.support.python_sdk import ClientEvents, Feed
 from tests.support.tokens import connection_token
 
-__all__ = ["Feed", "Publisher", "Subscriber", "subscriber", "until"]
+__all__ = ["Publisher", "Subscriber", "subscriber", "until"]
 
 TIMEOUT = 10.0
 """The longest one expected event may take (a loaded 2-core machine)."""
@@ -46,73 +38,10 @@ async def until(condition: Callable[[], bool], what: str, seconds: float) -> Non
         await asyncio.sleep(0.02)
 
 
-class Feed(SubscriptionEventHandler):  # type: ignore[misc]
-    """One subscription's events, in arrival order: each publication's ``seq`` and offset,
-    each ``subscribing`` (why the SDK subscribes again) and ``subscribed`` (with the index
-    in the publication list where it came)."""
-
-    def __init__(self) -> None:
-        self.seqs: list[int] = []
-        self.offsets: list[int] = []
-        self.subscribing: list[SubscribingContext] = []
-        self.subscribed: list[SubscribedContext] = []
-        self.subscribed_at: list[int] = []
-        self.unsubscribed: list[UnsubscribedContext] = []
-        self.errors: list[Any] = []
-
-    def __repr__(self) -> str:
-        resubscribes = [(c.was_recovering, c.recovered) for c in self.subscribed[1:]]
-        breaks = [
-            (i, self.seqs[i - 1 : i + 1], self.offsets[i - 1 : i + 1])
-            for i in range(1, len(self.seqs))
-            if self.seqs[i] != self.seqs[i - 1] + 1
-        ]
-        return (
-            f"<{len(self.seqs)} publications, last seqs {self.seqs[-3:]}; not consecutive at "
-            f"(index, seqs, offsets) {breaks[:10]}; subscribing codes "
-            f"{[c.code for c in self.subscribing]}; resubscribes (was_recovering, recovered) "
-            f"{resubscribes} at {self.subscribed_at[1:]}; unsubscribed={self.unsubscribed}; "
-            f"errors={self.errors}>"
-        )
-
-    @property
-    def resubscribes(self) -> list[SubscribedContext]:
-        return self.subscribed[1:]
-
-    async def on_subscribing(self, ctx: SubscribingContext) -> None:
-        self.subscribing.append(ctx)
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed.append(ctx)
-        self.subscribed_at.append(len(self.seqs))
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        self.unsubscribed.append(ctx)
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.seqs.append(ctx.pub.data["seq"])
-        self.offsets.append(ctx.pub.offset)
-
-    async def on_error(self, ctx: Any) -> None:
-        self.errors.append(ctx)
-
-
-class Connection(ClientEventHandler):  # type: ignore[misc]
-    def __init__(self) -> None:
-        self.connecting: list[ConnectingContext] = []
-        self.connected: list[ConnectedContext] = []
-
-    async def on_connecting(self, ctx: ConnectingContext) -> None:
-        self.connecting.append(ctx)
-
-    async def on_connected(self, ctx: ConnectedContext) -> None:
-        self.connected.append(ctx)
-
-
 @dataclass
 class Subscriber:
     client: Client
-    connection: Connection
+    connection: ClientEvents
     feed: Feed
 
 
@@ -120,7 +49,7 @@ class Subscriber:
 async def subscriber(ws_url: str, channel: str, user: str) -> AsyncIterator[Subscriber]:
     """An SDK client connected to ``ws_url`` and subscribed to ``channel`` (recoverable),
     reconnecting and resubscribing quickly by itself; disconnected afterwards."""
-    connection = Connection()
+    connection = ClientEvents()
     client = Client(
         ws_url,
         events=connection,

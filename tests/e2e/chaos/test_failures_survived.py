@@ -1,8 +1,8 @@
 """Failures survived: the engine restarts, or a node dies, while a publisher keeps going, and
 every SDK subscriber still ends up with every publication exactly once, in order.
 
-Each test runs its own engine server (``engines.py``: never the machine's shared Redis,
-PostgreSQL or NATS) and two ``roomcast serve`` nodes on it, A and B. A publisher sends
+Each test runs its own engine server (``tests.support.engine_processes``: never the machine's
+shared Redis, PostgreSQL or NATS) and two ``roomcast serve`` nodes on it, A and B. A publisher sends
 ``{"seq": n}`` for n in 0..1999 at 400 per second through node A's HTTP server API, and three
 ``centrifuge-python`` clients subscribed (with recovery) on node B record what they get;
 after the 2,000 the publisher sends one marker (seq 2000) and the test waits for it, so a late
@@ -40,10 +40,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import pytest
 
-from tests.e2e.chaos.conftest import API_KEY, NAMESPACE, Nodes, engine_down_tracebacks
-from tests.e2e.chaos.engines import EngineProcess
+from tests.e2e.chaos.conftest import API_KEY, NAMESPACE, Nodes
 from tests.e2e.chaos.harness import Publisher, Subscriber, subscriber, until
+from tests.support.engine_processes import EngineProcess
 from tests.support.server import RunningServer
+from tests.support.server_log import engine_down_tracebacks
 from tests.support.tcp_proxy import Proxy
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
@@ -264,24 +265,7 @@ async def test_sigkill_node_b(engine: EngineProcess, nodes: Nodes) -> None:
                 assert feed.seqs == list(range(COUNT + 1)), f"subscriber {i}: {feed!r}"
             assert len(publisher.epochs) == 1, publisher.epochs
     finally:
-        await proxy.cut()
-        await _proxy_idle()
-
-
-async def _proxy_idle(seconds: float = 5.0) -> None:
-    """Wait until the proxy's connection tasks have ended (their sockets were aborted), so
-    that none is left for the event loop's teardown to cancel."""
-    await until(
-        lambda: (
-            not any(
-                task.get_coro().__qualname__ == "Proxy._serve"  # type: ignore[union-attr]
-                for task in asyncio.all_tasks()
-                if not task.done()
-            )
-        ),
-        "end of the proxy's connections",
-        seconds,
-    )
+        await proxy.close()
 
 
 @pytest.mark.parametrize(

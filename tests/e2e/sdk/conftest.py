@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.support.ci import missing, require_program
+from tests.support.node_script import NODE_DIR
 from tests.support.server import RunningServer, start_server
 from tests.support.tokens import SECRET
 
@@ -72,27 +71,12 @@ def server(sdk_server: RunningServer, caplog: pytest.LogCaptureFixture) -> Itera
     assert sdk_errors == []
 
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "js"
-"""The npm harness: package.json, the lock file and the scripts the JS tests run."""
-
-
-def _prerequisite_missing(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: the JavaScript SDK tests must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
-    """Path to ``node``, with the SDK installed in ``tests/e2e/js``; skips without them, except
-    under CI, where it fails."""
-    path = shutil.which("node")
-    if path is None:
-        _prerequisite_missing("node is not on PATH")
-    assert path is not None
+    """Path to ``node``, with the SDK installed in ``tests/e2e/js``; without them the test is
+    skipped, or fails under ``CI=true`` (``tests.support.ci``)."""
+    path = require_program("node", hint="the JavaScript SDK tests need Node.js")
     for package in ("centrifuge", "ws"):
         if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
-            _prerequisite_missing(
-                f"tests/e2e/js/node_modules/{package} is missing; run `make node-deps`"
-            )
+            missing(f"tests/e2e/js/node_modules/{package} is missing; run `make node-deps`")
     return path

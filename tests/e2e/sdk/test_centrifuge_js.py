@@ -17,8 +17,7 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.e2e.sdk.conftest import NODE_DIR
-from tests.support.node_script import NodeScript
+from tests.support.node_script import NODE_DIR, NodeScript
 from tests.support.server import RunningServer, start_server
 from tests.support.wsclient import connect, recv
 

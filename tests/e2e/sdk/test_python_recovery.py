@@ -9,8 +9,10 @@ the server's reply carries ``was_recovering`` / ``recovered`` (exposed on the
 after ``on_subscribed``. The SDK does not deduplicate by offset, so whatever the server sends
 twice the test sees twice.
 
-The SDK reaches the server through a :class:`Relay` the test can shut, so that it stays away
-for certain while the test publishes what it must recover, however slow the machine. Every
+The SDK reaches the server through a relay (``tests.support.tcp_proxy``) that the test makes
+refuse new connections, so that the SDK stays away for certain while the test publishes what it
+must recover, however slow the machine (it keeps retrying by itself, with the backoff of its
+reconnect options, until the relay serves again). Every
 publication carries ``{"seq": n}``; a test ends by publishing one marker after the others and
 waiting for it, so that a late duplicate or a stray replay would be in the list it checks.
 Every wait is bounded.
@@ -23,29 +25,23 @@ import json
 import logging
 import signal
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cent import AsyncClient, BatchRequest, HistoryRemoveRequest, PublishRequest
 from cent.dto import PublishResult
 from centrifuge import (  # type: ignore[import-untyped]  # no py.typed in 0.7
     Client,
-    ClientEventHandler,
     ClientState,
-    ConnectedContext,
-    ConnectingContext,
-    PublicationContext,
     SubscribedContext,
-    SubscriptionEventHandler,
-    UnsubscribedContext,
 )
 
+from tests.support.python_sdk import ClientEvents, Feed
 from tests.support.server import RunningServer, start_server
+from tests.support.tcp_proxy import Proxy, proxy_to
 from tests.support.tokens import SECRET, connection_token
 
 TIMEOUT = 10.0
@@ -118,186 +114,12 @@ def server(recovery_server: RunningServer, sdk_errors: None) -> Iterator[Running
 # --- helpers ----------------------------------------------------------------------------------
 
 
-class Relay:
-    """A TCP relay between the SDK and the server that the test can shut.
-
-    Open, it pipes bytes both ways. Shut, it drops every new connection before reading a byte,
-    so the SDK's reconnect attempts fail (its WebSocket handshake gets no answer) and it keeps
-    retrying by itself, with the backoff of its reconnect options, until the relay opens again.
-    When one side of a piped connection goes away, the relay aborts the other side: no close
-    frame is made up, so the server too sees the connection die abruptly.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self.shut = False
-        self.refused = asyncio.Event()
-        """Set when the relay dropped a connection attempt."""
-        self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.WriteTransport] = set()
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/connection/websocket"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for transport in list(self._transports):
-            transport.abort()
-        if self._server is not None:
-            await asyncio.wait_for(self._server.wait_closed(), TIMEOUT)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.shut:
-            self.refused.set()
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
-            self.refused.set()
-            writer.transport.abort()
-            return
-        pair = (writer.transport, up_writer.transport)
-        self._transports.update(pair)
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            self._transports.difference_update(pair)
-
-    @staticmethod
-    async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except OSError:
-            pass
-        finally:
-            # Aborting the sink also ends the pipe the other way: its reader sees EOF.
-            sink.transport.abort()
-
-
 @asynccontextmanager
-async def relay_to(port: int) -> AsyncIterator[Relay]:
-    relay = Relay(port)
-    await relay.start()
-    try:
-        yield relay
-    finally:
-        await relay.close()
-
-
-class Waitable:
-    """Something events are recorded in, with a bounded wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self._changed = asyncio.Event()
-
-    def changed(self) -> None:
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], what: str, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            self._changed.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"no {what} in {seconds}s: {self!r}")
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-
-
-class ClientEvents(Waitable, ClientEventHandler):  # type: ignore[misc]
-    def __init__(self) -> None:
-        super().__init__()
-        self.connecting: list[ConnectingContext] = []
-        self.connected: list[ConnectedContext] = []
-        self.disconnected: list[Any] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"<connecting={self.connecting} connected={self.connected} "
-            f"disconnected={self.disconnected}>"
-        )
-
-    async def on_connecting(self, ctx: ConnectingContext) -> None:
-        self.connecting.append(ctx)
-        self.changed()
-
-    async def on_connected(self, ctx: ConnectedContext) -> None:
-        self.connected.append(ctx)
-        self.changed()
-
-    async def on_disconnected(self, ctx: Any) -> None:
-        self.disconnected.append(ctx)
-        self.changed()
-
-
-class Feed(Waitable, SubscriptionEventHandler):  # type: ignore[misc]
-    """A subscription's events: every publication as ``(seq, offset)``, in arrival order, and
-    the index in that list at which each ``subscribed`` event came."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.publications: list[tuple[int, int]] = []
-        self.subscribed: list[SubscribedContext] = []
-        self.subscribed_at: list[int] = []
-        self.unsubscribed: list[UnsubscribedContext] = []
-        self.errors: list[Any] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"<{len(self.publications)} publications, last {self.publications[-3:]}; "
-            f"subscribed={self.subscribed} at {self.subscribed_at}; "
-            f"unsubscribed={self.unsubscribed}; errors={self.errors}>"
-        )
-
-    @property
-    def seqs(self) -> list[int]:
-        return [seq for seq, _ in self.publications]
-
-    @property
-    def offsets(self) -> list[int]:
-        return [offset for _, offset in self.publications]
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed.append(ctx)
-        self.subscribed_at.append(len(self.publications))
-        self.changed()
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        self.unsubscribed.append(ctx)
-        self.changed()
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.publications.append((ctx.pub.data["seq"], ctx.pub.offset))
-        self.changed()
-
-    async def on_error(self, ctx: Any) -> None:
-        self.errors.append(ctx)
-        self.changed()
-
-    async def received(self, count: int, seconds: float = TIMEOUT) -> None:
-        await self.until(lambda: len(self.publications) >= count, f"{count} publications", seconds)
-
-    async def subscribed_times(self, count: int, seconds: float = TIMEOUT) -> SubscribedContext:
-        await self.until(lambda: len(self.subscribed) >= count, f"subscribed #{count}", seconds)
-        return self.subscribed[count - 1]
-
-
-@asynccontextmanager
-async def sdk_client(relay: Relay) -> AsyncIterator[tuple[Client, ClientEvents]]:
+async def sdk_client(relay: Proxy) -> AsyncIterator[tuple[Client, ClientEvents]]:
     """An SDK client connected through ``relay``, reconnecting quickly by itself."""
     events = ClientEvents()
     client = Client(
-        relay.ws,
+        relay.url("ws", "/connection/websocket"),
         events=events,
         token=connection_token("reader"),
         proxy=None,
@@ -338,7 +160,7 @@ async def publish(cent: AsyncClient, channel: str, seqs: Iterable[int]) -> list[
     return results
 
 
-async def kill(client: Client, events: ClientEvents, relay: Relay) -> None:
+async def kill(client: Client, events: ClientEvents, relay: Proxy) -> None:
     """Shut the relay, then kill the SDK's TCP connection abruptly.
 
     centrifuge-python keeps its websockets ``ClientConnection`` in ``Client._conn``, and the
@@ -346,9 +168,9 @@ async def kill(client: Client, events: ClientEvents, relay: Relay) -> None:
     at once, discarding unsent data: no close frame, no closing handshake, as when the network
     path dies. The SDK's reader then sees the connection closed without a close frame and, as
     for any lost transport, goes CONNECTING ("transport closed") and schedules a reconnect,
-    which the shut relay refuses until the test opens it.
+    which the relay refuses until the test lets it through again.
     """
-    relay.shut = True
+    relay.refusing = True
     relay.refused.clear()
     conn = client._conn
     assert conn is not None
@@ -360,10 +182,10 @@ async def kill(client: Client, events: ClientEvents, relay: Relay) -> None:
     assert client.state is ClientState.CONNECTING
 
 
-async def reconnect(events: ClientEvents, relay: Relay, feed: Feed) -> SubscribedContext:
+async def reconnect(events: ClientEvents, relay: Proxy, feed: Feed) -> SubscribedContext:
     """Open the relay after the SDK tried at least once, and wait for its re-subscribe."""
     await asyncio.wait_for(relay.refused.wait(), TIMEOUT)
-    relay.shut = False
+    relay.refusing = False
     await events.until(lambda: len(events.connected) == 2, "second connect", TIMEOUT)
     return await feed.subscribed_times(2)
 
@@ -388,7 +210,7 @@ async def test_recovers_500_publications_after_a_killed_connection(
 ) -> None:
     channel = channel_in("news")
     async with (
-        relay_to(server.port) as relay,
+        proxy_to(server.port) as relay,
         api(server) as cent,
         sdk_client(relay) as (client, events),
     ):
@@ -446,14 +268,14 @@ async def test_server_restart_with_sqlite_history(
     first = await asyncio.to_thread(start)
     second: RunningServer | None = None
     try:
-        async with relay_to(port) as relay, sdk_client(relay) as (client, events):
+        async with proxy_to(port) as relay, sdk_client(relay) as (client, events):
             feed = await subscribe(client, channel)
             epoch = feed.subscribed[0].stream_position.epoch
             async with api(first) as cent:
                 await publish(cent, channel, range(5))
             await feed.received(5)
 
-            relay.shut = True  # the SDK comes back only once the test has published
+            relay.refusing = True  # the SDK comes back only once the test has published
             relay.refused.clear()
             before = len(events.connecting)
             code = await asyncio.to_thread(first.stop, stop_signal)
@@ -505,7 +327,7 @@ async def test_history_of_10_recovers_only_when_every_missed_publication_is_kept
     did not recover, and gets no partial replay of what is still kept: only what comes after."""
     channel = channel_in("tiny")  # keeps 10 publications
     async with (
-        relay_to(server.port) as relay,
+        proxy_to(server.port) as relay,
         api(server) as cent,
         sdk_client(relay) as (client, events),
     ):
@@ -534,7 +356,7 @@ async def test_history_of_10_recovers_only_when_every_missed_publication_is_kept
 async def test_removed_history_is_a_new_epoch_and_not_recovered(server: RunningServer) -> None:
     channel = channel_in("news")
     async with (
-        relay_to(server.port) as relay,
+        proxy_to(server.port) as relay,
         api(server) as cent,
         sdk_client(relay) as (client, events),
     ):
@@ -572,7 +394,7 @@ async def test_publications_during_the_resubscribe_arrive_once_and_in_order(
     either in the recovery or live after it."""
     channel = channel_in("news")
     async with (
-        relay_to(server.port) as relay,
+        proxy_to(server.port) as relay,
         api(server) as cent,
         sdk_client(relay) as (client, events),
     ):

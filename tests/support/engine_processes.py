@@ -1,15 +1,16 @@
-"""Throwaway engine servers for the chaos tests: Redis, PostgreSQL and NATS, each its own
-process on an ephemeral port of 127.0.0.1, in its own scratch directory.
+"""Throwaway engine servers for the tests that stop, kill or restart one (the chaos tests, the
+Redis shard and Sentinel tests): Redis, PostgreSQL and NATS, each its own process on an
+ephemeral port of 127.0.0.1, in its own scratch directory.
 
 The machine's shared services (Redis 6379, PostgreSQL 5432, NATS 4222) are never touched: a
-chaos test stops and starts only what it started here. Each class offers the same handful of
+test stops and starts only what it started here. Each class offers the same handful of
 operations: ``start()``, ``stop()`` (graceful), ``kill()`` (SIGKILL), ``restart()`` (on the
 same port) and ``close()`` (whatever state it is in, nothing is left running), plus ``url``,
 the engine URL roomcast is given. Every wait is bounded; a server that does not come up or go
 down in time raises :class:`EngineProcessError` with the tail of its log.
 
-``missing_binary(kind)`` says which executable an engine lacks, so a fixture can skip (or fail,
-under ``CI=true``) with that reason.
+``missing_binary(kind)`` says which executable an engine lacks; ``require_engine(kind)`` hands
+that reason to ``tests.support.ci`` (skip, or fail under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import IO, ClassVar
 
 import httpx
 
+from tests.support.ci import missing
+
 __all__ = [
     "ENGINE_KINDS",
     "EngineProcess",
@@ -39,6 +42,7 @@ __all__ = [
     "create_engine",
     "free_port",
     "missing_binary",
+    "require_engine",
 ]
 
 HOST = "127.0.0.1"
@@ -473,10 +477,17 @@ def missing_binary(kind: str) -> str | None:
     for name in _BINARIES[kind]:
         found = _postgres_bin(name) if kind == "postgres" else shutil.which(name)
         if found is None:
-            return f"{name} is not installed (needed for the {kind} chaos tests)"
+            return f"{name} is not installed (needed to run a {kind} server of the test's own)"
     if kind == "postgres" and os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root needs runuser to start PostgreSQL as the postgres user"
     return None
+
+
+def require_engine(kind: str) -> None:
+    """Go on only if engine ``kind`` can be run here (see ``tests.support.ci``)."""
+    reason = missing_binary(kind)
+    if reason is not None:
+        missing(f"{reason}; `make system-deps` installs it")
 
 
 def create_engine(kind: str, scratch: Path, *, persistent: bool = True) -> EngineProcess:

@@ -1,0 +1,49 @@
+"""``python -m bench --quick`` (``bench/README.md``) produces figures: run with the fewest
+servers and scenarios that still show a comparison (roomcast and one baseline, the burst
+scenario), into a scratch directory, bounded in time. The run must exit 0 (every pair
+produced figures), print the ratio table, and write ``latest.json`` and ``latest.png``."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.ci import require_module
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_WITHIN = 120.0
+SERVERS = ["roomcast", "websockets"]
+FIGURES = ["deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery"]
+
+
+@pytest.mark.timeout(RUN_WITHIN + 30)
+def test_the_quick_bench_produces_figures(tmp_path: Path) -> None:
+    require_module("matplotlib", hint="`pip install -e '.[bench]'` installs it")
+    command = [sys.executable, "-m", "bench", "--quick", "--servers", ",".join(SERVERS)]
+    command += ["--scenarios", "burst", "--out", str(tmp_path)]
+    run = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=RUN_WITHIN, check=False
+    )
+    output = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert run.returncode == 0, output
+    assert "roomcast/" in run.stdout, output  # the ratio column's header
+    assert re.search(r"\d\.\d\dx", run.stdout), output  # and its cells: "2.40x"
+
+    doc: dict[str, Any] = json.loads((tmp_path / "latest.json").read_text())
+    assert set(doc) == {"meta", "results", "warnings"}
+    assert doc["meta"]["quick"] is True
+    assert doc["meta"]["scenarios"] == ["burst"]
+    assert sorted(doc["meta"]["servers"]) == SERVERS
+    for server in SERVERS:
+        burst = doc["results"][server]["burst"]
+        assert "error" not in burst, burst
+        assert all(burst[figure] > 0 for figure in FIGURES), burst
+        assert burst["delivered_pct"] == 100.0, burst
+        assert burst["deliveries"] == burst["subscribers"] * burst["publications"], burst
+    assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

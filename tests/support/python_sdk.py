@@ -1,0 +1,155 @@
+"""Recorders of what the official Python SDK (``centrifuge-python``) hands the application, for
+tests that drive it against a real server: a client's connection events and a subscription's
+events, each with a bounded wait for a condition on what was recorded.
+
+The SDK does not deduplicate publications, so a :class:`Feed` holds exactly what the SDK
+delivered, in order, duplicates included. Publications are expected to carry ``{"seq": n}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import pytest
+from centrifuge import (  # type: ignore[import-untyped]  # no py.typed in 0.7
+    ClientEventHandler,
+    ConnectedContext,
+    ConnectingContext,
+    PublicationContext,
+    SubscribedContext,
+    SubscribingContext,
+    SubscriptionEventHandler,
+    UnsubscribedContext,
+)
+
+__all__ = ["TIMEOUT", "ClientEvents", "Feed"]
+
+TIMEOUT = 10.0
+"""The longest one expected SDK event may take (a loaded 2-core machine)."""
+
+
+class _Waitable:
+    """Something events are recorded in, with a bounded wait for a condition on them."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def _recorded(self) -> None:
+        self._changed.set()
+
+    async def until(self, condition: Callable[[], bool], what: str, seconds: float) -> None:
+        """Return once ``condition()`` holds; fail the test naming ``what`` after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"no {what} in {seconds}s: {self!r}")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
+    """A client's ``connecting``, ``connected`` and ``disconnected`` events, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connecting: list[ConnectingContext] = []
+        self.connected: list[ConnectedContext] = []
+        self.disconnected: list[Any] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<connecting={self.connecting} connected={self.connected} "
+            f"disconnected={self.disconnected}>"
+        )
+
+    async def on_connecting(self, ctx: ConnectingContext) -> None:
+        self.connecting.append(ctx)
+        self._recorded()
+
+    async def on_connected(self, ctx: ConnectedContext) -> None:
+        self.connected.append(ctx)
+        self._recorded()
+
+    async def on_disconnected(self, ctx: Any) -> None:
+        self.disconnected.append(ctx)
+        self._recorded()
+
+
+class Feed(_Waitable, SubscriptionEventHandler):  # type: ignore[misc]
+    """One subscription's events, in arrival order: each publication as ``(seq, offset)``,
+    each ``subscribing`` (why the SDK subscribes again) and ``subscribed`` (with the index in
+    the publication list at which it came), ``unsubscribed`` and errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publications: list[tuple[int, int]] = []
+        self.subscribing: list[SubscribingContext] = []
+        self.subscribed: list[SubscribedContext] = []
+        self.subscribed_at: list[int] = []
+        self.unsubscribed: list[UnsubscribedContext] = []
+        self.errors: list[Any] = []
+
+    def __repr__(self) -> str:
+        seqs, offsets = self.seqs, self.offsets
+        resubscribes = [(c.was_recovering, c.recovered) for c in self.resubscribes]
+        breaks = [
+            (i, seqs[i - 1 : i + 1], offsets[i - 1 : i + 1])
+            for i in range(1, len(seqs))
+            if seqs[i] != seqs[i - 1] + 1
+        ]
+        return (
+            f"<{len(seqs)} publications, last seqs {seqs[-3:]}; not consecutive at "
+            f"(index, seqs, offsets) {breaks[:10]}; subscribing codes "
+            f"{[c.code for c in self.subscribing]}; resubscribes (was_recovering, recovered) "
+            f"{resubscribes} at {self.subscribed_at[1:]}; unsubscribed={self.unsubscribed}; "
+            f"errors={self.errors}>"
+        )
+
+    @property
+    def seqs(self) -> list[int]:
+        return [seq for seq, _ in self.publications]
+
+    @property
+    def offsets(self) -> list[int]:
+        return [offset for _, offset in self.publications]
+
+    @property
+    def resubscribes(self) -> list[SubscribedContext]:
+        """Every ``subscribed`` after the first."""
+        return self.subscribed[1:]
+
+    async def on_subscribing(self, ctx: SubscribingContext) -> None:
+        self.subscribing.append(ctx)
+        self._recorded()
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed.append(ctx)
+        self.subscribed_at.append(len(self.publications))
+        self._recorded()
+
+    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
+        self.unsubscribed.append(ctx)
+        self._recorded()
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        self.publications.append((ctx.pub.data["seq"], ctx.pub.offset))
+        self._recorded()
+
+    async def on_error(self, ctx: Any) -> None:
+        self.errors.append(ctx)
+        self._recorded()
+
+    async def received(self, count: int, seconds: float = TIMEOUT) -> None:
+        """Return once ``count`` publications arrived."""
+        await self.until(lambda: len(self.publications) >= count, f"{count} publications", seconds)
+
+    async def subscribed_times(self, count: int, seconds: float = TIMEOUT) -> SubscribedContext:
+        """The ``count``-th ``subscribed`` event, once it came."""
+        await self.until(lambda: len(self.subscribed) >= count, f"subscribed #{count}", seconds)
+        return self.subscribed[count - 1]

@@ -15,8 +15,10 @@ from roomcast.protocol.codes import MAX_REASON_BYTES, Disconnect, DisconnectCode
 from roomcast.protocol.messages import (
     Command,
     ConnectRequest,
+    FilterNode,
     HistoryRequest,
     Method,
+    PingRequest,
     PresenceRequest,
     PresenceStatsRequest,
     PublishRequest,
@@ -96,6 +98,45 @@ def test_subscribe_with_every_option_the_js_sdk_sets() -> None:
     assert (request.positioned, request.recoverable, request.join_leave) == (True, True, True)
     assert (request.token, request.delta, request.flag) == ("st", "fossil", 1)
     assert bytes(request.data) == b"[1]"
+    assert request.tf == FilterNode(key="k", cmp="eq", val="v")
+
+
+def test_a_tags_filter_tree_decodes_whole() -> None:
+    command = one(
+        b'{"id":2,"subscribe":{"channel":"c","tf":{"op":"and","nodes":['
+        b'{"key":"ticker","cmp":"in","vals":["BTC","ETH"]},'
+        b'{"op":"not","nodes":[{"key":"price","cmp":"lt","val":"10"}]}]}}}'
+    )
+    assert command.subscribe is not None
+    assert command.subscribe.tf == FilterNode(
+        op="and",
+        nodes=[
+            FilterNode(key="ticker", cmp="in", vals=["BTC", "ETH"]),
+            FilterNode(op="not", nodes=[FilterNode(key="price", cmp="lt", val="10")]),
+        ],
+    )
+
+
+def test_connect_fields_of_the_latest_client_proto() -> None:
+    command = one(b'{"id":1,"connect":{"flag":3,"profile":"feed","dict":"d1"}}')
+    assert command.connect == ConnectRequest(flag=3, profile="feed", dictionary="d1")
+
+
+def test_map_and_shared_poll_fields_decode_so_they_can_be_refused() -> None:
+    subscribe = one(
+        b'{"id":2,"subscribe":{"channel":"c","type":1,"phase":2,"cursor":"x","limit":5,"asc":true}}'
+    ).subscribe
+    assert subscribe == SubscribeRequest(
+        channel="c", type=1, phase=2, cursor="x", limit=5, asc=True
+    )
+    publish = one(b'{"id":3,"publish":{"channel":"c","type":1,"key":"k","removed":true}}').publish
+    assert publish == PublishRequest(channel="c", type=1, key="k", removed=True)
+    sub_refresh = one(
+        b'{"id":4,"sub_refresh":{"channel":"c","type":1,"track":[{"signature":"s"}],"untrack":["k"]}}'
+    ).sub_refresh
+    assert sub_refresh is not None
+    assert (sub_refresh.type, sub_refresh.untrack) == (1, ["k"])
+    assert [bytes(item) for item in sub_refresh.track] == [b'{"signature":"s"}']
 
 
 @pytest.mark.parametrize(
@@ -178,9 +219,16 @@ def test_empty_command_is_a_pong(frame: bytes | str) -> None:
 
 
 def test_unknown_method_with_id_is_not_a_pong() -> None:
-    command = one(b'{"id":5,"ping":{}}')
+    command = one(b'{"id":5,"frobnicate":{}}')
     assert command.id == 5
     assert command.method is None
+    assert not command.is_pong
+
+
+def test_ping_command_of_client_proto_decodes_as_ping() -> None:
+    command = one(b'{"id":5,"ping":{}}')
+    assert command.method is Method.PING
+    assert command.request == PingRequest()
     assert not command.is_pong
 
 
@@ -257,6 +305,8 @@ def test_non_object(frame: bytes) -> None:
         (b'{"id":1,"connect":{"headers":{"a":1}}}', "$.connect.headers"),
         (b'{"id":1,"connect":{"subs":{"a":{"offset":"x"}}}}', "$.connect.subs"),
         (b'{"id":1,"rpc":{"method":null}}', "$.rpc.method"),
+        (b'{"id":1,"subscribe":{"channel":"c","tf":{"vals":"a"}}}', "$.subscribe.tf.vals"),
+        (b'{"id":1,"subscribe":{"channel":"c","tf":{"nodes":[1]}}}', "$.subscribe.tf.nodes"),
     ],
 )
 def test_wrong_field_types(frame: bytes, where: str) -> None:

@@ -6,7 +6,8 @@ writer to send. Client mistakes are returned as values (:class:`Disconnect`, :cl
 never raised.
 
 Modules: :mod:`.codes` (error, unsubscribe and disconnect codes and values),
-:mod:`.messages` (the typed wire messages), :mod:`.codec` (decoding and encoding).
+:mod:`.messages` (the typed wire messages), :mod:`.codec` (decoding and encoding),
+:mod:`.unserved` (the fields roomcast decodes only to refuse them by name).
 """
 
 from .codec import (
@@ -31,12 +32,14 @@ from .messages import (
     Command,
     ConnectRequest,
     ConnectResult,
+    FilterNode,
     HistoryRequest,
     HistoryResult,
     Join,
     Leave,
     Message,
     Method,
+    PingRequest,
     PresenceRequest,
     PresenceResult,
     PresenceStatsRequest,
@@ -56,6 +59,7 @@ from .messages import (
     StreamPosition,
     SubRefreshRequest,
     SubRefreshResult,
+    SubscribeFlag,
     SubscribePush,
     SubscribeRequest,
     SubscribeResult,
@@ -64,10 +68,12 @@ from .messages import (
     UnsubscribeResult,
     raw,
 )
+from .unserved import UNSERVED_FIELDS, unserved_fields
 
 __all__ = [
     "MAX_REASON_BYTES",
     "PING",
+    "UNSERVED_FIELDS",
     "ClientInfo",
     "Command",
     "ConnectRequest",
@@ -76,12 +82,14 @@ __all__ = [
     "DisconnectCode",
     "Error",
     "ErrorCode",
+    "FilterNode",
     "HistoryRequest",
     "HistoryResult",
     "Join",
     "Leave",
     "Message",
     "Method",
+    "PingRequest",
     "PresenceRequest",
     "PresenceResult",
     "PresenceStatsRequest",
@@ -101,6 +109,7 @@ __all__ = [
     "StreamPosition",
     "SubRefreshRequest",
     "SubRefreshResult",
+    "SubscribeFlag",
     "SubscribePush",
     "SubscribeRequest",
     "SubscribeResult",
@@ -115,4 +124,5 @@ __all__ = [
     "encode_reply",
     "raw",
     "reconnects",
+    "unserved_fields",
 ]

@@ -18,7 +18,7 @@ Conventions that hold for every struct here:
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntFlag, StrEnum
 from typing import Annotated, Final, TypeAlias, cast
 
 import msgspec
@@ -30,12 +30,14 @@ __all__ = [
     "Command",
     "ConnectRequest",
     "ConnectResult",
+    "FilterNode",
     "HistoryRequest",
     "HistoryResult",
     "Join",
     "Leave",
     "Message",
     "Method",
+    "PingRequest",
     "PresenceRequest",
     "PresenceResult",
     "PresenceStatsRequest",
@@ -55,6 +57,7 @@ __all__ = [
     "StreamPosition",
     "SubRefreshRequest",
     "SubRefreshResult",
+    "SubscribeFlag",
     "SubscribePush",
     "SubscribeRequest",
     "SubscribeResult",
@@ -125,8 +128,43 @@ class Publication(_Wire):
 # --- commands (client to server) ------------------------------------------------------------
 
 
+class FilterNode(_Wire):
+    """A subscription's tags filter (``tf``): one node of the SDKs' filter tree.
+
+    ``op`` empty makes a leaf comparing the publication's tag ``key`` by ``cmp`` (``eq``,
+    ``neq``, ``in``, ``nin``, ``ex``, ``nex``, ``sw``, ``ew``, ``ct``, ``lt``, ``lte``, ``gt``,
+    ``gte``) with ``val``, or with ``vals`` for ``in`` / ``nin``; ``and``, ``or`` and ``not``
+    combine the ``nodes`` below. Decoding checks only the types; what makes a tree valid is
+    the session's to judge (:mod:`roomcast.session.tags_filter`).
+    """
+
+    op: str = ""
+    key: str = ""
+    cmp: str = ""
+    val: str = ""
+    vals: list[str] = []
+    nodes: list[FilterNode] = []
+
+
+class SubscribeFlag(IntFlag):
+    """The bits of ``SubscribeRequest.flag``, as the SDKs set them."""
+
+    CHANNEL_COMPACTION = 1
+    """The client can read pushes that carry a numeric channel id instead of the name; an
+    offer the server takes by putting ``id`` in its reply (roomcast never does)."""
+    REJECT_UNRECOVERED = 2
+    """A recovery that cannot be made must fail with error 112 instead of a reply with
+    ``recovered`` false (the SDKs set it when the app reloads its own state on 112)."""
+
+
 class SubscribeRequest(_Wire):
     """Subscribe to ``channel``; with ``recover``, resume after ``offset`` in ``epoch``.
+
+    ``tf`` filters publications by their tags; ``flag`` is a bitmask of the
+    :class:`SubscribeFlag` features the client offers or asks for. ``type``, ``phase``,
+    ``cursor``, ``limit`` and ``asc`` belong to map and shared-poll subscriptions, which
+    roomcast does not serve; they are decoded so that a client using them is told so instead
+    of being ignored (:mod:`roomcast.protocol.unserved`).
 
     Also the value type of ``ConnectRequest.subs`` (server-side subscriptions to recover),
     where the map key names the channel; so ``channel`` is optional here, and the codec
@@ -143,11 +181,23 @@ class SubscribeRequest(_Wire):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    tf: FilterNode | None = None
     flag: _Int64 = 0
+    type: _Int32 = 0
+    phase: _Int32 = 0
+    cursor: str = ""
+    limit: _Int32 = 0
+    asc: bool = False
 
 
 class ConnectRequest(_Wire):
-    """The first command of every connection: credentials and what the client is."""
+    """The first command of every connection: credentials and what the client is.
+
+    ``flag`` is a bitmask of connection features the client supports and ``dictionary``
+    (``dict`` on the wire) the id of a compression dictionary it holds; the reply says which
+    the server enabled (roomcast enables none, so its reply carries neither). ``profile`` is
+    the client's own, untrusted, name for the kind of view it is.
+    """
 
     token: str = ""
     data: msgspec.Raw = _EMPTY
@@ -155,6 +205,9 @@ class ConnectRequest(_Wire):
     name: str = ""
     version: str = ""
     headers: dict[str, str] = {}
+    flag: _Int64 = 0
+    profile: str = ""
+    dictionary: str = msgspec.field(default="", name="dict")
 
 
 class UnsubscribeRequest(_Wire):
@@ -164,10 +217,17 @@ class UnsubscribeRequest(_Wire):
 
 
 class PublishRequest(_Wire):
-    """Publish ``data`` into ``channel``."""
+    """Publish ``data`` into ``channel``.
+
+    ``type`` 1, ``key`` and ``removed`` publish into or remove from a map subscription's
+    state, which roomcast does not serve; decoded so that such a publish is refused by name.
+    """
 
     channel: _ChannelName
     data: msgspec.Raw = _EMPTY
+    type: _Int32 = 0
+    key: str = ""
+    removed: bool = False
 
 
 class PresenceRequest(_Wire):
@@ -215,10 +275,22 @@ class RefreshRequest(_Wire):
 
 
 class SubRefreshRequest(_Wire):
-    """Replace the subscription token of ``channel`` before it expires."""
+    """Replace the subscription token of ``channel`` before it expires.
+
+    ``type`` 1 / 2 with ``track`` / ``untrack`` are the shared-poll subscriptions' key
+    tracking, which roomcast does not serve; decoded so that such a command is refused by name.
+    """
 
     channel: _ChannelName
     token: str = ""
+    type: _Int32 = 0
+    track: list[msgspec.Raw] = []
+    untrack: list[str] = []
+
+
+class PingRequest(_Wire):
+    """A ``ping`` command. Protocol v2 pings are the server's empty replies, so this is
+    answered with error 108 (not available), as Centrifuge answers it."""
 
 
 Request: TypeAlias = (
@@ -233,6 +305,7 @@ Request: TypeAlias = (
     | SendRequest
     | RefreshRequest
     | SubRefreshRequest
+    | PingRequest
 )
 
 
@@ -250,6 +323,7 @@ class Method(StrEnum):
     SEND = "send"
     REFRESH = "refresh"
     SUB_REFRESH = "sub_refresh"
+    PING = "ping"
 
 
 # Iterating an Enum class is slow; this tuple keeps Command.method cheap on the hot path.
@@ -277,6 +351,7 @@ class Command(_Wire):
     send: SendRequest | None = None
     refresh: RefreshRequest | None = None
     sub_refresh: SubRefreshRequest | None = None
+    ping: PingRequest | None = None
 
     @property
     def method(self) -> Method | None:

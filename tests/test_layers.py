@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(roomcast.__file__).parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("roomcast.version", "roomcast.errors")),
-    ("values", ("roomcast.settings", "roomcast.publication")),
+    ("values", ("roomcast.settings", "roomcast.config_keys", "roomcast.publication")),
     ("protocol", ("roomcast.protocol",)),
     ("engines", ("roomcast.engines",)),
     ("fan-out core", ("roomcast.wire", "roomcast.writer", "roomcast.idempotency", "roomcast.node")),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from roomcast.errors import ConfigurationError
-from roomcast.settings import Settings, parse_duration
+from roomcast.settings import Settings, find_unknown_keys, parse_duration
 
 CENTRIFUGO_V6: dict[str, Any] = {
     "client": {
@@ -117,6 +117,13 @@ def test_centrifugo_v6_config_file_loads(tmp_path: Path, name: str) -> None:
     assert (chat.name, chat.presence, chat.history_size) == ("chat", True, 10)
     assert (chat.history_ttl, chat.force_recovery) == (300.0, True)
     assert (news.name, news.allow_history_for_subscriber, news.presence) == ("news", True, False)
+    # Centrifugo's keys roomcast does not read are recorded, each once, for the warnings.
+    assert sorted(unknown.key for unknown in settings.unknown_keys) == [
+        "admin",
+        "channel.namespaces[0].subscribe_proxy_enabled",
+        "client.proxy",
+    ]
+    assert {unknown.source for unknown in settings.unknown_keys} == {f"config file {path}"}
 
 
 def test_yml_extension_is_yaml(tmp_path: Path) -> None:
@@ -260,3 +267,76 @@ def test_recovery_without_history_is_refused() -> None:
     news = {"name": "news", "force_recovery": True, "history_size": 10, "history_ttl": "60s"}
     settings = Settings.load(channel={"namespaces": [news]})
     assert settings.channel.namespaces[0].history_ttl == 60.0
+
+
+def test_unknown_keys_of_every_source_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "config.json", {"client": {"insecure": True, "insecur": True}})
+    monkeypatch.setenv("ROOMCAST_ENGINE__BROKR", "memory://")
+    monkeypatch.setenv("ROOMCAST_RESOLVED_SETTINGS", "{}")  # how serve hands settings over
+    settings = Settings.load(config_file=path, examples={"enable": False})
+    assert [str(unknown) for unknown in settings.unknown_keys] == [
+        "examples.enable (Settings.load argument)",
+        "engine.brokr (environment variable ROOMCAST_ENGINE__BROKR)",
+        f"client.insecur (config file {path})",
+    ]
+    assert settings.client.insecure is True  # the known keys beside them still apply
+    monkeypatch.delenv("ROOMCAST_ENGINE__BROKR")
+    assert Settings.load().unknown_keys == ()
+
+
+def test_find_unknown_keys_reports_them_even_when_a_value_is_invalid(tmp_path: Path) -> None:
+    path = write(tmp_path / "config.json", {"port": "many", "portt": 1})
+    with pytest.raises(ConfigurationError):
+        Settings.load(config_file=path)
+    assert [str(u) for u in find_unknown_keys(path, environ={})] == [f"portt (config file {path})"]
+
+
+def test_a_configuration_error_lists_each_problem() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.load(port=-1, client={"ping_interval": "soon"})
+    assert raised.value.problems == (
+        "port: Input should be greater than or equal to 0",
+        "client.ping_interval: Input should be a valid number, unable to parse string as a number",
+    )
+
+
+@pytest.mark.parametrize(
+    ("namespace", "message"),
+    [
+        ({"channel_regex": "(["}, "channel_regex: Value error, not a regular expression"),
+        ({"force_recovery_mode": "latest"}, "force_recovery_mode: Input should be 'stream'"),
+        ({"auto_cache_recover": True}, "auto_cache_recover needs force_recovery"),
+        (
+            {
+                "auto_cache_recover": True,
+                "force_recovery": True,
+                "history_size": 1,
+                "history_ttl": 5,
+            },
+            "auto_cache_recover needs force_recovery and force_recovery_mode",
+        ),
+    ],
+)
+def test_channel_options_of_this_issue_are_checked(namespace: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        Settings.load(channel={"namespaces": [{"name": "ns", **namespace}]})
+
+
+def test_channel_options_of_this_issue_load() -> None:
+    options = {
+        "name": "ns",
+        "allow_tags_filter": True,
+        "channel_regex": "^[a-z]+$",
+        "force_recovery": True,
+        "force_recovery_mode": "cache",
+        "auto_cache_recover": True,
+        "history_size": 1,
+        "history_ttl": "5s",
+    }
+    (ns,) = Settings.load(channel={"namespaces": [options]}).channel.namespaces
+    assert (ns.allow_tags_filter, ns.channel_regex) == (True, "^[a-z]+$")
+    assert (ns.force_recovery_mode, ns.auto_cache_recover) == ("cache", True)
+    default = Settings.load(channel={"namespaces": [{"name": "dd", "force_recovery_mode": ""}]})
+    assert default.channel.namespaces[0].force_recovery_mode == "stream"

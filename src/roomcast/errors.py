@@ -13,6 +13,8 @@ disconnects (see :mod:`roomcast.protocol`). What is left is for operators and em
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ClientError",
     "ConfigurationError",
@@ -43,7 +45,15 @@ class ClientError(RoomcastError):
 
 
 class ConfigurationError(RoomcastError):
-    """The settings are invalid or contradict each other; the message says which and why."""
+    """The settings are invalid or contradict each other; the message says which and why.
+
+    ``problems`` lists each problem on its own (``client.ping_interval: ...``), for a caller
+    that reports them one by one; it is the message alone when there is only one.
+    """
+
+    def __init__(self, message: str, *, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems) or (message,)
 
 
 class EngineError(RoomcastError):

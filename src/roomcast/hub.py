@@ -88,6 +88,12 @@ class Hub:
         authenticate: Callable[..., Any] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.load()
+        for unknown in self.settings.unknown_keys:
+            logger.warning(
+                "unknown config key %s in %s: roomcast does not read it, so it has no effect",
+                unknown.key,
+                unknown.source,
+            )
         engine = self.settings.engine
         self.presence_store = create_presence_store(engine.presence_url)
         self.node = Node(

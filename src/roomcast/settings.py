@@ -5,27 +5,41 @@ environment (``ROOMCAST_`` prefix, ``__`` between nested keys, e.g.
 ``ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY``), a config file (TOML, JSON or YAML, chosen by its
 extension), then the defaults below. Key names follow Centrifugo v6 where Centrifugo has the same
 idea (``client.insecure``, ``client.token.hmac_secret_key``, ``channel.namespaces``,
-``http_api.key``), so a Centrifugo config file loads as it is; keys roomcast does not know are
-ignored.
+``http_api.key``), so a Centrifugo config file loads as it is. Keys roomcast does not read
+(Centrifugo's own included) change nothing, but are not dropped without a word:
+``Settings.load`` records each one in :attr:`Settings.unknown_keys`, which ``roomcast serve``
+and an embedding ``Hub`` log as warnings and ``roomcast checkconfig`` reports as errors.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from roomcast.config_keys import UnknownKey, unknown_environment_keys, unknown_keys
 from roomcast.errors import ConfigurationError
 
 __all__ = [
+    "RESOLVED_SETTINGS_ENV",
     "ChannelOptions",
     "ChannelSettings",
     "ClientSettings",
@@ -36,6 +50,7 @@ __all__ = [
     "Settings",
     "TokenSettings",
     "WebSocketSettings",
+    "find_unknown_keys",
     "parse_duration",
 ]
 
@@ -134,6 +149,41 @@ class ChannelOptions(_Section):
     allow_history_for_subscriber: bool = False
     allow_history_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
+    allow_tags_filter: bool = False
+    """Subscribers may pass a tags filter (``tf``) and receive only the publications whose
+    tags it matches; without it, a subscribe with a filter is refused with error 107."""
+    channel_regex: str = ""
+    """A regular expression (Python's ``re``, searched as Go's ``MatchString`` does: anchor it
+    with ``^...$`` to match the whole) that a channel's name after the namespace must match;
+    commands on other channels are refused with error 107. Empty: no check."""
+    force_recovery_mode: Annotated[
+        Literal["stream", "cache"], BeforeValidator(lambda mode: mode or "stream")
+    ] = "stream"
+    """How a recovering subscriber is served: ``stream`` sends every publication it missed,
+    ``cache`` only the channel's latest (when it does not have it yet)."""
+    auto_cache_recover: bool = False
+    """In cache mode, recover on every subscribe, asked or not (server-side subscriptions
+    included): every subscriber gets the channel's latest publication. Needs
+    ``force_recovery`` and ``force_recovery_mode = "cache"``."""
+
+    @field_validator("channel_regex")
+    @classmethod
+    def _regex_compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from exc
+        return pattern
+
+    @model_validator(mode="after")
+    def _auto_cache_recover_needs_cache_mode(self) -> ChannelOptions:
+        if self.auto_cache_recover and not (
+            self.force_recovery and self.force_recovery_mode == "cache"
+        ):
+            raise ValueError(
+                'auto_cache_recover needs force_recovery and force_recovery_mode = "cache"'
+            )
+        return self
 
     @model_validator(mode="after")
     def _recovery_needs_history(self) -> ChannelOptions:
@@ -249,18 +299,24 @@ class ExamplesSettings(_Section):
     """The channel behind ``/ws/chat``."""
 
 
-_config_file: ContextVar[Path | None] = ContextVar("roomcast_config_file", default=None)
+RESOLVED_SETTINGS_ENV: Final = "ROOMCAST_RESOLVED_SETTINGS"
+"""The environment variable through which ``roomcast serve`` hands its resolved settings to
+its workers: not a setting, so never an unknown key."""
+
+_ENV_PREFIX: Final = "ROOMCAST_"
+_ENV_DELIMITER: Final = "__"
+
+_config_data: ContextVar[dict[str, Any]] = ContextVar("roomcast_config_data")
 
 
 class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Reads the file named by ``Settings.load(config_file=...)``, by extension."""
+    """Hands pydantic-settings the file ``Settings.load(config_file=...)`` read."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         raise NotImplementedError  # __call__ is overridden; pydantic-settings never calls this
 
     def __call__(self) -> dict[str, Any]:
-        path = _config_file.get()
-        return {} if path is None else read_config_file(path)
+        return _config_data.get({})
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -295,7 +351,7 @@ class Settings(BaseSettings):
     """The whole configuration of one roomcast server or embedded Hub."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ROOMCAST_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=_ENV_PREFIX, env_nested_delimiter=_ENV_DELIMITER, extra="ignore"
     )
 
     host: str = "127.0.0.1"
@@ -309,6 +365,14 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = WebSocketSettings()
     engine: EngineSettings = EngineSettings()
     examples: ExamplesSettings = ExamplesSettings()
+
+    _unknown_keys: tuple[UnknownKey, ...] = PrivateAttr(default=())
+
+    @property
+    def unknown_keys(self) -> tuple[UnknownKey, ...]:
+        """The keys ``load`` found in its sources that no setting reads, in the order of the
+        sources (overrides, environment, file); empty for settings built any other way."""
+        return self._unknown_keys
 
     @classmethod
     def settings_customise_sources(
@@ -328,22 +392,67 @@ class Settings(BaseSettings):
         ``overrides`` are nested dicts keyed like the model (``client={"insecure": True}``) and
         win over everything else.
 
+        Keys no setting reads are ignored and recorded in :attr:`unknown_keys`.
+
         Raises:
             ConfigurationError: the file cannot be read or a value is invalid; the message names
-                the offending key.
+                the offending key, and ``problems`` lists each one.
         """
         from pydantic import ValidationError
         from pydantic_settings import SettingsError
 
-        token = _config_file.set(config_file)
+        data = {} if config_file is None else read_config_file(config_file)
+        token = _config_data.set(data)
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
         except SettingsError as exc:
             raise ConfigurationError(f"invalid settings: {exc}") from exc
         except ValidationError as exc:
-            problems = "; ".join(
+            problems = [
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigurationError(f"invalid settings: {problems}") from exc
+            ]
+            raise ConfigurationError(
+                f"invalid settings: {'; '.join(problems)}", problems=problems
+            ) from exc
         finally:
-            _config_file.reset(token)
+            _config_data.reset(token)
+        settings._unknown_keys = tuple(_unknown_keys_in(overrides, os.environ, data, config_file))
+        return settings
+
+
+def find_unknown_keys(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[UnknownKey]:
+    """The keys of ``overrides``, the ``ROOMCAST_*`` variables of ``environ`` (the process'
+    environment when None) and ``config_file`` that no setting reads, whether or not their
+    values are valid (``Settings.load`` stops at the first invalid source).
+
+    Raises:
+        ConfigurationError: the file cannot be read.
+    """
+    data = {} if config_file is None else read_config_file(config_file)
+    return _unknown_keys_in(
+        overrides or {}, os.environ if environ is None else environ, data, config_file
+    )
+
+
+def _unknown_keys_in(
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str],
+    data: Mapping[str, Any],
+    config_file: Path | None,
+) -> list[UnknownKey]:
+    found = unknown_keys(overrides, Settings, "Settings.load argument")
+    found += unknown_environment_keys(
+        environ,
+        Settings,
+        prefix=_ENV_PREFIX,
+        delimiter=_ENV_DELIMITER,
+        ignore=frozenset({RESOLVED_SETTINGS_ENV}),
+    )
+    if config_file is not None:
+        found += unknown_keys(data, Settings, f"config file {config_file}")
+    return found

@@ -216,3 +216,108 @@ async def test_insecure_logs_the_loud_warning_at_start(tmp_path: Path) -> None:
         assert reply["connect"]["client"], reply
     finally:
         server.stop()
+
+
+# --- checkconfig and the warnings about unknown keys -------------------------------------------
+
+UNKNOWN_WARNING = "unknown config key"
+
+
+def write_config(path: Path, config: dict[str, object]) -> Path:
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_checkconfig_says_ok_and_exits_0_for_a_good_file(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "good.json",
+        {
+            "client": {"token": {"hmac_secret_key": "k"}},
+            "channel": {"namespaces": [{"name": "chat", "channel_regex": "^[a-z]+$"}]},
+        },
+    )
+    result = runner.invoke(roomcast.server.cli.app, ["checkconfig", str(path)])
+    assert (result.exit_code, result.output) == (0, "ok\n")
+
+
+def test_checkconfig_lists_every_unknown_key_and_bad_value_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(
+        tmp_path / "bad.json",
+        {
+            "admin": {"enabled": True},
+            "client": {"ping_interval": "soon", "token": {"hmac_secret_key": "k"}},
+            "channel": {"namespaces": [{"name": "chat", "allow_tag_filter": True}]},
+        },
+    )
+    monkeypatch.setenv("ROOMCAST_HTTP_API__KY", "x")
+    result = runner.invoke(roomcast.server.cli.app, ["checkconfig", str(path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "unknown key http_api.ky (environment variable ROOMCAST_HTTP_API__KY)",
+        f"unknown key admin (config file {path})",
+        f"unknown key channel.namespaces[0].allow_tag_filter (config file {path})",
+        "invalid: client.ping_interval: Input should be a valid number, unable to parse string "
+        "as a number",
+    ]
+
+
+def test_checkconfig_reports_what_serve_would_refuse(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "engines.json",
+        {
+            "workers": 2,
+            "engine": {"presence": "carrier-pigeon://x"},
+            "client": {"token": {"rsa_public_key": "not a pem"}},
+        },
+    )
+    result = runner.invoke(roomcast.server.cli.app, ["checkconfig", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("invalid: --workers 2 needs a broker shared by the workers")
+    assert lines[1].startswith("invalid: unknown presence store URL scheme 'carrier-pigeon'")
+    assert lines[2].startswith("invalid: cannot read a RS256 public key")
+
+
+def test_checkconfig_of_a_missing_file_exits_1(tmp_path: Path) -> None:
+    result = runner.invoke(roomcast.server.cli.app, ["checkconfig", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 1
+    assert "nope.toml" in result.output
+
+
+async def test_serve_warns_once_per_unknown_key_and_still_serves(tmp_path: Path) -> None:
+    write_config(
+        tmp_path / "roomcast.json",
+        {
+            "client": {"insecure": True, "proxy": {"connect": {"enabled": True}}},
+            "channel": {"namespaces": [{"name": "chat", "subscribe_proxy_enabled": True}]},
+        },
+    )
+    server = start_server(
+        "--no-examples",
+        "--config",
+        "roomcast.json",
+        "--workers",
+        "1",
+        env={"ROOMCAST_ENGINE__PRESENSE": "memory://"},
+        cwd=tmp_path,
+    )
+    try:
+        warnings = [line for line in server.log.splitlines() if UNKNOWN_WARNING in line]
+        assert len(warnings) == 3, server.log
+        assert all(line.startswith("WARNING") for line in warnings), warnings
+        named = " ".join(warnings)
+        assert "engine.presense in environment variable ROOMCAST_ENGINE__PRESENSE" in named
+        assert "client.proxy in config file roomcast.json" in named
+        assert "channel.namespaces[0].subscribe_proxy_enabled in config file roomcast.json" in named
+        async with connect(f"{server.ws}/connection/websocket") as ws:
+            await ws.send(json.dumps({"id": 1, "connect": {}}))
+            assert "connect" in json.loads(await recv(ws))
+    finally:
+        server.stop()
+
+
+def test_a_server_with_a_clean_config_warns_about_no_key(without_examples: RunningServer) -> None:
+    assert UNKNOWN_WARNING not in without_examples.log

@@ -18,12 +18,12 @@ from roomcast.api.metrics import metrics_router
 from roomcast.hub import Hub
 from roomcast.server.gc_tuning import tune_garbage_collector
 from roomcast.server.seeds import seed_router
-from roomcast.settings import Settings
+from roomcast.settings import RESOLVED_SETTINGS_ENV, Settings
 from roomcast.transport.client_endpoint import DirectClientEndpoint
 
 __all__ = ["SETTINGS_ENV", "app_from_environment", "create_app"]
 
-SETTINGS_ENV = "ROOMCAST_RESOLVED_SETTINGS"
+SETTINGS_ENV = RESOLVED_SETTINGS_ENV
 """Environment variable through which ``roomcast serve`` hands its settings to each worker."""
 
 

@@ -1,7 +1,8 @@
 """The ``roomcast`` command.
 
-``serve`` runs the server; ``publish`` publishes into a channel through a running server's
-HTTP API; ``token`` prints a connection or subscription token signed with the configured key.
+``serve`` runs the server; ``checkconfig`` checks a config file as ``serve`` would read it;
+``publish`` publishes into a channel through a running server's HTTP API; ``token`` prints a
+connection or subscription token signed with the configured key.
 (The benchmarks are not a subcommand: they run with ``python -m bench``.)
 """
 
@@ -12,6 +13,7 @@ import logging
 import logging.config
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,12 +24,13 @@ from rich.console import Console
 from rich.markup import escape
 from uvicorn.supervisors import Multiprocess
 
-from roomcast.engines import create_broker
+from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.errors import ConfigurationError
 from roomcast.server.app import SETTINGS_ENV
 from roomcast.server.log_config import log_config
 from roomcast.session.namespaces import keeps_history
-from roomcast.settings import Settings
+from roomcast.session.tokens import TokenVerifier
+from roomcast.settings import Settings, find_unknown_keys
 from roomcast.transport.uvicorn_protocol import RoomcastWebSocketProtocol
 
 __all__ = ["app", "main"]
@@ -64,6 +67,12 @@ def _check_serveable(settings: Settings) -> None:
 
 
 def _warn_about_defaults(settings: Settings) -> None:
+    for unknown in settings.unknown_keys:
+        logger.warning(
+            "unknown config key %s in %s: roomcast does not read it, so it has no effect",
+            unknown.key,
+            unknown.source,
+        )
     if settings.client.insecure:
         logger.warning(
             "INSECURE MODE: connections need no token and every client may subscribe, publish, "
@@ -159,6 +168,55 @@ def _run(settings: Settings) -> None:
         Multiprocess(config, sockets=[sock]).run()
     else:
         server.run(sockets=[sock])
+
+
+@app.command()
+def checkconfig(
+    config: Annotated[Path, typer.Argument(help="The TOML, JSON or YAML config file to check.")],
+) -> None:
+    """Check CONFIG as `roomcast serve --config CONFIG` would read it (the ROOMCAST_*
+    environment included): print every unknown key and every invalid value, each on its own
+    line, and exit 1; print "ok" and exit 0 when there is none."""
+    problems = [f"unknown key {unknown}" for unknown in _unknown_keys(config)]
+    try:
+        settings = Settings.load(config_file=config)
+    except ConfigurationError as exc:
+        problems += [f"invalid: {problem}" for problem in exc.problems]
+    else:
+        problems += [f"invalid: {problem}" for problem in _serving_problems(settings)]
+    if problems:
+        for problem in problems:
+            typer.echo(problem)
+        raise typer.Exit(1)
+    typer.echo("ok")
+
+
+def _unknown_keys(config: Path) -> list[str]:
+    try:
+        return [str(unknown) for unknown in find_unknown_keys(config)]
+    except ConfigurationError:
+        return []  # the file cannot be read: Settings.load reports it
+
+
+def _serving_problems(settings: Settings) -> list[str]:
+    """What ``serve`` would refuse in settings that are valid one by one: engine URLs it
+    cannot use, keys it cannot read, workers without a shared broker."""
+    problems: list[str] = []
+    engine = settings.engine
+    checks: list[Callable[[], object]] = [
+        lambda: _check_serveable(settings),
+        lambda: create_presence_store(engine.presence_url),
+        lambda: TokenVerifier(settings.client.token),
+        lambda: TokenVerifier(settings.client.subscription_token),
+    ]
+    if keeps_history(settings.channel):
+        checks.append(lambda: create_history_store(engine.history_url))
+    for check in checks:
+        try:
+            check()
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 @app.command()

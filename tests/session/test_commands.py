@@ -24,6 +24,46 @@ from tests.support.session_harness import FEED, SECRET, Harness, error_code, sub
 # --- subscribe --------------------------------------------------------------------------------
 
 
+REGEX_CHANNELS: dict[str, Any] = {
+    "namespaces": [
+        {
+            "name": "orders",
+            "channel_regex": r"^[0-9]+$",
+            "allow_subscribe_for_client": True,
+            "allow_publish_for_client": True,
+            "presence": True,
+            "allow_presence_for_client": True,
+            "history_size": 10,
+            "history_ttl": "60s",
+            "allow_history_for_client": True,
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "request_fields"),
+    [
+        ("subscribe", {}),
+        ("publish", {"data": {"v": 1}}),
+        ("presence", {}),
+        ("presence_stats", {}),
+        ("history", {}),
+    ],
+)
+async def test_a_name_the_channel_regex_refuses_is_error_107(
+    harness: Harness, method: str, request_fields: dict[str, Any]
+) -> None:
+    hub = await harness.hub(channel=REGEX_CHANNELS)
+    client = await harness.connected(hub)
+    reply = await client.call(method, {"channel": "orders:abc", **request_fields})
+    assert error_code(reply) == 107
+    assert "channel_regex" in reply["error"]["message"]
+    ok = await client.call(method, {"channel": "orders:42", **request_fields})
+    assert "error" not in ok, ok
+    assert client.session.state is SessionState.CONNECTED
+
+
 async def test_subscribe_to_an_allowed_channel(harness: Harness, hub: Hub) -> None:
     client = await harness.connected(hub)
     assert await client.subscribe("chat:lobby") == {"id": 2, "subscribe": {}}

@@ -141,6 +141,63 @@ async def test_a_repeated_token_channel_subscribes_once(harness: Harness, hub: H
     assert hub.channels() == {}
 
 
+async def test_what_the_client_says_about_itself_reaches_the_hooks(
+    harness: Harness, hub: Hub
+) -> None:
+    seen: list[ClientContext] = []
+
+    @hub.rpc("hello")
+    async def hello(client: ClientContext, data: Any) -> str:
+        seen.append(client)
+        return "hi"
+
+    client = harness.client(hub)
+    reply = await client.call(
+        "connect",
+        {
+            "token": token("alice"),
+            "name": "my-app",
+            "version": "1.2.3",
+            "data": {"locale": "fr"},
+            "headers": {"Authorization": "Bearer x", "X-Tenant": "acme"},
+            "profile": "dashboard",
+            "flag": 1,
+            "dict": "abc",
+        },
+    )
+    result = reply["connect"]
+    assert "flag" not in result
+    assert "dict" not in result
+    assert (await client.call("rpc", {"method": "hello"}))["rpc"]["data"] == "hi"
+    (context,) = seen
+    assert context.connect.headers == {"authorization": "Bearer x", "x-tenant": "acme"}
+    assert (context.connect.name, context.connect.version) == ("my-app", "1.2.3")
+    assert (context.connect.data, context.connect.profile) == ({"locale": "fr"}, "dashboard")
+
+
+async def test_a_connect_that_says_nothing_has_empty_details(harness: Harness, hub: Hub) -> None:
+    seen: list[ClientContext] = []
+
+    @hub.rpc("hello")
+    async def hello(client: ClientContext, data: Any) -> None:
+        seen.append(client)
+
+    client = await harness.connected(hub)
+    await client.call("rpc", {"method": "hello"})
+    assert seen[0].connect.headers == {}
+    assert seen[0].connect.data is None
+
+
+async def test_a_ping_command_is_error_108_and_the_connection_stays(
+    harness: Harness, hub: Hub
+) -> None:
+    client = await harness.connected(hub)
+    reply = await client.call("ping")
+    assert error_code(reply) == 108
+    assert "ping command not available" in reply["error"]["message"]
+    assert client.session.state is SessionState.CONNECTED
+
+
 # --- protocol violations --------------------------------------------------------------------
 
 

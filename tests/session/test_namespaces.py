@@ -96,3 +96,28 @@ def test_a_private_channel_without_namespace_resolves() -> None:
 
 def test_a_private_channel_in_a_namespace_resolves_to_that_namespace() -> None:
     assert rules().resolve("$chat:room") == ResolvedChannel("$chat:room", "chat", CHAT)
+
+
+def test_channel_regex_checks_the_name_after_the_namespace() -> None:
+    ids = Namespace(name="ids", channel_regex=r"^[0-9]+$")
+    loose = Namespace(name="loose", channel_regex=r"[0-9]")
+    channel_rules = ChannelRules(
+        ChannelSettings(
+            without_namespace=ChannelOptions(channel_regex=r"^room"), namespaces=[ids, loose, CHAT]
+        )
+    )
+
+    def refused(channel: str) -> bool:
+        resolved = channel_rules.resolve(channel)
+        assert resolved is not None
+        return channel_rules.name_refused(resolved)
+
+    assert not refused("ids:42")
+    assert not refused("$ids:42")  # the private prefix is not part of the name
+    assert refused("ids:42a")
+    assert refused("ids:")
+    assert not refused("loose:a1b")  # unanchored: found anywhere, as Go's MatchString
+    assert refused("loose:abc")
+    assert not refused("room-1")  # without a namespace: the whole name
+    assert refused("lobby")
+    assert not refused("chat:anything at all")  # no regex, no check

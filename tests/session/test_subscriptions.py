@@ -17,7 +17,7 @@ from roomcast.engines.base import HistoryPage
 from roomcast.hub import Hub
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.session.connection import SessionState
-from tests.support.session_harness import FEED, Harness, early_in_a_second, sub_token
+from tests.support.session_harness import FEED, Harness, early_in_a_second, sub_token, token
 
 # --- subscription expiry ----------------------------------------------------------------------
 
@@ -138,3 +138,150 @@ async def test_the_subscriptions_read_as_a_mapping(harness: Harness, hub: Hub) -
     assert subscriptions.get("chat:c") is None
     await client.call("unsubscribe", {"channel": "chat:a"})
     assert dict(subscriptions) == {"chat:b": subscriptions["chat:b"]}
+
+
+# --- cache recovery mode -----------------------------------------------------------------------
+
+CACHE: dict[str, Any] = {
+    "namespaces": [
+        {
+            "name": name,
+            "allow_subscribe_for_client": True,
+            "allow_tags_filter": True,
+            "history_size": 10,
+            "history_ttl": "60s",
+            "force_recovery": True,
+            "force_recovery_mode": "cache",
+            "auto_cache_recover": auto,
+        }
+        for name, auto in (("state", False), ("auto", True))
+    ]
+}
+
+
+async def test_cache_mode_recovers_only_the_latest_publication(harness: Harness) -> None:
+    hub = await harness.hub(channel=CACHE)
+    client = await harness.connected(hub)
+    first = (await client.subscribe("state:s"))["subscribe"]
+    assert first["recoverable"] is True
+    await client.call("unsubscribe", {"channel": "state:s"})
+    for n in range(3):
+        await hub.publish("state:s", {"n": n})
+    since = {"recover": True, "offset": 0, "epoch": first["epoch"]}
+    reply = (await client.subscribe("state:s", **since))["subscribe"]
+    assert reply["recovered"] is True
+    assert [p["data"] for p in reply["publications"]] == [{"n": 2}]
+    assert reply["offset"] == 3
+
+    # A client already at the top gets nothing again, and is told it recovered.
+    await client.call("unsubscribe", {"channel": "state:s"})
+    at_top = {"recover": True, "offset": 3, "epoch": first["epoch"]}
+    reply = (await client.subscribe("state:s", **at_top))["subscribe"]
+    assert reply["recovered"] is True
+    assert reply.get("publications", []) == []
+
+
+async def test_cache_mode_gives_the_latest_publication_the_filter_matches(
+    harness: Harness,
+) -> None:
+    hub = await harness.hub(channel=CACHE)
+    for n, k in enumerate(["a", "a", "b"]):
+        await hub.publish("state:f", {"n": n}, tags={"k": k})
+    client = await harness.connected(hub)
+    tf = {"key": "k", "cmp": "eq", "val": "a"}
+    reply = (await client.subscribe("state:f", tf=tf, recover=True, offset=0))["subscribe"]
+    assert [p["data"] for p in reply["publications"]] == [{"n": 1}]
+
+
+async def test_auto_cache_recover_gives_every_subscriber_the_latest(harness: Harness) -> None:
+    hub = await harness.hub(channel=CACHE)
+    await hub.publish("auto:x", {"n": 0})
+    await hub.publish("auto:x", {"n": 1})
+    client = await harness.connected(hub, channels=["auto:server"])
+    await hub.publish("auto:server", {"n": 7})
+    # Subscribing without asking to recover still brings the latest publication.
+    reply = (await client.subscribe("auto:x"))["subscribe"]
+    assert (reply["was_recovering"], reply["recovered"]) == (True, True)
+    assert [p["data"] for p in reply["publications"]] == [{"n": 1}]
+    # And so does a server-side subscription, on the next connect.
+    again = harness.client(hub)
+    subs = (await again.connect(token("alice", channels=["auto:server"])))["subs"]
+    assert [p["data"] for p in subs["auto:server"]["publications"]] == [{"n": 7}]
+
+
+async def test_without_cache_mode_a_subscribe_brings_no_publication(harness: Harness) -> None:
+    stream = {
+        "namespaces": [
+            {
+                "name": "st",
+                "allow_subscribe_for_client": True,
+                "history_size": 10,
+                "history_ttl": "60s",
+                "force_recovery": True,
+            }
+        ]
+    }
+    hub = await harness.hub(channel=stream)
+    await hub.publish("st:x", {"n": 0})
+    client = await harness.connected(hub)
+    assert "publications" not in (await client.subscribe("st:x"))["subscribe"]
+
+
+# --- server-side subscriptions recover from the connect's subs ---------------------------------
+
+RECOVERING: dict[str, Any] = {
+    "namespaces": [
+        {
+            "name": "news",
+            "history_size": 100,
+            "history_ttl": "60s",
+            "force_recovery": True,
+        }
+    ]
+}
+
+
+async def test_server_side_subscriptions_resume_from_the_connect_subs(harness: Harness) -> None:
+    hub = await harness.hub(channel=RECOVERING)
+    channels = ["news:a", "news:b"]
+    first = harness.client(hub)
+    subs = (await first.connect(token("alice", channels=channels)))["subs"]
+    assert subs["news:a"]["recoverable"] is True
+    epoch = subs["news:a"]["epoch"]
+    await hub.publish("news:a", {"n": 0})
+    assert (await first.push())["pub"]["offset"] == 1
+    await first.session.closed()
+
+    for n in range(1, 4):
+        await hub.publish("news:a", {"n": n})
+    again = harness.client(hub)
+    resume = {
+        "news:a": {"recover": True, "offset": 1, "epoch": epoch},
+        "news:gone": {"recover": True, "offset": 5, "epoch": "x"},
+    }
+    reply = await again.call(
+        "connect", {"token": token("alice", channels=channels), "subs": resume}
+    )
+    subs = reply["connect"]["subs"]
+    assert (subs["news:a"]["was_recovering"], subs["news:a"]["recovered"]) == (True, True)
+    assert [p["data"]["n"] for p in subs["news:a"]["publications"]] == [1, 2, 3]
+    assert subs["news:a"]["offset"] == 4
+    # news:b had no entry: subscribed afresh; news:gone is no longer the client's: absent.
+    assert "was_recovering" not in subs["news:b"]
+    assert set(subs) == {"news:a", "news:b"}
+    await hub.publish("news:a", {"n": 4})
+    assert (await again.push())["pub"]["data"] == {"n": 4}
+
+
+async def test_a_server_side_subscription_too_far_behind_is_not_recovered(
+    harness: Harness,
+) -> None:
+    hub = await harness.hub(channel=RECOVERING)
+    client = harness.client(hub)
+    resume = {"news:a": {"recover": True, "offset": 3, "epoch": "an-old-epoch"}}
+    reply = await client.call(
+        "connect", {"token": token("alice", channels=["news:a"]), "subs": resume}
+    )
+    sub = reply["connect"]["subs"]["news:a"]
+    assert sub["was_recovering"] is True
+    assert sub.get("recovered", False) is False

@@ -30,13 +30,17 @@ from roomcast.session.namespaces import ResolvedChannel, history_options
 from roomcast.session.outcome import Outcome, ReplyThen
 from roomcast.session.permissions import can_publish, can_read, can_subscribe_without_token
 from roomcast.session.services import ChannelServices
-from roomcast.session.subscriptions import Subscriptions
+from roomcast.session.subscribe_terms import check_subscribe
+from roomcast.session.subscriptions import Entered, Subscriptions
 from roomcast.session.tokens import SUB_REFRESH_TOKEN, SUBSCRIBE_TOKEN, announced_ttl, token_verdict
 
 __all__ = ["Commands"]
 
 _UNKNOWN_CHANNEL = Error.of(ErrorCode.UNKNOWN_CHANNEL)
 _PERMISSION_DENIED = Error.of(ErrorCode.PERMISSION_DENIED)
+_NAME_REFUSED = Error.of(
+    ErrorCode.BAD_REQUEST, "invalid channel name: it does not match the namespace's channel_regex"
+)
 _UNSUBSCRIBED = protocol.UnsubscribeResult()
 _PUBLISHED = protocol.PublishResult()
 
@@ -60,18 +64,26 @@ class Commands:
         """Subscribe with a subscription token, or as the hook or the namespace allows; the
         reply, then the subscription goes live.
 
-        Errors: 102 unknown channel, 105 already subscribed, 106 channel limit, 103 not
-        allowed, and the token verdicts of :data:`~roomcast.session.tokens.SUBSCRIBE_TOKEN`.
+        Errors: 102 unknown channel, 107 a name the namespace's ``channel_regex`` refuses or
+        an option refused (:func:`~roomcast.session.subscribe_terms.check_subscribe`), 105
+        already subscribed, 106 channel limit, 103 not allowed, 112 an unrecoverable position
+        the client asked to be told of, and the token verdicts of
+        :data:`~roomcast.session.tokens.SUBSCRIBE_TOKEN`.
         """
         channel = request.channel
         resolved = self._services.channels.resolve(channel)
         if resolved is None:
             return _UNKNOWN_CHANNEL
+        if self._services.channels.name_refused(resolved):
+            return _NAME_REFUSED
         subscriptions = self._subscriptions
         if channel in subscriptions:
             return Error.of(ErrorCode.ALREADY_SUBSCRIBED)
         if subscriptions.full:
             return Error.of(ErrorCode.LIMIT_EXCEEDED)
+        terms = check_subscribe(request, resolved.options)
+        if isinstance(terms, Error):
+            return terms
         chan_info, expire_at = b"", 0
         if request.token:
             verified = self._services.subscription_tokens.verify_subscription(request.token)
@@ -84,10 +96,10 @@ class Commands:
         elif not await self._may_subscribe(who, resolved):
             return _PERMISSION_DENIED
         entered = await subscriptions.enter(
-            who, channel, request=request, chan_info=chan_info, expire_at=expire_at
+            who, channel, request=request, terms=terms, chan_info=chan_info, expire_at=expire_at
         )
-        if entered is None:
-            return None
+        if not isinstance(entered, Entered):
+            return entered
         return ReplyThen(entered.result, partial(subscriptions.activate, entered))
 
     async def unsubscribe(self, request: protocol.UnsubscribeRequest) -> Outcome:
@@ -97,8 +109,11 @@ class Commands:
 
     def sub_refresh(self, who: ClientContext, request: protocol.SubRefreshRequest) -> Outcome:
         """Extend a subscription with a fresh subscription token (error 103 for a channel the
-        client is not subscribed to; the token verdicts of
+        client is not subscribed to, 107 for the shared-poll fields; the token verdicts of
         :data:`~roomcast.session.tokens.SUB_REFRESH_TOKEN`)."""
+        unserved = protocol.unserved_fields(request)
+        if unserved:
+            return _unserved("sub_refresh", unserved)
         subscription = self._subscriptions.get(request.channel)
         if subscription is None:
             return _PERMISSION_DENIED
@@ -116,11 +131,17 @@ class Commands:
 
     async def publish(self, who: ClientContext, request: protocol.PublishRequest) -> Outcome:
         """Publish into a channel as the hook or the namespace allows (103 if not), after the
-        namespace's publication model, if any, accepted the data (107 naming the field)."""
+        namespace's publication model, if any, accepted the data (107 naming the field).
+        107 too for a name the namespace's ``channel_regex`` refuses and for a map publish."""
         channel = request.channel
         resolved = self._services.channels.resolve(channel)
         if resolved is None:
             return _UNKNOWN_CHANNEL
+        if self._services.channels.name_refused(resolved):
+            return _NAME_REFUSED
+        unserved = protocol.unserved_fields(request)
+        if unserved:
+            return _unserved("publish", unserved)
         data = bytes(request.data) if request.data else b"null"
         if not await self._may_publish(who, resolved, data):
             return _PERMISSION_DENIED
@@ -220,10 +241,13 @@ class Commands:
         )
 
     def _readable(self, who: ClientContext, channel: str, what: str) -> ResolvedChannel | Error:
-        """The channel if the client may read its ``what``; else 102 or 103."""
+        """The channel if the client may read its ``what``; else 102, 107 (a name the
+        namespace's ``channel_regex`` refuses) or 103."""
         resolved = self._services.channels.resolve(channel)
         if resolved is None:
             return _UNKNOWN_CHANNEL
+        if self._services.channels.name_refused(resolved):
+            return _NAME_REFUSED
         allowed = can_read(
             resolved.options,
             what,
@@ -232,6 +256,14 @@ class Commands:
             insecure=self._services.settings.client.insecure,
         )
         return resolved if allowed else _PERMISSION_DENIED
+
+
+def _unserved(method: str, fields: list[str]) -> Error:
+    return Error.of(
+        ErrorCode.BAD_REQUEST,
+        f"{method}: map and shared-poll subscriptions are not served: "
+        f"{', '.join(fields)} not supported",
+    )
 
 
 _adapters: dict[type[Any], TypeAdapter[Any]] = {}

@@ -40,11 +40,13 @@ import msgspec
 from roomcast import protocol
 from roomcast.errors import ClientError, EngineUnavailable
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, Method
+from roomcast.publication import StreamPosition
 from roomcast.session.commands import Commands
-from roomcast.session.hooks import ClientContext, Credentials
+from roomcast.session.hooks import NO_CONNECT_DETAILS, ClientContext, ConnectDetails, Credentials
 from roomcast.session.outcome import Outcome, ReplyThen, encode_answer
 from roomcast.session.registry import Registry
 from roomcast.session.services import ChannelServices
+from roomcast.session.subscribe_terms import check_resume
 from roomcast.session.subscriptions import Entered, Subscriptions
 from roomcast.session.tokens import (
     CONNECT_TOKEN,
@@ -68,6 +70,9 @@ _TOKEN_REQUIRED = Disconnect.of(
     DisconnectCode.BAD_REQUEST, "bad request: connection token required"
 )
 _ENGINE_UNAVAILABLE = Error.of(ErrorCode.INTERNAL, "engine unavailable")
+_PING_NOT_AVAILABLE = Error.of(
+    ErrorCode.NOT_AVAILABLE, "ping command not available: the server pings with empty replies"
+)
 
 Request = TypeVar("Request")
 
@@ -122,6 +127,7 @@ class Session:
         self._commands = Commands(services, self.subscriptions)
         self._app_credentials = credentials
         self._app_state: Any = None
+        self._connect_details = NO_CONNECT_DETAILS
         self._expire_at = 0
         self._loop = asyncio.get_running_loop()
         self._ping_state = PingState.IDLE
@@ -137,7 +143,9 @@ class Session:
     @property
     def context(self) -> ClientContext:
         """This client as application hooks (and the command handlers) see it."""
-        return ClientContext(self.client, self.user, self.conn_info, self._app_state)
+        return ClientContext(
+            self.client, self.user, self.conn_info, self._app_state, self._connect_details
+        )
 
     # --- transport-facing ---------------------------------------------------------------------
 
@@ -252,6 +260,8 @@ class Session:
                 return await self._connect(_given(command.connect))
             case Method.REFRESH:
                 return self._refresh(_given(command.refresh))
+            case Method.PING:
+                return _PING_NOT_AVAILABLE
             case _:
                 assert_never(method)
 
@@ -265,6 +275,15 @@ class Session:
     # --- connect, refresh, ping ---------------------------------------------------------------
 
     async def _connect(self, request: protocol.ConnectRequest) -> Outcome:
+        """Admit the client, then subscribe it to its server-side channels, each resuming from
+        the position its ``subs`` entry gives (the SDKs send one for every server-side
+        subscription they recover). Error 107 for a ``subs`` entry asking for more than a
+        position; entries for channels the server does not subscribe the client to are
+        answered by their absence from the reply's ``subs``, which makes the SDKs drop them."""
+        for channel, resumed in request.subs.items():
+            refused = check_resume(channel, resumed)
+            if refused is not None:
+                return refused
         credentials = self._app_credentials
         if credentials is None and request.token:
             verified = self.services.tokens.verify_connect(request.token)
@@ -289,6 +308,7 @@ class Session:
             return expired
         self.user = credentials.user
         self._app_state = credentials.state
+        self._connect_details = _details(request)
         expire_at = credentials.expire_at
         self._set_expiry(min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0)
         self.state = SessionState.CONNECTED
@@ -300,12 +320,27 @@ class Session:
         who = self.context
         subs: dict[str, protocol.SubscribeResult] = {}
         entered_all: list[Entered] = []
-        for channel in dict.fromkeys(credentials.channels):
-            entered = await self.subscriptions.enter(who, channel)
-            if entered is None:
-                return None
+        channels = dict.fromkeys(credentials.channels)
+        for channel in channels:
+            entry = request.subs.get(channel)
+            resume = (
+                StreamPosition(entry.offset, entry.epoch)
+                if entry is not None and entry.recover
+                else None
+            )
+            entered = await self.subscriptions.enter(who, channel, recover_from=resume)
+            if not isinstance(entered, Entered):
+                return None  # the connection stopped meanwhile (no terms, so never an Error)
             subs[channel] = entered.result
             entered_all.append(entered)
+        dropped = [channel for channel in request.subs if channel not in channels]
+        if dropped:
+            logger.info(
+                "client %s (user %r) resumes %s, which the server no longer subscribes it to",
+                self.client,
+                self.user,
+                ", ".join(dropped),
+            )
         ping = math.ceil(client_settings.ping_interval)
         result = protocol.ConnectResult(
             client=self.client,
@@ -400,6 +435,19 @@ class Session:
                 timer.cancel()
         self._ping_timer = self._pong_timer = self._expire_timer = self._stale_timer = None
         self.subscriptions.stop()
+
+
+def _details(request: protocol.ConnectRequest) -> ConnectDetails:
+    """What the client said about itself, for the app's hooks."""
+    if not (request.name or request.version or request.data or request.headers or request.profile):
+        return NO_CONNECT_DETAILS
+    return ConnectDetails(
+        name=request.name,
+        version=request.version,
+        data=msgspec.json.decode(request.data) if request.data else None,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        profile=request.profile,
+    )
 
 
 def _given(request: Request | None) -> Request:

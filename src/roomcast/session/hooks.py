@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "NO_CONNECT_DETAILS",
     "ClientContext",
+    "ConnectDetails",
     "Credentials",
     "Hooks",
     "MessageHandler",
@@ -35,13 +37,37 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectDetails:
+    """What the client said about itself in its ``connect`` command; as untrusted as anything
+    a client sends.
+
+    ``headers`` are the SDKs' header emulation (centrifuge-js ``headers``, sent in the connect
+    command because a browser cannot set a WebSocket's own), names lower-cased; they are not
+    the HTTP headers of the WebSocket handshake, which an ``authenticate`` dependency reads.
+    ``data`` is the connect's JSON payload, decoded (None when absent). ``name`` and
+    ``version`` name the client SDK or app, ``profile`` the kind of view it is.
+    """
+
+    name: str = ""
+    version: str = ""
+    data: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    profile: str = ""
+
+
+NO_CONNECT_DETAILS = ConnectDetails()
+"""What a client that has not connected yet (or said nothing about itself) told."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClientContext:
-    """One connected client, as hooks see it."""
+    """One connected client, as hooks see it; ``connect`` is what it said in its connect."""
 
     client: str
     user: str
     info: bytes = b""
     state: Any = None
+    connect: ConnectDetails = NO_CONNECT_DETAILS
 
 
 SubscribeHook = Callable[[ClientContext, str], Awaitable[bool]]

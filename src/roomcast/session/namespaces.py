@@ -2,11 +2,13 @@
 
 ``chat:room1`` is channel ``room1``'s form in namespace ``chat``; a channel without the
 boundary belongs to no namespace. ``dialog#42,43`` is user-limited: only users 42 and 43 may
-subscribe, when the namespace allows user-limited channels.
+subscribe, when the namespace allows user-limited channels. A namespace's ``channel_regex``
+says which names (after ``chat:``; the whole name without a namespace) its channels may have.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from roomcast.engines.base import HistoryOptions
@@ -47,6 +49,11 @@ class ChannelRules:
     def __init__(self, settings: ChannelSettings) -> None:
         self._settings = settings
         self._namespaces: dict[str, ChannelOptions] = {ns.name: ns for ns in settings.namespaces}
+        self._regexes: dict[str, re.Pattern[str]] = {
+            name: re.compile(options.channel_regex)
+            for name, options in (("", settings.without_namespace), *self._namespaces.items())
+            if options.channel_regex
+        }
 
     def resolve(self, channel: str) -> ResolvedChannel | None:
         """The channel's namespace options; None for an invalid name or an unknown namespace."""
@@ -60,6 +67,20 @@ class ChannelRules:
         if options is None:
             return None
         return ResolvedChannel(channel, namespace, options)
+
+    def name_refused(self, resolved: ResolvedChannel) -> bool:
+        """Whether the namespace's ``channel_regex`` refuses the channel's name: the part after
+        ``<namespace>:``, or the whole name for a channel without a namespace, as Centrifugo
+        reads it. The regex may match anywhere in it (Go's ``MatchString``), unless anchored."""
+        regex = self._regexes.get(resolved.namespace)
+        if regex is None:
+            return False
+        if resolved.namespace:
+            bare = resolved.name.removeprefix(self._settings.private_prefix)
+            name = bare.partition(self._settings.namespace_boundary)[2]
+        else:
+            name = resolved.name
+        return regex.search(name) is None
 
     def is_user_limited(self, channel: str) -> bool:
         """Whether the name lists its allowed users after the user boundary."""

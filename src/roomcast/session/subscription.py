@@ -1,4 +1,8 @@
-"""ChannelSubscription: one session's subscription to one channel, as the Node sees it."""
+"""ChannelSubscription: one session's subscription to one channel, as the Node sees it.
+
+A subscription with a tags filter is a :class:`FilteredSubscription`, so that the others pay
+nothing for filters on the fan-out's path.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,16 @@ from dataclasses import dataclass
 from enum import Enum
 
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
+from roomcast.session.tags_filter import TagsFilter
 from roomcast.wire import WireFormat
 from roomcast.writer import Writer
 
-__all__ = ["ChannelSubscription", "SubscriptionFeatures", "SubscriptionState"]
+__all__ = [
+    "ChannelSubscription",
+    "FilteredSubscription",
+    "SubscriptionFeatures",
+    "SubscriptionState",
+]
 
 
 class SubscriptionState(Enum):
@@ -116,6 +126,11 @@ class ChannelSubscription:
             self._kept_bytes = 0
             on_gap(self)
 
+    def wants(self, event: ChannelEvent) -> bool:
+        """Whether ``event`` is for this client; every event is, unless a tags filter says
+        otherwise (:class:`FilteredSubscription`)."""
+        return True
+
     def kept_publications(self) -> list[Publication]:
         """The publications kept aside while pending, in arrival order."""
         return [event for _, event in self._kept if isinstance(event, Publication)]
@@ -133,10 +148,55 @@ class ChannelSubscription:
             return
         self._position = position
         for message, event in self._kept:
-            if then is None or not isinstance(event, Publication):
+            if (then is None or not isinstance(event, Publication)) and self.wants(event):
                 self._writer.push(message)
         for message in then or ():
             self._writer.push(message)
         self._kept = []
         self._kept_bytes = 0
         self.state = SubscriptionState.LIVE
+
+
+class FilteredSubscription(ChannelSubscription):
+    """A subscription that receives only the publications its tags filter matches.
+
+    Publications kept aside while pending are kept whole, filtered or not, so that recovery
+    still sees the stream's every offset; the filter applies to what reaches the client: live
+    deliveries, what is released at ``go_live``, and (through :meth:`wants`) what the subscribe
+    reply carries. Join and leave events are never filtered.
+    """
+
+    def __init__(
+        self,
+        writer: Writer,
+        channel: str,
+        *,
+        tags_filter: TagsFilter,
+        info: ClientInfo,
+        features: SubscriptionFeatures = SubscriptionFeatures(),
+        expire_at: int = 0,
+        on_gap: Callable[[ChannelSubscription], None] | None = None,
+        max_kept_bytes: int = 1 << 20,
+    ) -> None:
+        super().__init__(
+            writer,
+            channel,
+            info=info,
+            features=features,
+            expire_at=expire_at,
+            on_gap=on_gap,
+            max_kept_bytes=max_kept_bytes,
+        )
+        self._matches = tags_filter.matches
+
+    def wants(self, event: ChannelEvent) -> bool:
+        return not isinstance(event, Publication) or self._matches(event.tags)
+
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
+        if (
+            self.state is SubscriptionState.LIVE
+            and isinstance(event, Publication)
+            and not self._matches(event.tags)
+        ):
+            return
+        super().deliver(channel, message, event)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from roomcast import protocol
-from roomcast.engines.base import PresenceStore
+from roomcast.engines.base import HistoryPage, PresenceStore
 from roomcast.errors import EngineError
 from roomcast.protocol import Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
@@ -40,8 +40,10 @@ from roomcast.session.namespaces import history_options
 from roomcast.session.permissions import can_read
 from roomcast.session.recovery import RecoveryOutcome, merge
 from roomcast.session.services import ChannelServices
+from roomcast.session.subscribe_terms import NO_TERMS, SubscribeTerms
 from roomcast.session.subscription import (
     ChannelSubscription,
+    FilteredSubscription,
     SubscriptionFeatures,
     SubscriptionState,
 )
@@ -53,6 +55,8 @@ from roomcast.writer import Writer
 __all__ = ["Entered", "Subscriptions"]
 
 logger = logging.getLogger("roomcast.session")
+
+_UNRECOVERABLE = Error.of(ErrorCode.UNRECOVERABLE_POSITION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +113,20 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         channel: str,
         *,
         request: protocol.SubscribeRequest | None = None,
+        terms: SubscribeTerms = NO_TERMS,
+        recover_from: StreamPosition | None = None,
         chan_info: bytes = b"",
         expire_at: int = 0,
-    ) -> Entered | None:
+    ) -> Entered | Error | None:
         """Subscribe ``who`` to ``channel`` on the node, still pending; for a positioned
         subscription, read history and merge it with what arrived meanwhile.
 
-        ``request`` is the client's subscribe (None for a subscription the server makes),
-        ``chan_info`` and ``expire_at`` come from a subscription token. Returns None, with
-        nothing left subscribed, if the connection stopped meanwhile.
+        ``request`` is the client's subscribe (None for a subscription the server makes) and
+        ``terms`` what it asked for beyond the channel; ``recover_from`` is where a
+        server-side subscription resumes (a connect's ``subs``); ``chan_info`` and
+        ``expire_at`` come from a subscription token. Returns None, with nothing left
+        subscribed, if the connection stopped meanwhile, and error 112 (nothing subscribed)
+        when ``terms`` reject an unrecovered position and the recovery failed.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
@@ -126,14 +135,28 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         resolved = services.channels.resolve(channel)
         options = resolved.options if resolved is not None else ChannelOptions()
         features = self._features(options, request, who.user)
-        subscription = ChannelSubscription(
-            self._writer,
-            channel,
-            info=ClientInfo(who.user, who.client, who.info, chan_info),
-            features=features,
-            expire_at=expire_at,
-            on_gap=self._on_gap,
-            max_kept_bytes=services.settings.client.queue_max_size,
+        info = ClientInfo(who.user, who.client, who.info, chan_info)
+        subscription = (
+            ChannelSubscription(
+                self._writer,
+                channel,
+                info=info,
+                features=features,
+                expire_at=expire_at,
+                on_gap=self._on_gap,
+                max_kept_bytes=services.settings.client.queue_max_size,
+            )
+            if terms.tags_filter is None
+            else FilteredSubscription(
+                self._writer,
+                channel,
+                tags_filter=terms.tags_filter,
+                info=info,
+                features=features,
+                expire_at=expire_at,
+                on_gap=self._on_gap,
+                max_kept_bytes=services.settings.client.queue_max_size,
+            )
         )
         node = services.node
         await node.subscribe(channel, subscription)
@@ -142,18 +165,25 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         result = protocol.SubscribeResult(expires=expires, ttl=ttl)
         recovery: RecoveryOutcome | None = None
         if features.positioned and node.history is not None:
-            since = (
-                StreamPosition(request.offset, request.epoch)
-                if request is not None and request.recover
-                else None
-            )
+            since = recover_from
+            if request is not None and request.recover:
+                since = StreamPosition(request.offset, request.epoch)
+            cache = features.recoverable and options.force_recovery_mode == "cache"
+            if cache and since is None and options.auto_cache_recover:
+                since = StreamPosition(0, "")
             recovering = since is not None
             try:
-                page = await node.history.read(channel, since=since, limit=-1 if since else 0)
+                if cache and since is not None:
+                    recovery = await self._recover_latest(subscription, since)
+                else:
+                    page = await node.history.read(channel, since=since, limit=-1 if since else 0)
+                    recovery = merge(page, subscription.kept_publications(), recovering=recovering)
             except BaseException:
                 await node.unsubscribe(channel, subscription)
                 raise
-            recovery = merge(page, subscription.kept_publications(), recovering=recovering)
+            if recovering and not recovery.recovered and terms.reject_unrecovered:
+                await node.unsubscribe(channel, subscription)
+                return _UNRECOVERABLE
             result = protocol.SubscribeResult(
                 expires=expires,
                 ttl=ttl,
@@ -161,7 +191,9 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 positioned=True,
                 epoch=recovery.position.epoch,
                 offset=recovery.position.offset,
-                publications=[wire_publication(p) for p in recovery.publications],
+                publications=[
+                    wire_publication(p) for p in recovery.publications if subscription.wants(p)
+                ],
                 recovered=recovery.recovered,
                 was_recovering=recovering,
             )
@@ -171,6 +203,31 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         self._by_channel[channel] = subscription
         self._schedule_expiry(subscription)
         return Entered(subscription, result, recovery)
+
+    async def _recover_latest(
+        self, subscription: ChannelSubscription, since: StreamPosition
+    ) -> RecoveryOutcome:
+        """Cache recovery (``force_recovery_mode = "cache"``): the channel's latest
+        publication that the subscription wants, unless the client is at the stream's top
+        already; merged with what arrived meanwhile, of which only the latest is kept."""
+        history = self._services.node.history
+        assert history is not None  # only positioned subscriptions of a node with history
+        # Without a filter the newest publication is the one; with one, the newest it matches.
+        filtered = isinstance(subscription, FilteredSubscription)
+        page = await history.read(
+            subscription.channel, since=None, limit=-1 if filtered else 1, reverse=True
+        )
+        top = page.position
+        latest = next((p for p in page.publications if subscription.wants(p)), None)
+        at_top = since.offset > 0 and since == top
+        found = HistoryPage(
+            publications=[] if latest is None or at_top else [latest],
+            position=top,
+            complete=latest is not None or at_top,
+        )
+        outcome = merge(found, subscription.kept_publications(), recovering=True)
+        wanted = [p for p in outcome.publications if subscription.wants(p)]
+        return replace(outcome, publications=wanted[-1:])
 
     async def activate(self, entered: Entered) -> None:
         """After the reply (or push) is queued: release what was kept aside, then enter
@@ -185,7 +242,10 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             position = (
                 StreamPosition(then[-1].offset, then[-1].epoch) if then else recovery.position
             )
-            subscription.go_live([encode_pub_push(channel, p) for p in then], position)
+            pushes: list[str | bytes] = [
+                encode_pub_push(channel, p) for p in then if subscription.wants(p)
+            ]
+            subscription.go_live(pushes, position)
             if not recovery.consistent or subscription.state is SubscriptionState.STALE:
                 self._on_gap(subscription)
                 return
@@ -243,8 +303,8 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         if self.full:
             return Error.of(ErrorCode.LIMIT_EXCEEDED)
         entered = await self.enter(who, channel)
-        if entered is None:
-            return None
+        if not isinstance(entered, Entered):
+            return entered
         result = entered.result
         self._push(
             protocol.Push(

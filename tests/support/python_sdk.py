@@ -1,6 +1,7 @@
 """Recorders of what the official Python SDK (``centrifuge-python``) hands the application, for
-tests that drive it against a real server: a client's connection events and a subscription's
-events, each with a bounded wait for a condition on what was recorded.
+tests that drive it against a real server: a client's connection events (and its server-side
+subscriptions') and a subscription's events, each with a bounded wait for a condition on what
+was recorded; and a client behind a relay whose link a test can cut and give back.
 
 The SDK does not deduplicate publications, so a :class:`Feed` holds exactly what the SDK
 delivered, in order, duplicates included. Publications are expected to carry ``{"seq": n}``.
@@ -10,23 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import pytest
 from centrifuge import (  # type: ignore[import-untyped]  # no py.typed in 0.7
+    Client,
     ClientEventHandler,
+    ClientState,
     ConnectedContext,
     ConnectingContext,
     PublicationContext,
+    ServerPublicationContext,
+    ServerSubscribedContext,
     SubscribedContext,
     SubscribingContext,
     SubscriptionEventHandler,
     UnsubscribedContext,
 )
 
-__all__ = ["TIMEOUT", "ClientEvents", "Feed"]
+from tests.support.tcp_proxy import Proxy
+
+__all__ = ["TIMEOUT", "ClientEvents", "Feed", "cut_link", "give_link_back", "sdk_client"]
 
 TIMEOUT = 10.0
 """The longest one expected SDK event may take (a loaded 2-core machine)."""
@@ -54,13 +61,17 @@ class _Waitable:
 
 
 class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
-    """A client's ``connecting``, ``connected`` and ``disconnected`` events, in order."""
+    """A client's ``connecting``, ``connected`` and ``disconnected`` events, in order, and
+    those of its server-side subscriptions: each ``subscribed`` and each publication as
+    ``(channel, seq, offset)``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.connecting: list[ConnectingContext] = []
         self.connected: list[ConnectedContext] = []
         self.disconnected: list[Any] = []
+        self.server_subscribed: list[ServerSubscribedContext] = []
+        self.server_publications: list[tuple[str, int, int]] = []
 
     def __repr__(self) -> str:
         return (
@@ -78,6 +89,14 @@ class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
 
     async def on_disconnected(self, ctx: Any) -> None:
         self.disconnected.append(ctx)
+        self._recorded()
+
+    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
+        self.server_subscribed.append(ctx)
+        self._recorded()
+
+    async def on_publication(self, ctx: ServerPublicationContext) -> None:
+        self.server_publications.append((ctx.channel, ctx.pub.data["seq"], ctx.pub.offset))
         self._recorded()
 
 
@@ -153,3 +172,47 @@ class Feed(_Waitable, SubscriptionEventHandler):  # type: ignore[misc]
         """The ``count``-th ``subscribed`` event, once it came."""
         await self.until(lambda: len(self.subscribed) >= count, f"subscribed #{count}", seconds)
         return self.subscribed[count - 1]
+
+
+@asynccontextmanager
+async def sdk_client(relay: Proxy, token: str) -> AsyncIterator[tuple[Client, ClientEvents]]:
+    """An SDK client connected through ``relay`` with ``token``, reconnecting quickly by
+    itself; disconnected when the block ends."""
+    events = ClientEvents()
+    client = Client(
+        relay.url("ws", "/connection/websocket"),
+        events=events,
+        token=token,
+        proxy=None,
+        timeout=TIMEOUT,
+        min_reconnect_delay=0.05,
+        max_reconnect_delay=0.3,
+    )
+    try:
+        await asyncio.wait_for(client.connect(), TIMEOUT)
+        await events.until(lambda: len(events.connected) == 1, "connected", TIMEOUT)
+        yield client, events
+    finally:
+        await asyncio.wait_for(client.disconnect(), TIMEOUT)
+
+
+async def cut_link(client: Client, events: ClientEvents, relay: Proxy) -> None:
+    """Make ``relay`` refuse new connections, then abort the SDK's TCP connection: no close
+    frame, as when the network dies. Returns once the SDK noticed and is reconnecting."""
+    relay.refusing = True
+    relay.refused.clear()
+    conn = client._conn  # the SDK's websockets connection; its transport is the TCP socket
+    assert conn is not None
+    before = len(events.connecting)
+    conn.transport.abort()
+    await events.until(lambda: len(events.connecting) > before, "connecting", TIMEOUT)
+    assert client.state is ClientState.CONNECTING
+
+
+async def give_link_back(events: ClientEvents, relay: Proxy) -> None:
+    """Once the SDK tried at least once through the refusing ``relay``, let it through, and
+    return when it connected again."""
+    connects = len(events.connected)
+    await asyncio.wait_for(relay.refused.wait(), TIMEOUT)
+    relay.refusing = False
+    await events.until(lambda: len(events.connected) > connects, "a new connect", TIMEOUT)

@@ -3,7 +3,9 @@
 //
 //   node recovery.mjs WS_URL JSON_ARGS
 //
-// JSON_ARGS: {token, channel, timeout_ms?}. Every event is one JSON line on stdout
+// JSON_ARGS: {token, channel, subscription?, timeout_ms?}; `subscription` holds options for
+// newSubscription (e.g. {"tagsFilter": {...}} or {"delta": "fossil"}). Every event is one JSON
+// line on stdout
 // ({"event": "...", ...}); the test steers the run with lines on stdin:
 //
 //   kill    the network fails: the live WebSocket is terminated (its TCP socket destroyed,
@@ -81,7 +83,7 @@ client.on('connected', (ctx) => emit('connected', { client: ctx.client }));
 client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason: ctx.reason }));
 client.on('error', (ctx) => emit('client_error', { type: ctx.type, message: String(ctx.error?.message ?? ctx.error) }));
 
-const sub = client.newSubscription(args.channel);
+const sub = client.newSubscription(args.channel, args.subscription ?? {});
 sub.on('subscribing', (ctx) => emit('subscribing', { code: ctx.code, reason: ctx.reason }));
 sub.on('subscribed', (ctx) =>
   emit('subscribed', {
@@ -96,7 +98,9 @@ sub.on('subscribed', (ctx) =>
 );
 sub.on('unsubscribed', (ctx) => emit('unsubscribed', { code: ctx.code, reason: ctx.reason }));
 sub.on('error', (ctx) => emit('subscription_error', { type: ctx.type, message: String(ctx.error?.message ?? ctx.error) }));
-sub.on('publication', (ctx) => emit('publication', { data: ctx.data, offset: ctx.offset ?? null }));
+sub.on('publication', (ctx) =>
+  emit('publication', { data: ctx.data, offset: ctx.offset ?? null, ...(ctx.tags ? { tags: ctx.tags } : {}) }),
+);
 
 function once(emitter, name) {
   return new Promise((resolve) => emitter.once(name, resolve));

@@ -15,7 +15,8 @@
 //            (sent by another client), unsubscribe, disconnect.
 //   connect  [token?, linger_ms]  connect and report how the attempt ended; after a terminal
 //            disconnect, linger to show that the SDK does not reconnect.
-//   rpc      [token, method, data]  connect, call `method`, report its result or error.
+//   rpc      [token, method, data, client?]  connect (with the Centrifuge options in `client`,
+//            e.g. {"headers": {...}, "data": ...}), call `method`, report its result or error.
 //   private  [token, channel, sub_token]  subscribe with a getToken callback that returns
 //            `sub_token`, report the subscription's outcome, disconnect.
 
@@ -158,7 +159,7 @@ const scenarios = {
   },
 
   async rpc() {
-    const client = newClient({ token: args.token });
+    const client = newClient({ token: args.token, ...(args.client ?? {}) });
     client.connect();
     await client.ready(3000);
     try {

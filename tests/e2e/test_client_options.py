@@ -1,7 +1,8 @@
 """A real ``roomcast serve`` answers the options of issue 10 that a raw protocol client sends:
 ``channel_regex`` refuses other names with 107 on every command that names a channel, the map
-and shared-poll fields and the ``ping`` command are refused by name, and none of it costs the
-connection or leaves a traceback in the log. Every wait is bounded."""
+and shared-poll fields, fields ``client.proto`` does not have and the ``ping`` command are
+refused by name, and none of it costs the connection or leaves a traceback in the log. Every
+wait is bounded."""
 
 from __future__ import annotations
 
@@ -80,6 +81,11 @@ async def test_unserved_fields_and_the_ping_command_are_refused_by_name(
         assert "subscribe data is not supported" in reply["error"]["message"]
         reply = await client.command(ping={})
         assert reply["error"]["code"] == 108
+        reply = await client.command(history={"channel": "orders:1", "limit": 1, "page": 2})
+        assert reply["error"] == {
+            "code": 107,
+            "message": "history: unknown field history.page (not in client.proto)",
+        }
         # The connection is still there and still serves.
         await client.subscribe("orders:1", delta="fossil")
         await client.call("publish", channel="orders:1", data={"whole": True})

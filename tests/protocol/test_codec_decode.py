@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roomcast.protocol.codec import PING, decode_frame
-from roomcast.protocol.codes import MAX_REASON_BYTES, Disconnect, DisconnectCode
+from roomcast.protocol.codec import PING, RefusedCommand, decode_frame
+from roomcast.protocol.codes import MAX_REASON_BYTES, Disconnect, DisconnectCode, Error
 from roomcast.protocol.messages import (
     Command,
     ConnectRequest,
@@ -37,7 +37,14 @@ def one(frame: bytes | str) -> Command:
     result = decode_frame(frame)
     assert isinstance(result, list), result
     assert len(result) == 1
+    assert isinstance(result[0], Command), result
     return result[0]
+
+
+def decoded(frame: bytes | str) -> list[Command | RefusedCommand]:
+    result = decode_frame(frame)
+    assert isinstance(result, list), result
+    return result
 
 
 def bad(frame: bytes | str) -> str:
@@ -210,12 +217,61 @@ def test_absent_data_is_empty_raw() -> None:
 # --- pong, unknown methods, batches --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("frame", [b"{}", "{}", PING, b" { } ", b'{"unknown":1}'])
+@pytest.mark.parametrize("frame", [b"{}", "{}", PING, b" { } "])
 def test_empty_command_is_a_pong(frame: bytes | str) -> None:
     command = one(frame)
     assert command.is_pong
     assert command.method is None
     assert command.request is None
+
+
+# --- fields client.proto does not have ----------------------------------------------------------
+
+
+def test_a_command_with_fields_the_protocol_lacks_is_refused_naming_them() -> None:
+    (refused,) = decoded(
+        b'{"id":4,"subscribe":{"channel":"a","colour":"red","tf":{"key":"k","cmp":"ex",'
+        b'"nodes":[{"weight":1}]}},"priority":9}'
+    )
+    assert isinstance(refused, RefusedCommand)
+    assert (refused.id, refused.method) == (4, Method.SUBSCRIBE)
+    assert refused.error == Error(
+        107,
+        "subscribe: unknown field subscribe.colour, subscribe.tf.nodes[0].weight, priority "
+        "(not in client.proto)",
+    )
+
+
+def test_an_unknown_field_in_a_map_of_requests_is_named_with_its_key() -> None:
+    (refused,) = decoded(b'{"id":1,"connect":{"subs":{"news":{"recover":true,"since":3}}}}')
+    assert isinstance(refused, RefusedCommand)
+    assert refused.error.message == (
+        "connect: unknown field connect.subs['news'].since (not in client.proto)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "field"),
+    [(b'{"unknown":1}', "unknown"), (b'{"send":{"data":1,"urgent":true}}', "send.urgent")],
+)
+def test_without_an_id_an_unknown_field_ends_the_connection(frame: bytes, field: str) -> None:
+    assert bad(frame) == f"bad request: unknown field {field}"
+
+
+def test_a_type_error_beside_an_unknown_field_is_still_a_bad_request() -> None:
+    assert "$.subscribe.channel" in bad(b'{"id":1,"subscribe":{"colour":1,"channel":5}}')
+
+
+def test_the_frame_around_a_refused_command_is_served() -> None:
+    first, refused, last = decoded(
+        b'{"id":1,"presence":{"channel":"a"}}\n'
+        b'{"id":2,"history":{"channel":"a","mystery":1}}\n'
+        b'{"id":3,"presence":{"channel":"b"}}'
+    )
+    assert isinstance(first, Command)
+    assert isinstance(refused, RefusedCommand)
+    assert isinstance(last, Command)
+    assert refused.id == 2
 
 
 def test_unknown_method_with_id_is_not_a_pong() -> None:

@@ -198,6 +198,35 @@ async def test_a_ping_command_is_error_108_and_the_connection_stays(
     assert client.session.state is SessionState.CONNECTED
 
 
+async def test_a_command_with_a_field_the_protocol_lacks_is_error_107(
+    harness: Harness, hub: Hub
+) -> None:
+    client = await harness.connected(hub)
+    reply = await client.call("subscribe", {"channel": "chat:x", "colour": "red"})
+    assert error_code(reply) == 107
+    assert reply["error"]["message"] == (
+        "subscribe: unknown field subscribe.colour (not in client.proto)"
+    )
+    assert hub.channels() == {}
+    assert "subscribe" in await client.subscribe("chat:x")  # still connected, still served
+
+
+async def test_before_connect_a_refused_command_other_than_connect_closes_3501(
+    harness: Harness, hub: Hub
+) -> None:
+    client = harness.client(hub)
+    await client.send({"id": 1, "presence": {"channel": "chat:x", "mood": 1}})
+    assert await client.closed_with() == Close(3501, "bad request: first command must be connect")
+
+
+async def test_a_refused_connect_can_be_retried(harness: Harness, hub: Hub) -> None:
+    client = harness.client(hub)
+    reply = await client.call("connect", {"token": token("alice"), "tokn": "x"})
+    assert error_code(reply) == 107
+    assert client.session.state is SessionState.CONNECTING
+    assert (await client.connect(token("alice")))["client"] == client.session.client
+
+
 # --- protocol violations --------------------------------------------------------------------
 
 

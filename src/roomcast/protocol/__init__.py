@@ -12,6 +12,7 @@ Modules: :mod:`.codes` (error, unsubscribe and disconnect codes and values),
 
 from .codec import (
     PING,
+    RefusedCommand,
     decode_frame,
     encode_error_reply,
     encode_publication_push,
@@ -103,6 +104,7 @@ __all__ = [
     "RefreshPush",
     "RefreshRequest",
     "RefreshResult",
+    "RefusedCommand",
     "Reply",
     "Request",
     "SendRequest",

@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
+import msgspec.inspect
 
-from .codes import Disconnect, DisconnectCode, Error
+from .codes import Disconnect, DisconnectCode, Error, ErrorCode
 from .messages import ClientInfo, Command, Method, Publication, Push, Reply, raw
 
 __all__ = [
     "PING",
+    "RefusedCommand",
     "decode_frame",
     "encode_error_reply",
     "encode_publication_push",
@@ -37,7 +39,16 @@ class _PushEnvelope(msgspec.Struct):
     push: Push
 
 
-def decode_frame(frame: bytes | str) -> list[Command] | Disconnect:
+class RefusedCommand(msgspec.Struct, frozen=True):
+    """A command with an id that is well formed but for fields ``client.proto`` does not
+    have: it is not run, and its reply is ``error`` (107 bad request naming the fields)."""
+
+    id: int
+    method: Method
+    error: Error
+
+
+def decode_frame(frame: bytes | str) -> list[Command | RefusedCommand] | Disconnect:
     """Decode every command in ``frame``, in order, or say why the connection must end.
 
     Blank lines are skipped, so an empty frame yields an empty list. Anything else wrong
@@ -47,8 +58,11 @@ def decode_frame(frame: bytes | str) -> list[Command] | Disconnect:
     ``DisconnectCode.BAD_REQUEST`` and a reason naming the problem; the commands before the
     bad line are dropped with it. Never raises.
 
-    A command with an id but no known method decodes normally (``method`` is None); the
-    caller chooses how to answer it.
+    A command with an id and a known method that also carries fields the protocol does not
+    have is a :class:`RefusedCommand` naming them (``subscribe.colour``), to be answered with
+    its error; without an id (``send``, the pong ``{}``) such a command ends the connection,
+    which is the only way to tell the client. A command with an id but no known method decodes
+    normally (``method`` is None, whatever else it holds); the caller chooses how to answer.
     """
     if isinstance(frame, bytes) and not frame.isascii():
         # msgspec validates the strings it decodes but passes Raw payloads through as they
@@ -58,12 +72,18 @@ def decode_frame(frame: bytes | str) -> list[Command] | Disconnect:
         except UnicodeDecodeError:
             return _bad_request("frame is not valid UTF-8")
     lines = frame.split("\n") if isinstance(frame, str) else frame.split(b"\n")
-    commands: list[Command] = []
+    commands: list[Command | RefusedCommand] = []
     for line in lines:
         if not line.strip():
             continue
+        unknown: list[str] = []
         try:
-            command = _decoder.decode(line)
+            try:
+                command = _decoder.decode(line)
+            except msgspec.ValidationError as exc:
+                if not str(exc).startswith("Object contains unknown field"):
+                    raise
+                command = _decoder.decode(_without_unknown_fields(line, unknown))
         except (ValueError, RecursionError) as exc:
             # ValueError covers msgspec's DecodeError/ValidationError and the Unicode errors
             # it lets through (e.g. a lone surrogate in a str frame); RecursionError is its
@@ -72,8 +92,56 @@ def decode_frame(frame: bytes | str) -> list[Command] | Disconnect:
         problem = _problem(command)
         if problem is not None:
             return _bad_request(problem)
+        method = command.method
+        if unknown and command.id == 0:
+            return _bad_request(f"unknown field {', '.join(unknown)}")
+        if unknown and method is not None:
+            detail = f"{method.value}: unknown field {', '.join(unknown)} (not in client.proto)"
+            commands.append(
+                RefusedCommand(command.id, method, Error.of(ErrorCode.BAD_REQUEST, detail))
+            )
+            continue
         commands.append(command)
     return commands
+
+
+_COMMAND_TYPE: Final = msgspec.inspect.type_info(Command)
+
+
+def _without_unknown_fields(line: bytes | str, found: list[str]) -> bytes:
+    """``line`` re-encoded without the fields ``Command`` does not declare, whose dotted paths
+    are appended to ``found``. Only a refused command takes this path, so its payloads being
+    re-encoded (not byte for byte) is of no consequence.
+
+    Raises:
+        ValueError: ``line`` is not JSON.
+    """
+    value = msgspec.json.decode(line)
+    _strip(value, _COMMAND_TYPE, "", found)
+    return msgspec.json.encode(value)
+
+
+def _strip(value: object, kind: msgspec.inspect.Type, path: str, found: list[str]) -> None:
+    if isinstance(kind, msgspec.inspect.UnionType):  # an optional request or tree node
+        structs = [t for t in kind.types if isinstance(t, msgspec.inspect.StructType)]
+        if not structs:
+            return
+        kind = structs[0]
+    if isinstance(kind, msgspec.inspect.StructType) and isinstance(value, dict):
+        fields = {field.encode_name: field.type for field in kind.fields}
+        for key in list(value):
+            where = f"{path}.{key}" if path else str(key)
+            if key in fields:
+                _strip(value[key], fields[key], where, found)
+            else:
+                found.append(where)
+                del value[key]
+    elif isinstance(kind, msgspec.inspect.DictType) and isinstance(value, dict):
+        for key, item in value.items():
+            _strip(item, kind.value_type, f"{path}[{key!r}]", found)
+    elif isinstance(kind, msgspec.inspect.ListType) and isinstance(value, list):
+        for index, item in enumerate(value):
+            _strip(item, kind.item_type, f"{path}[{index}]", found)
 
 
 def encode_reply(reply: Reply) -> bytes:

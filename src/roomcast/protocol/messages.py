@@ -14,6 +14,9 @@ Conventions that hold for every struct here:
   valid JSON value; nothing checks this on the way out.
 * Integer bounds follow ``client.proto``; unsigned 64-bit fields (offsets) accept at most
   2**63 - 1. A decoded value outside its bounds makes the whole frame a bad request.
+* Every field of ``client.proto``'s commands is declared, served or not, and no other: a
+  command carrying a field the protocol does not have is refused, naming it (see
+  :func:`roomcast.protocol.codec.decode_frame`).
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ def raw(data: bytes) -> msgspec.Raw:
     return msgspec.Raw(data) if data else _EMPTY
 
 
-class _Wire(msgspec.Struct, omit_defaults=True):
-    """Base of every message: fields left at their defaults are not written."""
+class _Wire(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """Base of every message: fields left at their defaults are not written, and a field
+    ``client.proto`` does not have makes decoding fail (the codec names it to the client)."""
 
 
 # --- values shared by commands, replies and pushes --------------------------------------------
@@ -335,8 +339,8 @@ class Command(_Wire):
 
     ``id`` (above 0) is echoed in the reply. ``send`` is the only request sent without an id,
     and the empty command ``{}`` is the client's pong. Should a client set several request
-    fields, the first in :class:`Method` order wins, as in Centrifuge. Unknown fields are
-    ignored, so a command naming an unknown method decodes with ``method`` None.
+    fields, the first in :class:`Method` order wins, as in Centrifuge. A command naming only
+    an unknown method decodes (through the codec) with ``method`` None.
     """
 
     id: _UInt32 = 0

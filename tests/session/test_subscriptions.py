@@ -209,6 +209,26 @@ async def test_auto_cache_recover_gives_every_subscriber_the_latest(harness: Har
     assert [p["data"] for p in subs["auto:server"]["publications"]] == [{"n": 7}]
 
 
+async def test_a_server_api_subscribe_in_auto_cache_mode_pushes_the_latest(
+    harness: Harness,
+) -> None:
+    hub = await harness.hub(channel=CACHE)
+    await hub.publish("auto:pushed", {"n": 0})
+    await hub.publish("auto:pushed", {"n": 1})
+    client = await harness.connected(hub)
+    await hub.subscribe_user("alice", "auto:pushed")
+    subscribe = await client.push()
+    assert subscribe["subscribe"]["offset"] == 2
+    pub = await client.push()
+    assert (pub["channel"], pub["pub"]["data"], pub["pub"]["offset"]) == (
+        "auto:pushed",
+        {"n": 1},
+        2,
+    )
+    await hub.publish("auto:pushed", {"n": 2})
+    assert (await client.push())["pub"]["data"] == {"n": 2}
+
+
 async def test_without_cache_mode_a_subscribe_brings_no_publication(harness: Harness) -> None:
     stream = {
         "namespaces": [

@@ -293,7 +293,9 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     async def server_subscribe(self, who: ClientContext, channel: str) -> Error | None:
         """Subscribe ``who`` to ``channel`` with a subscribe push instead of a reply; nothing
-        if already subscribed, error 106 past the channel limit.
+        if already subscribed, error 106 past the channel limit. What the subscription
+        recovers (the latest publication, with ``auto_cache_recover``) follows the push as
+        publication pushes, since a subscribe push carries none.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
@@ -317,6 +319,10 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 ),
             )
         )
+        recovery, subscription = entered.recovery, entered.subscription
+        for publication in recovery.publications if recovery is not None else ():
+            if subscription.wants(publication):
+                self._writer.push(encode_pub_push(channel, publication))
         await self.activate(entered)
         return None
 

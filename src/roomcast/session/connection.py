@@ -159,9 +159,6 @@ class Session:
         for command in decoded:
             if self.state is SessionState.CLOSED:
                 return
-            if isinstance(command, protocol.RefusedCommand):
-                self._refuse(command)
-                continue
             await self._dispatch(command)
 
     def disconnect(self, disconnect: Disconnect) -> None:
@@ -196,17 +193,17 @@ class Session:
 
     # --- dispatch: the one place an outcome reaches the client --------------------------------
 
-    def _refuse(self, command: protocol.RefusedCommand) -> None:
-        """Answer a command the codec refused (fields ``client.proto`` does not have) with its
-        error; before connect, only a connect may be answered at all."""
-        if self.state is SessionState.CONNECTING and command.method is not Method.CONNECT:
-            self._bad_request("first command must be connect")
+    async def _dispatch(self, command: protocol.Command | protocol.RefusedCommand) -> None:
+        """Run one command and write its outcome: the only place replies are written. A
+        command the codec refused (fields ``client.proto`` does not have) is answered with its
+        error, unless it comes before connect and is no connect."""
+        if isinstance(command, protocol.RefusedCommand):
+            if self.state is SessionState.CONNECTING and command.method is not Method.CONNECT:
+                self._bad_request("first command must be connect")
+                return
+            self._log_client_mistake(command.error.message)
+            self.writer.push(encode_answer(command.id, command.error))
             return
-        self._log_client_mistake(command.error.message)
-        self.writer.push(encode_answer(command.id, command.error))
-
-    async def _dispatch(self, command: protocol.Command) -> None:
-        """Run one command and write its outcome: the only place replies are written."""
         method = command.method
         if command.is_pong:
             self._on_pong()

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from roomcast import protocol
@@ -135,28 +136,19 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         resolved = services.channels.resolve(channel)
         options = resolved.options if resolved is not None else ChannelOptions()
         features = self._features(options, request, who.user)
-        info = ClientInfo(who.user, who.client, who.info, chan_info)
-        subscription = (
-            ChannelSubscription(
-                self._writer,
-                channel,
-                info=info,
-                features=features,
-                expire_at=expire_at,
-                on_gap=self._on_gap,
-                max_kept_bytes=services.settings.client.queue_max_size,
-            )
+        make: Callable[..., ChannelSubscription] = (
+            ChannelSubscription
             if terms.tags_filter is None
-            else FilteredSubscription(
-                self._writer,
-                channel,
-                tags_filter=terms.tags_filter,
-                info=info,
-                features=features,
-                expire_at=expire_at,
-                on_gap=self._on_gap,
-                max_kept_bytes=services.settings.client.queue_max_size,
-            )
+            else partial(FilteredSubscription, tags_filter=terms.tags_filter)
+        )
+        subscription = make(
+            self._writer,
+            channel,
+            info=ClientInfo(who.user, who.client, who.info, chan_info),
+            features=features,
+            expire_at=expire_at,
+            on_gap=self._on_gap,
+            max_kept_bytes=services.settings.client.queue_max_size,
         )
         node = services.node
         await node.subscribe(channel, subscription)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test lint typecheck unit system-deps node-deps bench clean
+.PHONY: serve test lint typecheck unit system-deps node-deps bench-deps bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ typecheck: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed system-deps node-deps lint typecheck
 	$(BIN)/pytest
 
+## bench-deps: npm packages of the Node baselines (ws, Socket.IO)
+bench-deps:
+	cd bench/node && npm ci --no-audit --no-fund --loglevel=error
+
 ## bench: roomcast and its baselines side by side (see bench/README.md)
-bench: $(VENV)/.dev-installed
+bench: $(VENV)/.dev-installed bench-deps
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) tests/e2e/js/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) tests/e2e/js/node_modules bench/node/node_modules .mypy_cache .ruff_cache .pytest_cache

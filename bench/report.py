@@ -37,14 +37,21 @@ class Row:
 _HISTORY = [("off", "off"), ("on", "on (sqlite)"), ("sync", "on (sqlite, synchronous)")]
 """The history scenario's variants: metric key prefix, label."""
 
+_FIXED = [("fixed", "fixed 50/s"), ("fixed100", "fixed 100/s"), ("fixed200", "fixed 200/s")]
+"""The fixed-load scenarios: name, label."""
+
 ROWS = [
     Row("burst", "deliveries_per_s", "burst: deliveries/s", "up", 0),
     Row("burst", "p50_ms", "burst: p50 latency ms", "down"),
     Row("burst", "p99_ms", "burst: p99 latency ms", "down"),
     Row("burst", "server_cpu_us_per_delivery", "burst: server CPU µs/delivery", "down", 2),
-    Row("fixed", "p50_ms", "fixed 50/s: p50 latency ms", "down", 2),
-    Row("fixed", "p99_ms", "fixed 50/s: p99 latency ms", "down", 2),
-    Row("fixed", "delivered_pct", "fixed 50/s: delivered %", "up"),
+    *[Row(scenario, key, f"{label}: {what}", better, digits)
+      for scenario, label in _FIXED
+      for key, what, better, digits in (
+          ("p50_ms", "p50 latency ms", "down", 2),
+          ("p99_ms", "p99 latency ms", "down", 2),
+          ("delivered_pct", "delivered %", "up", 1),
+      )],
     Row("slow", "healthy_delivered_pct", "slow: healthy delivered %", "up"),
     Row("slow", "healthy_closed", "slow: healthy clients disconnected", "down", 0),
     Row("slow", "stalled_outcome", "slow: stalled client", ""),
@@ -285,7 +292,8 @@ class _Panel:
 _SERVER_PANELS = [
     ("burst", "deliveries/s ↑", ["deliveries_per_s"], False),
     ("burst", "burst latency ms ↓", ["p50_ms", "p99_ms"], True),
-    ("fixed", "fixed 50/s latency ms ↓", ["p50_ms", "p99_ms"], True),
+    *[(scenario, f"{label} latency ms ↓", ["p50_ms", "p99_ms"], True)
+      for scenario, label in _FIXED],
     ("slow", "slow: healthy delivered % ↑", ["healthy_delivered_pct"], False),
     ("slow", "slow: server peak RSS MB ↓", ["peak_rss_mb"], False),
     ("idle", "idle: server KB/client ↓", ["kb_per_client"], False),

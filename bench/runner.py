@@ -189,9 +189,12 @@ async def run(cfg: RunConfig, console: Console) -> dict[str, Any]:
             task = progress.add_task("starting", total=len(cfg.targets) * len(cfg.scenarios))
             async with ClientPool(cfg.workers, nofile) as pool:
                 state = _Run(cfg, pool, split[0] if split else None, warnings)
-                for target in cfg.targets:
-                    reason = target.availability()
-                    for scenario in cfg.scenarios:
+                reasons = {target.name: target.availability() for target in cfg.targets}
+                # Scenario after scenario, every server in turn: the figures a ratio compares
+                # are taken seconds apart, not minutes, on a machine whose load drifts.
+                for scenario in cfg.scenarios:
+                    for target in cfg.targets:
+                        reason = reasons[target.name]
                         label = f"{target.name} · {scenario}"
                         progress.update(task, description=label)
 

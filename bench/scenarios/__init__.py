@@ -1,7 +1,8 @@
 """The scenarios; each is a module with ``async def run(ctx) -> Metrics``.
 
 * ``burst`` - throughput and latency of a flood of small publications (:mod:`.burst`);
-* ``fixed`` - latency at a steady 50 publications/s (:mod:`.fixed`);
+* ``fixed``, ``fixed100``, ``fixed200`` - latency at a steady 50, 100 and 200
+  publications/s (:mod:`.fixed`);
 * ``slow``  - one stalled subscriber among healthy ones: fairness, disconnect, memory
   (:mod:`.slow`);
 * ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
@@ -44,6 +45,8 @@ __all__ = [
 SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burst": burst.run,
     "fixed": fixed.run,
+    "fixed100": fixed.at(100.0),
+    "fixed200": fixed.at(200.0),
     "slow": slow.run,
     "idle": idle.run,
     "history": history.run,

@@ -13,6 +13,8 @@ from roomcast.node import Node
 from roomcast.publication import ClientInfo, Publication
 from roomcast.session.hooks import ClientContext, Credentials
 from roomcast.settings import Settings
+from roomcast.sockets import ConnectionManager, ManagedSocket
+from roomcast.transport.uvicorn_protocol import RoomcastWebSocketProtocol
 from roomcast.version import __version__
 
 __all__ = [
@@ -20,13 +22,16 @@ __all__ = [
     "ClientError",
     "ClientInfo",
     "ConfigurationError",
+    "ConnectionManager",
     "Credentials",
     "EngineError",
     "EngineUnavailable",
     "Hub",
+    "ManagedSocket",
     "Node",
     "Publication",
     "RoomcastError",
+    "RoomcastWebSocketProtocol",
     "Settings",
     "StateError",
     "__version__",

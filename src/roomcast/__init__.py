@@ -11,7 +11,15 @@ from roomcast.errors import (
 from roomcast.hub import Hub
 from roomcast.node import Node
 from roomcast.publication import ClientInfo, Publication
-from roomcast.session.hooks import ClientContext, Credentials
+from roomcast.session.hooks import (
+    ClientContext,
+    ConnectEvent,
+    ConnectReply,
+    Credentials,
+    RefreshReply,
+    SubscribeReply,
+    UnsubscribeCause,
+)
 from roomcast.settings import Settings
 from roomcast.sockets import ConnectionManager, ManagedSocket
 from roomcast.transport.uvicorn_protocol import RoomcastWebSocketProtocol
@@ -22,6 +30,8 @@ __all__ = [
     "ClientError",
     "ClientInfo",
     "ConfigurationError",
+    "ConnectEvent",
+    "ConnectReply",
     "ConnectionManager",
     "Credentials",
     "EngineError",
@@ -30,9 +40,12 @@ __all__ = [
     "ManagedSocket",
     "Node",
     "Publication",
+    "RefreshReply",
     "RoomcastError",
     "RoomcastWebSocketProtocol",
     "Settings",
     "StateError",
+    "SubscribeReply",
+    "UnsubscribeCause",
     "__version__",
 ]

@@ -484,3 +484,24 @@ async def test_a_valid_text_frame_still_reaches_the_app(
         "type": "websocket.receive",
         "text": "héllo",
     }
+
+
+async def test_a_peer_gone_without_a_close_frame_ends_with_1006(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # a reset: no close frame, as when the client's process or network dies
+    assert await asyncio.wait_for(accepted.receive(), TIMEOUT) == {
+        "type": "websocket.disconnect",
+        "code": CloseCode.ABNORMAL_CLOSURE,
+    }
+
+
+async def test_a_peer_that_closed_properly_ends_with_its_own_code(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    await peer.send_close(CloseCode.NORMAL_CLOSURE)
+    event = await asyncio.wait_for(accepted.receive(), TIMEOUT)
+    assert (event["type"], event["code"]) == ("websocket.disconnect", CloseCode.NORMAL_CLOSURE)

@@ -17,7 +17,9 @@
    read, gets the close timeout and is then aborted (uvicorn's own shutdown raises on it).
 5. A text frame that is not UTF-8 is a client's mistake, answered with ``INVALID_PAYLOAD``
    (1007) and a reason, and logged in one line, where uvicorn logs a traceback and closes
-   without a reason.
+   without a reason; and a connection whose TCP link died without a close frame ends, for
+   the app, with ``ABNORMAL_CLOSURE`` (1006), where uvicorn says 1005 (the code of an empty
+   close frame), so ``on_disconnect`` can tell a dead client from one that closed.
 
 ``roomcast serve`` installs this class. An app embedding roomcast gets it with
 ``uvicorn APP --ws roomcast:RoomcastWebSocketProtocol --ws-per-message-deflate false`` (uvicorn
@@ -71,6 +73,7 @@ UVICORN_STATE: Final = (
 """Instance attributes of uvicorn's ``WebSocketsSansIOProtocol`` this class relies on."""
 
 UVICORN_METHODS: Final = (
+    "connection_lost",
     "handle_connect",
     "handle_parser_exception",
     "receive",
@@ -175,6 +178,14 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if message["type"] == "websocket.accept":
             # Needed only to answer the handshake, which has been answered now.
             self.request = self.response = None  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshake_complete and self.conn.close_rcvd is None and not self.close_sent:
+            # Queued before uvicorn's own 1005, so the app reads this one first.
+            self.queue.put_nowait(
+                {"type": "websocket.disconnect", "code": CloseCode.ABNORMAL_CLOSURE}
+            )
+        super().connection_lost(exc)
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text" and not self.close_sent and not _utf8(self.frames):

@@ -5,36 +5,32 @@ snippets (the ``websockets`` library). The room spans the two workers: what a cl
 says reaches the clients of the other, its leave notice too; a stalled client is closed with
 3008 while the others get everything; bad input is closed with 1003, 1007 or 1009.
 
-The same app under plain ``uvicorn`` and under gunicorn, side by side, is in
-``test_embedded_servers.py``; in one process with nothing set, in
-``tests/examples/test_rooms_app.py``.
+It also runs in one process with nothing set (``uvicorn examples.rooms_app:app``), checked
+at the end with the docs' own three-client conversation. The same app under plain ``uvicorn
+--workers 2`` and under gunicorn, side by side, is in ``test_embedded_servers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.seed_chat import client_id_of, numbered_chat_across
-from tests.support.server import RunningServer, start_app
+from tests.support.server import ROOMCAST_PROTOCOL, RunningServer, start_app
 from tests.support.slow_reader import small_buffer_client
 from tests.support.worker_spread import local_port, one_per_worker
-from tests.support.wsclient import closed_with, connect, recv, recv_until
+from tests.support.wsclient import closed_with, connect, recv, recv_n, recv_until
 
 WAIT = 10.0
 MESSAGE_LIMIT = 16384
 QUEUE_LIMIT = 262144
-ROOMCAST_PROTOCOL = (
-    "--ws",
-    "roomcast:RoomcastWebSocketProtocol",
-    "--ws-per-message-deflate",
-    "false",
-)
 APP_ENV = {
     "ROOMCAST_WEBSOCKET__MESSAGE_SIZE_LIMIT": str(MESSAGE_LIMIT),
     "ROOMCAST_CLIENT__QUEUE_MAX_SIZE": str(QUEUE_LIMIT),
@@ -161,3 +157,44 @@ async def test_bad_input_is_closed_with_its_code_and_the_chat_goes_on(
         wrote = await recv_until(after, lambda m: str(m).startswith("You wrote:"), WAIT)
         assert wrote == "You wrote: still here"
     assert "Traceback" not in two_workers.log[before:]
+
+
+# --- one process, nothing set ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_process() -> Iterator[RunningServer]:
+    server = start_app("examples.rooms_app:app")
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log, server.log
+
+
+async def test_in_one_process_the_docs_conversation_goes_as_written(
+    one_process: RunningServer,
+) -> None:
+    base = f"{one_process.ws}/ws"
+    async with connect(f"{base}/1") as one, connect(f"{base}/2") as two:
+        three = await connect(f"{base}/3")
+        await one.send("hi all")
+        assert await recv_n(one, 2) == ["You wrote: hi all", "Client #1 says: hi all"]
+        assert await recv(two) == "Client #1 says: hi all"
+        assert await recv(three) == "Client #1 says: hi all"
+        await three.send("bye")
+        assert await recv_n(three, 2) == ["You wrote: bye", "Client #3 says: bye"]
+        await three.close()
+        for ws in (one, two):
+            assert await recv_n(ws, 2) == ["Client #3 says: bye", "Client #3 left the chat"]
+
+
+def test_the_readme_states_the_examples_length_and_shows_its_code() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    stated = re.search(r"`examples/rooms_app\.py` \((\d+) lines\)", readme)
+    assert stated, "README.md no longer gives the example's length"
+    code = (root / "examples" / "rooms_app.py").read_text(encoding="utf-8")
+    assert len(code.splitlines()) == int(stated.group(1))
+    endpoint = code[code.index("@app.websocket") :].strip()
+    assert endpoint in readme, "the README shows the example's endpoint as it is"

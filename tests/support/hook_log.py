@@ -12,17 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import RunningServer, start_app
+from tests.support.server import ROOMCAST_PROTOCOL, RunningServer, start_app
 
-__all__ = ["ROOMCAST_PROTOCOL", "HookLog", "start_hooks_app"]
+__all__ = ["HookLog", "start_hooks_app"]
 
-ROOMCAST_PROTOCOL = (
-    "--ws",
-    "roomcast:RoomcastWebSocketProtocol",
-    "--ws-per-message-deflate",
-    "false",
-)
-"""The uvicorn flags the README documents for an embedded app."""
 
 Event = dict[str, Any]
 

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["RunningServer", "start_app", "start_gunicorn", "start_server"]
+__all__ = ["ROOMCAST_PROTOCOL", "RunningServer", "start_app", "start_gunicorn", "start_server"]
+
+ROOMCAST_PROTOCOL = (
+    "--ws",
+    "roomcast:RoomcastWebSocketProtocol",
+    "--ws-per-message-deflate",
+    "false",
+)
+"""The uvicorn flags the README documents for an app embedding roomcast."""
 
 _LISTENING = re.compile(r"roomcast listening on http://([\d.]+):(\d+)")
 _UVICORN_LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")

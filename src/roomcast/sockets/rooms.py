@@ -92,8 +92,8 @@ class RoomMembership:
         self._rooms[room] = options
         try:
             if options.presence:
+                self._schedule_presence_refresh()  # first, so a failed add is retried by it
                 await self._services.presence.add(room, self._info, self._presence_ttl)
-                self._schedule_presence_refresh()
             if options.join_leave:
                 await self._services.node.publish_event(room, Join(self._info))
         except EngineError as exc:

@@ -34,7 +34,7 @@ def _names(value: str, known: list[str], what: str) -> list[str]:
     return names
 
 
-def _parser(servers: list[str]) -> argparse.ArgumentParser:
+def _parser(servers: list[str], default_servers: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Run roomcast and three baselines side by side and print ratios.",
@@ -46,9 +46,9 @@ def _parser(servers: list[str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--servers",
-        default=",".join(servers),
+        default=",".join(default_servers),
         type=lambda v: _names(v, servers, "server"),
-        help=f"comma-separated, default {','.join(servers)}",
+        help=f"comma-separated from {','.join(servers)}; default {','.join(default_servers)}",
     )
     parser.add_argument(
         "--scenarios",
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit status (see the module docstring)."""
     targets = all_targets()
     try:
-        args = _parser(list(targets)).parse_args(argv)
+        defaults = [name for name, target in targets.items() if target.in_default_run]
+        args = _parser(list(targets), defaults).parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
     console = Console(stderr=True)

@@ -61,6 +61,8 @@ class Target:
     """Returns ``None`` when the server can be started, else the reason it cannot."""
     isolated_cwd: bool = False
     """Run in a scratch directory (for servers that create data files in their cwd)."""
+    in_default_run: bool = True
+    """Whether a run without ``--servers`` includes it."""
 
     def publish_via(self, requested: str) -> PublishVia:
         """The publish path to use when the user asked for ``requested`` (auto/ws/http)."""
@@ -166,7 +168,8 @@ def baseline_targets() -> dict[str, Target]:
 
 
 def all_targets() -> dict[str, Target]:
-    """roomcast first, then the baselines."""
+    """roomcast first, then roomcast embedded in an app, then the baselines."""
+    from bench.embedded_target import embedded_targets
     from bench.roomcast_target import roomcast_target
 
-    return {"roomcast": roomcast_target(), **baseline_targets()}
+    return {"roomcast": roomcast_target(), **embedded_targets(), **baseline_targets()}

@@ -28,9 +28,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("session", ("roomcast.session",)),
     ("transport", ("roomcast.transport",)),
     ("hub", ("roomcast.hub",)),
+    ("sockets", ("roomcast.sockets",)),
     ("api", ("roomcast.api",)),
     ("server", ("roomcast.server",)),
-    ("entry points", ("roomcast", "roomcast.__main__")),
+    ("entry points", ("roomcast", "roomcast.__main__", "roomcast.workers")),
 ]
 """Lowest first; a module may import from its own layer and the ones above it in this list."""
 

@@ -11,8 +11,18 @@ from roomcast.errors import (
 from roomcast.hub import Hub
 from roomcast.node import Node
 from roomcast.publication import ClientInfo, Publication
-from roomcast.session.hooks import ClientContext, Credentials
+from roomcast.session.hooks import (
+    ClientContext,
+    ConnectDetails,
+    ConnectReply,
+    Credentials,
+    RefreshReply,
+    SubscribeReply,
+    UnsubscribeCause,
+)
 from roomcast.settings import Settings
+from roomcast.sockets import ConnectionManager, ManagedSocket
+from roomcast.transport.uvicorn_protocol import RoomcastWebSocketProtocol
 from roomcast.version import __version__
 
 __all__ = [
@@ -20,14 +30,22 @@ __all__ = [
     "ClientError",
     "ClientInfo",
     "ConfigurationError",
+    "ConnectDetails",
+    "ConnectReply",
+    "ConnectionManager",
     "Credentials",
     "EngineError",
     "EngineUnavailable",
     "Hub",
+    "ManagedSocket",
     "Node",
     "Publication",
+    "RefreshReply",
     "RoomcastError",
+    "RoomcastWebSocketProtocol",
     "Settings",
     "StateError",
+    "SubscribeReply",
+    "UnsubscribeCause",
     "__version__",
 ]

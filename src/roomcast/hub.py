@@ -29,16 +29,20 @@ from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
 from roomcast.session import (
     ChannelRules,
+    ConnectHook,
     Credentials,
+    DisconnectHook,
     Hooks,
     MessageHandler,
     PublishHook,
+    RefreshHook,
     Registry,
     RPCHandler,
     Session,
     SessionServices,
     SubscribeHook,
     TokenVerifier,
+    UnsubscribeHook,
     history_options,
     history_store,
     keeps_history,
@@ -329,10 +333,41 @@ class Hub:
 
     # --- hooks -----------------------------------------------------------------------------------
 
+    def on_connect(self, hook: ConnectHook) -> ConnectHook:
+        """Decorator: ``async def hook(client, event) -> ConnectReply | None`` runs once per
+        connection, before the connect reply, once its credentials are known; its
+        ``ConnectReply`` adds data to the reply, sets the connection's info, adds channels.
+        ``event`` is the connect command's ``data``, ``name`` and ``version``. Raise
+        ``ClientError`` to refuse the connect."""
+        self.hooks.connect = hook
+        return hook
+
+    def on_disconnect(self, hook: DisconnectHook) -> DisconnectHook:
+        """Decorator: ``async def hook(client, code, reason)`` runs exactly once for every
+        connection that completed its connect, however it ended (see ``DisconnectHook``)."""
+        self.hooks.disconnect = hook
+        return hook
+
     def on_subscribe(self, hook: SubscribeHook) -> SubscribeHook:
-        """Decorator: ``async def hook(client, channel) -> bool`` decides every client subscribe
-        that carries no subscription token, instead of the namespace options."""
+        """Decorator: ``async def hook(client, channel) -> bool | SubscribeReply`` decides
+        every client subscribe that carries no subscription token, instead of the namespace
+        options; a ``SubscribeReply`` allows it with data for the reply and options of its
+        own."""
         self.hooks.subscribe = hook
+        return hook
+
+    def on_unsubscribe(self, hook: UnsubscribeHook) -> UnsubscribeHook:
+        """Decorator: ``async def hook(client, channel, code, reason)`` runs whenever one of a
+        client's subscriptions ends (see ``UnsubscribeHook``)."""
+        self.hooks.unsubscribe = hook
+        return hook
+
+    def on_refresh(self, hook: RefreshHook) -> RefreshHook:
+        """Decorator: ``async def hook(client) -> RefreshReply`` keeps connections that
+        ``authenticate`` let in with an ``expire_at`` alive without a JWT: at the expiry the
+        server asks the hook for a new one (or ends the connection with 3005 if it answers
+        ``expired``), and clients are told their connection does not expire."""
+        self.hooks.refresh = hook
         return hook
 
     def on_publish(self, hook: PublishHook) -> PublishHook:

@@ -1,6 +1,7 @@
 """``python -m bench --quick`` (``bench/README.md``) produces figures: run with the fewest
-servers and scenarios that still show a comparison (roomcast and one baseline, the burst
-scenario), into a scratch directory, bounded in time. The run must exit 0 (every pair
+servers and scenarios that still show a comparison (roomcast, roomcast embedded in an app
+through both of its endpoints, and one baseline; the burst scenario), into a scratch
+directory, bounded in time. The run must exit 0 (every pair
 produced figures), print the ratio table, and write ``latest.json`` and ``latest.png``."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.support.ci import require_module
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_WITHIN = 120.0
-SERVERS = ["roomcast", "websockets"]
+SERVERS = ["embedded", "roomcast", "rooms", "websockets"]
 FIGURES = ["deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_delivery"]
 
 

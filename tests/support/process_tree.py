@@ -7,7 +7,7 @@ import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["children", "serving_process"]
+__all__ = ["children", "connection_open", "serving_process"]
 
 _PROC = Path("/proc")
 
@@ -38,6 +38,13 @@ def serving_process(candidates: list[int], server_port: int, client_port: int) -
                     if os.readlink(_PROC / str(pid) / "fd" / fd) == link:
                         return pid
     return None
+
+
+def connection_open(server_port: int, client_port: int) -> bool:
+    """Whether a process still holds the server's end of the connection from
+    127.0.0.1:``client_port`` to 127.0.0.1:``server_port`` (it has not closed or aborted it;
+    a socket the kernel still flushes after its process let go has inode 0)."""
+    return _socket_inode(server_port, client_port) not in (None, "0")
 
 
 def _socket_inode(local_port: int, remote_port: int) -> str | None:

@@ -13,10 +13,20 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["RunningServer", "start_app", "start_server"]
+__all__ = ["ROOMCAST_PROTOCOL", "RunningServer", "start_app", "start_gunicorn", "start_server"]
+
+ROOMCAST_PROTOCOL = (
+    "--ws",
+    "roomcast:RoomcastWebSocketProtocol",
+    "--ws-per-message-deflate",
+    "false",
+)
+"""The uvicorn flags the README documents for an app embedding roomcast."""
 
 _LISTENING = re.compile(r"roomcast listening on http://([\d.]+):(\d+)")
 _UVICORN_LISTENING = re.compile(r"Uvicorn running on http://([\d.]+):(\d+)")
+_GUNICORN_LISTENING = re.compile(r"Listening at: http://([\d.]+):(\d+)")
+_REPO = Path(__file__).resolve().parents[2]
 _START_TIMEOUT = 30.0
 
 
@@ -62,10 +72,19 @@ def start_server(
     return _start([*command, *args], _LISTENING, env, cwd)
 
 
-def start_app(target: str, *, env: dict[str, str] | None = None) -> RunningServer:
-    """Start ``uvicorn TARGET`` (an app embedding a Hub) on a free port, from the repo root."""
+def start_app(target: str, *args: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Start ``uvicorn TARGET ARGS`` (an app embedding a Hub) on a free port, from the repo
+    root, and wait until it answers ``/readyz``."""
     command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", "0"]
-    return _start(command, _UVICORN_LISTENING, env, Path(__file__).resolve().parents[2])
+    return _start([*command, *args], _UVICORN_LISTENING, env, _REPO)
+
+
+def start_gunicorn(target: str, *args: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Start ``gunicorn TARGET ARGS`` on a free port (no control socket, so that several may
+    run at once), from the repo root, and wait until it answers ``/readyz``."""
+    command = [sys.executable, "-m", "gunicorn", target, "--bind", "127.0.0.1:0"]
+    command += ["--no-control-socket", *args]
+    return _start(command, _GUNICORN_LISTENING, env, _REPO)
 
 
 def _start(

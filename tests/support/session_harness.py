@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from roomcast.hub import Hub
 from roomcast.protocol import DisconnectCode
 from roomcast.session.connection import Session
+from roomcast.session.hooks import Credentials
 from roomcast.settings import Settings
 from roomcast.writer import Close, Frame, Writer
 
@@ -190,7 +191,9 @@ class Harness:
         self._hubs.append(hub)
         return hub
 
-    def client(self, hub: Hub) -> Client:
+    def client(self, hub: Hub, credentials: Credentials | None = None) -> Client:
+        """A session of ``hub``, not connected yet; ``credentials`` as the app's
+        ``authenticate`` dependency would give them."""
         peer = Peer()
         writer = Writer(
             peer.send,
@@ -199,7 +202,7 @@ class Harness:
             coalesce=True,
         )
         writer.start()
-        client = Client(Session(hub.services, writer), writer, peer)
+        client = Client(Session(hub.services, writer, credentials), writer, peer)
         self._clients.append(client)
         return client
 

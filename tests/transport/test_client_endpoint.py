@@ -521,3 +521,122 @@ async def test_slow_subscriber_is_cut_off_and_the_healthy_one_gets_everything(
             await healthy.publish_roundtrip(channel, "after", id=3)
         finally:
             slow.transport.abort()
+
+
+# --- how a connection's end reaches on_disconnect (in-process, fake ASGI) ---------------------
+
+
+class FakeASGI:
+    """The server side of one connection as ``serve_client`` sees it: what the client sends
+    is put in ``incoming``, what the endpoint sends is recorded in ``sent``."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.incoming.put_nowait({"type": "websocket.connect"})
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()
+
+    async def send(self, event: Any) -> None:
+        self.sent.append(dict(event))
+
+    def client_sends(self, command: dict[str, Any]) -> None:
+        self.incoming.put_nowait({"type": "websocket.receive", "text": json.dumps(command)})
+
+    def client_leaves(self, code: int, reason: str = "") -> None:
+        self.incoming.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+
+@asynccontextmanager
+async def hub_hearing_disconnects() -> AsyncIterator[tuple[Any, list[tuple[int, str]]]]:
+    from roomcast import ClientContext, Hub, Settings
+
+    hub = Hub(Settings.load(client={"insecure": True}, engine={"history": "memory://"}))
+    heard: list[tuple[int, str]] = []
+
+    @hub.on_disconnect
+    async def disconnect(client: ClientContext, code: int, reason: str) -> None:
+        heard.append((code, reason))
+
+    await hub.start()
+    try:
+        yield hub, heard
+    finally:
+        await hub.stop()
+
+
+async def serve(hub: Any, asgi: FakeASGI) -> None:
+    from roomcast.transport.client_endpoint import serve_client
+
+    scope = {"type": "websocket", "path": "/connection/websocket", "headers": []}
+    await asyncio.wait_for(
+        serve_client(scope, asgi.receive, asgi.send, hub.services, None), TIMEOUT
+    )
+
+
+async def test_a_clean_close_is_heard_with_the_clients_code() -> None:
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_sends({"id": 1, "connect": {}})
+        asgi.client_leaves(1000, "bye")
+        await serve(hub, asgi)
+    assert heard == [(1000, "bye")]
+
+
+async def test_a_dead_tcp_connection_is_heard_as_1006() -> None:
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_sends({"id": 1, "connect": {}})
+        asgi.client_leaves(1006)
+        await serve(hub, asgi)
+    assert heard == [(1006, "")]
+
+
+async def test_the_servers_own_close_is_what_on_disconnect_hears() -> None:
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_sends({"id": 1, "connect": {}})
+        asgi.client_sends({"id": 2, "nonsense": {}})  # ends with 3501 bad request
+        asgi.client_leaves(3501, "bad request: unknown method")  # the client's echo
+        await serve(hub, asgi)
+    assert heard == [(3501, "bad request: unknown method")]
+
+
+async def test_a_crash_of_the_connection_loop_is_heard_once_as_1011(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from roomcast.session.connection import Session
+
+    original = Session.handle
+    calls = 0
+
+    async def crashing(self: Session, frame: str | bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("a bug in the loop")
+        await original(self, frame)
+
+    monkeypatch.setattr(Session, "handle", crashing)
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_sends({"id": 1, "connect": {}})
+        asgi.client_sends({"id": 2, "rpc": {"method": "x"}})
+        with pytest.raises(RuntimeError, match="a bug in the loop"):
+            await serve(hub, asgi)
+        assert hub.registry.num_clients == 0
+    assert heard == [(1011, "internal server error")]
+    assert asgi.sent[-1] == {
+        "type": "websocket.close",
+        "code": 1011,
+        "reason": "internal server error",
+    }
+
+
+async def test_a_connection_that_never_connected_is_not_heard() -> None:
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_leaves(1000)
+        await serve(hub, asgi)
+    assert heard == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import select
 import socket
@@ -448,3 +449,59 @@ async def test_incoming_messages_reach_the_app_in_order(
         await peer.send_frame(TEXT, text.encode())
     got = [await asyncio.wait_for(accepted.receive(), TIMEOUT) for _ in range(3)]
     assert got == [{"type": "websocket.receive", "text": t} for t in ("one", "two", "three")]
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+async def test_a_text_frame_that_is_not_utf8_is_closed_with_1007_and_one_log_line(
+    served: Harness, peers: list[RawPeer], caplog: pytest.LogCaptureFixture
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    caplog.set_level(logging.INFO)
+    await peer.send_frame(TEXT, b"\xff\xfe not UTF-8")
+    assert await peer.read_frame() == (
+        CLOSE,
+        close_payload(CloseCode.INVALID_PAYLOAD, "text frame is not valid UTF-8"),
+    )
+    assert await asyncio.wait_for(accepted.receive(), TIMEOUT) == {
+        "type": "websocket.disconnect",
+        "code": CloseCode.INVALID_PAYLOAD,
+        "reason": "text frame is not valid UTF-8",
+    }
+    lines = [r for r in caplog.records if "not UTF-8" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.INFO
+    assert lines[0].exc_info is None, "a client's mistake is no traceback"
+
+
+async def test_a_valid_text_frame_still_reaches_the_app(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    await peer.send_frame(TEXT, "héllo".encode())
+    assert await asyncio.wait_for(accepted.receive(), TIMEOUT) == {
+        "type": "websocket.receive",
+        "text": "héllo",
+    }
+
+
+async def test_a_peer_gone_without_a_close_frame_ends_with_1006(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # a reset: no close frame, as when the client's process or network dies
+    assert await asyncio.wait_for(accepted.receive(), TIMEOUT) == {
+        "type": "websocket.disconnect",
+        "code": CloseCode.ABNORMAL_CLOSURE,
+    }
+
+
+async def test_a_peer_that_closed_properly_ends_with_its_own_code(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers)
+    await peer.send_close(CloseCode.NORMAL_CLOSURE)
+    event = await asyncio.wait_for(accepted.receive(), TIMEOUT)
+    assert (event["type"], event["code"]) == ("websocket.disconnect", CloseCode.NORMAL_CLOSURE)

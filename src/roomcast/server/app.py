@@ -19,6 +19,7 @@ from roomcast.hub import Hub
 from roomcast.server.gc_tuning import tune_garbage_collector
 from roomcast.server.seeds import seed_router
 from roomcast.settings import RESOLVED_SETTINGS_ENV, Settings
+from roomcast.sockets import ConnectionManager
 from roomcast.transport.client_endpoint import DirectClientEndpoint
 
 __all__ = ["SETTINGS_ENV", "app_from_environment", "create_app"]
@@ -37,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(server_api_router(hub))
     app.include_router(metrics_router(hub))
     if settings.examples.enabled:
-        app.include_router(seed_router(hub.node, settings))
+        app.include_router(seed_router(ConnectionManager(hub), settings))
     return app
 
 

@@ -25,7 +25,7 @@ from roomcast import protocol
 from roomcast.protocol import Disconnect, Error, ErrorCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
 from roomcast.session.channel_reads import read_history, read_presence, read_presence_stats
-from roomcast.session.hooks import ClientContext
+from roomcast.session.hooks import ClientContext, SubscribeReply
 from roomcast.session.namespaces import ResolvedChannel, history_options
 from roomcast.session.outcome import Outcome, ReplyThen
 from roomcast.session.permissions import can_publish, can_read, can_subscribe_without_token
@@ -68,7 +68,8 @@ class Commands:
         an option refused (:func:`~roomcast.session.subscribe_terms.check_subscribe`), 105
         already subscribed, 106 channel limit, 103 not allowed, 112 an unrecoverable position
         the client asked to be told of, and the token verdicts of
-        :data:`~roomcast.session.tokens.SUBSCRIBE_TOKEN`.
+        :data:`~roomcast.session.tokens.SUBSCRIBE_TOKEN`. An ``on_subscribe`` hook may allow
+        with a ``SubscribeReply`` (data for the reply, options of its own).
         """
         channel = request.channel
         resolved = self._services.channels.resolve(channel)
@@ -85,6 +86,7 @@ class Commands:
         if isinstance(terms, Error):
             return terms
         chan_info, expire_at = b"", 0
+        granted: SubscribeReply | None = None
         if request.token:
             verified = self._services.subscription_tokens.verify_subscription(request.token)
             token = token_verdict(
@@ -93,10 +95,20 @@ class Commands:
             if isinstance(token, Error | Disconnect):
                 return token
             chan_info, expire_at = token.info, token.expire_at
-        elif not await self._may_subscribe(who, resolved):
-            return _PERMISSION_DENIED
+        else:
+            verdict = await self._may_subscribe(who, resolved)
+            if verdict is False:
+                return _PERMISSION_DENIED
+            if isinstance(verdict, SubscribeReply):
+                granted = verdict
         entered = await subscriptions.enter(
-            who, channel, request=request, terms=terms, chan_info=chan_info, expire_at=expire_at
+            who,
+            channel,
+            request=request,
+            terms=terms,
+            chan_info=chan_info,
+            expire_at=expire_at,
+            granted=granted,
         )
         if not isinstance(entered, Entered):
             return entered
@@ -216,10 +228,22 @@ class Commands:
 
     # --- checks -------------------------------------------------------------------------------
 
-    async def _may_subscribe(self, who: ClientContext, resolved: ResolvedChannel) -> bool:
+    async def _may_subscribe(
+        self, who: ClientContext, resolved: ResolvedChannel
+    ) -> bool | SubscribeReply:
+        """The app's ``on_subscribe`` verdict if it has one, else the namespace's.
+
+        Raises:
+            TypeError: the hook answered neither a bool nor a ``SubscribeReply``.
+        """
         hook = self._services.hooks.subscribe
         if hook is not None:
-            return await hook(who, resolved.name)
+            verdict = await hook(who, resolved.name)
+            if not isinstance(verdict, bool | SubscribeReply):
+                raise TypeError(
+                    f"on_subscribe must return a bool or a SubscribeReply, not {verdict!r}"
+                )
+            return verdict
         rules = self._services.channels
         if rules.is_private(resolved.name):
             return False

@@ -12,6 +12,13 @@ States::
 Before ``connect`` any other command ends the connection with ``bad request``, as does a
 second ``connect``, an unknown method, or a pong nobody asked for.
 
+The app's lifecycle hooks (:mod:`roomcast.session.hooks`) hear of it: ``on_connect`` before
+the connect reply (it may add data to the reply, set the connection's info and add
+channels), ``on_refresh`` when a connection the app authenticated reaches its expiry (the
+server refreshes it, so the client needs no token), and ``on_disconnect`` exactly once when a
+connection that completed its connect is over (``closed``), after ``on_unsubscribe`` for each
+of its subscriptions.
+
 Composition: the session owns its :class:`~roomcast.session.subscriptions.Subscriptions` and
 a :class:`~roomcast.session.commands.Commands` that serves the commands other than connect
 and refresh. Every handler, its own and those, returns an
@@ -42,7 +49,14 @@ from roomcast.errors import ClientError, EngineUnavailable
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, Method
 from roomcast.publication import StreamPosition
 from roomcast.session.commands import Commands
-from roomcast.session.hooks import NO_CONNECT_DETAILS, ClientContext, ConnectDetails, Credentials
+from roomcast.session.hooks import (
+    NO_CONNECT_DETAILS,
+    ClientContext,
+    ConnectDetails,
+    ConnectReply,
+    Credentials,
+    RefreshReply,
+)
 from roomcast.session.outcome import Outcome, ReplyThen, encode_answer
 from roomcast.session.registry import Registry
 from roomcast.session.services import ChannelServices
@@ -59,7 +73,7 @@ from roomcast.session.tokens import (
 )
 from roomcast.writer import Close, Writer
 
-__all__ = ["PingState", "Session", "SessionServices", "SessionState"]
+__all__ = ["PingState", "RefreshMode", "Session", "SessionServices", "SessionState"]
 
 logger = logging.getLogger("roomcast.session")
 
@@ -73,6 +87,7 @@ _ENGINE_UNAVAILABLE = Error.of(ErrorCode.INTERNAL, "engine unavailable")
 _PING_NOT_AVAILABLE = Error.of(
     ErrorCode.NOT_AVAILABLE, "ping command not available: the server pings with empty replies"
 )
+_NO_DATA = protocol.raw(b"")
 
 Request = TypeVar("Request")
 
@@ -83,6 +98,19 @@ class SessionState(Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     CLOSED = "closed"
+
+
+class RefreshMode(Enum):
+    """How an expiring connection is kept alive.
+
+    TOKEN: the client sends ``refresh`` with a new connection token before its ``ttl`` runs
+    out (the SDKs call their ``getToken``). APP: the connection was authenticated by the app
+    (``Hub(authenticate=...)``) and the app has an ``on_refresh`` hook, which the server asks
+    at ``expire_at``; the client is told the connection does not expire.
+    """
+
+    TOKEN = "token"
+    APP = "app"
 
 
 class PingState(Enum):
@@ -122,13 +150,15 @@ class Session:
         self.user = ""
         self.conn_info = b""
         self.state = SessionState.CONNECTING
-        self.subscriptions = Subscriptions(services, writer)
+        self.subscriptions = Subscriptions(services, writer, lambda: self.context)
         """The channels this client is subscribed to."""
         self._commands = Commands(services, self.subscriptions)
         self._app_credentials = credentials
         self._app_state: Any = None
         self._connect_details = NO_CONNECT_DETAILS
         self._expire_at = 0
+        self._refresh_mode = RefreshMode.TOKEN
+        self._refresh_task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
         self._ping_state = PingState.IDLE
         self._ping_timer: asyncio.TimerHandle | None = None
@@ -169,12 +199,25 @@ class Session:
         self._cancel_timers()
         self.writer.close(Close(disconnect.code, disconnect.reason))
 
-    async def closed(self) -> None:
-        """The connection is over: leave every channel and the registry. Call exactly once."""
+    async def closed(
+        self,
+        code: int = DisconnectCode.CONNECTION_CLOSED,
+        reason: str = DisconnectCode.CONNECTION_CLOSED.reason,
+    ) -> None:
+        """The connection is over, with ``code`` and ``reason`` (the close the server sent,
+        else the client's): leave the registry and every channel (``on_unsubscribe`` hears of
+        each), then ``on_disconnect`` hears of it if the client had connected. Never raises
+        for what a hook raises; a second call does nothing more."""
         self.state = SessionState.CLOSED
         self._cancel_timers()
-        self.services.registry.remove(self)
+        was_connected = self.services.registry.remove(self)
         await self.subscriptions.leave_all()
+        hook = self.services.hooks.disconnect
+        if was_connected and hook is not None:
+            try:
+                await hook(self.context, code, reason)
+            except Exception:
+                logger.exception("on_disconnect failed for client %s", self.client)
 
     # --- server-initiated actions (Hub, server API) ------------------------------------------
 
@@ -315,11 +358,20 @@ class Session:
         expired = expiry_error(credentials.expire_at)  # the app's credentials may be past too
         if expired is not None:
             return expired
+        self._connect_details = _details(request)
+        reply_data, channels = _NO_DATA, credentials.channels
+        answer = await self._ask_app_on_connect(credentials)
+        if answer is not None:
+            if answer.info is not None:
+                self.conn_info = msgspec.json.encode(answer.info)
+            if answer.data is not None:
+                reply_data = protocol.raw(msgspec.json.encode(answer.data))
+            channels = (*channels, *answer.channels)
         self.user = credentials.user
         self._app_state = credentials.state
-        self._connect_details = _details(request)
-        expire_at = credentials.expire_at
-        self._set_expiry(min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0)
+        if self._app_credentials is not None and self.services.hooks.refresh is not None:
+            self._refresh_mode = RefreshMode.APP
+        self._set_expiry(_capped(credentials.expire_at))
         self.state = SessionState.CONNECTED
         if self._stale_timer is not None:
             self._stale_timer.cancel()
@@ -329,8 +381,7 @@ class Session:
         who = self.context
         subs: dict[str, protocol.SubscribeResult] = {}
         entered_all: list[Entered] = []
-        channels = dict.fromkeys(credentials.channels)
-        for channel in channels:
+        for channel in dict.fromkeys(channels):
             entry = request.subs.get(channel)
             resume = (
                 StreamPosition(entry.offset, entry.epoch)
@@ -351,16 +402,39 @@ class Session:
                 ", ".join(dropped),
             )
         ping = math.ceil(client_settings.ping_interval)
+        # A connection the app refreshes by itself does not expire, as far as the client knows.
+        expires = bool(self._expire_at) and self._refresh_mode is RefreshMode.TOKEN
         result = protocol.ConnectResult(
             client=self.client,
             version=_VERSION,
-            expires=bool(self._expire_at),
-            ttl=announced_ttl(self._expire_at) if self._expire_at else 0,
+            expires=expires,
+            ttl=announced_ttl(self._expire_at) if expires else 0,
+            data=reply_data,
             subs=subs,
             ping=ping,
             pong=ping > 0,
         )
         return ReplyThen(result, partial(self._after_connect, entered_all))
+
+    async def _ask_app_on_connect(self, credentials: Credentials) -> ConnectReply | None:
+        """The app's ``on_connect`` answer, if it has the hook; it hears what the client said
+        about itself in its connect (``ConnectDetails``).
+
+        Raises:
+            ClientError: the hook refused the connect.
+            TypeError: the hook answered something other than a ``ConnectReply`` or None.
+        """
+        hook = self.services.hooks.connect
+        if hook is None:
+            return None
+        details = self._connect_details
+        who = ClientContext(
+            self.client, credentials.user, self.conn_info, credentials.state, details
+        )
+        answer = await hook(who, details)
+        if answer is not None and not isinstance(answer, ConnectReply):
+            raise TypeError(f"on_connect must return a ConnectReply or None, not {answer!r}")
+        return answer
 
     async def _after_connect(self, entered: list[Entered]) -> None:
         self._schedule_ping()
@@ -388,14 +462,50 @@ class Session:
         if self._expire_timer is not None:
             self._expire_timer.cancel()
             self._expire_timer = None
-        if expire_at:
-            delay = seconds_left(expire_at) + self.services.settings.client.expired_close_delay
-            self._expire_timer = self._loop.call_later(delay, self._expire)
+        if not expire_at:
+            return
+        if self._refresh_mode is RefreshMode.APP:
+            # The server asks the app at the expiry itself: there is no client to wait for.
+            due = max(0.0, expire_at - time.time())
+            self._expire_timer = self._loop.call_later(due, self._refresh_by_app)
+            return
+        delay = seconds_left(expire_at) + self.services.settings.client.expired_close_delay
+        self._expire_timer = self._loop.call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._expire_timer = None
         if self._expire_at and seconds_left(self._expire_at) == 0:
             self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
+
+    def _refresh_by_app(self) -> None:
+        self._expire_timer = None
+        if self.state is SessionState.CONNECTED and self._refresh_task is None:
+            self._refresh_task = self._loop.create_task(self._ask_app_to_refresh())
+
+    async def _ask_app_to_refresh(self) -> None:
+        """``on_refresh``'s answer: a new expiry, or the end with 3005. A hook that raises or
+        answers something else is logged, once, and the connection ends with 3004 (the
+        client reconnects), never left to expire silently."""
+        hook = self.services.hooks.refresh
+        try:
+            assert hook is not None, "RefreshMode.APP is set only with an on_refresh hook"
+            reply = await hook(self.context)
+            if not isinstance(reply, RefreshReply):
+                raise TypeError(f"on_refresh must return a RefreshReply, not {reply!r}")
+        except Exception:
+            logger.exception("on_refresh failed for client %s", self.client)
+            self.disconnect(Disconnect.of(DisconnectCode.SERVER_ERROR))
+            return
+        finally:
+            self._refresh_task = None
+        if self.state is not SessionState.CONNECTED:
+            return
+        if reply.expired or (reply.expire_at and seconds_left(reply.expire_at) == 0):
+            self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
+            return
+        if reply.info is not None:
+            self.conn_info = msgspec.json.encode(reply.info)
+        self._set_expiry(_capped(reply.expire_at))
 
     def _schedule_ping(self) -> None:
         interval = self.services.settings.client.ping_interval
@@ -443,6 +553,9 @@ class Session:
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._pong_timer = self._expire_timer = self._stale_timer = None
+        if self._refresh_task is not None and self._refresh_task is not asyncio.current_task():
+            self._refresh_task.cancel()
+            self._refresh_task = None
         self.subscriptions.stop()
 
 
@@ -457,6 +570,11 @@ def _details(request: protocol.ConnectRequest) -> ConnectDetails:
         headers={name.lower(): value for name, value in request.headers.items()},
         profile=request.profile,
     )
+
+
+def _capped(expire_at: int) -> int:
+    """``expire_at`` (0 for never) no further than a year from now."""
+    return min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0
 
 
 def _given(request: Request | None) -> Request:

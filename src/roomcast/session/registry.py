@@ -38,15 +38,16 @@ class Registry(Generic[Member]):
         self._clients[member.client] = member
         self._users.setdefault(member.user, {})[member.client] = member
 
-    def remove(self, member: Member) -> None:
-        """Forget a member; unknown members are ignored."""
+    def remove(self, member: Member) -> bool:
+        """Forget a member; False (and nothing done) if it was not registered."""
         if self._clients.pop(member.client, None) is None:
-            return
+            return False
         members = self._users.get(member.user)
         if members is not None:
             members.pop(member.client, None)
             if not members:
                 del self._users[member.user]
+        return True
 
     def of_user(self, user: str) -> list[Member]:
         """The members of ``user`` (anonymous ones under ``""``), in the order they came."""

@@ -9,7 +9,9 @@ through the steps of a subscription's life::
                                                                     └──> end    (unsubscribe push)
 
 ``leave`` follows the client's own unsubscribe and the connection's end; ``end`` the server's
-unsubscribe, an expired subscription token, or a gap in the channel's stream.
+unsubscribe, an expired subscription token, or a gap in the channel's stream. Either way the
+app's ``on_unsubscribe`` hook hears of it once, with the push's code or an
+:class:`~roomcast.session.hooks.UnsubscribeCause`.
 
 ``enter`` subscribes on the node (the subscription starts PENDING: live events are kept
 aside) and, for a positioned subscription, reads history and merges it with what arrived
@@ -31,12 +33,14 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+import msgspec
+
 from roomcast import protocol
 from roomcast.engines.base import HistoryPage, PresenceStore
-from roomcast.errors import EngineError
+from roomcast.errors import ConfigurationError, EngineError
 from roomcast.protocol import Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
-from roomcast.session.hooks import ClientContext
+from roomcast.session.hooks import ClientContext, SubscribeReply, UnsubscribeCause
 from roomcast.session.namespaces import history_options
 from roomcast.session.permissions import can_read
 from roomcast.session.recovery import RecoveryOutcome, merge
@@ -76,11 +80,15 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
     Args:
         services: what every session of the hub shares.
         writer: the connection's writer, which each subscription delivers into.
+        who: the client as hooks see it now, for ``on_unsubscribe``.
     """
 
-    def __init__(self, services: ChannelServices, writer: Writer) -> None:
+    def __init__(
+        self, services: ChannelServices, writer: Writer, who: Callable[[], ClientContext]
+    ) -> None:
         self._services = services
         self._writer = writer
+        self._who = who
         self._by_channel: dict[str, ChannelSubscription] = {}
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,6 +126,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         recover_from: StreamPosition | None = None,
         chan_info: bytes = b"",
         expire_at: int = 0,
+        granted: SubscribeReply | None = None,
     ) -> Entered | Error | None:
         """Subscribe ``who`` to ``channel`` on the node, still pending; for a positioned
         subscription, read history and merge it with what arrived meanwhile.
@@ -125,17 +134,28 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         ``request`` is the client's subscribe (None for a subscription the server makes) and
         ``terms`` what it asked for beyond the channel; ``recover_from`` is where a
         server-side subscription resumes (a connect's ``subs``); ``chan_info`` and
-        ``expire_at`` come from a subscription token. Returns None, with nothing left
-        subscribed, if the connection stopped meanwhile, and error 112 (nothing subscribed)
-        when ``terms`` reject an unrecovered position and the recovery failed.
+        ``expire_at`` come from a subscription token; ``granted`` is what the app's
+        ``on_subscribe`` answered (its data for the reply, its channel info and options).
+        Returns None, with nothing left subscribed, if the connection stopped meanwhile, and
+        error 112 (nothing subscribed) when ``terms`` reject an unrecovered position and the
+        recovery failed.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
+            ConfigurationError: ``granted`` asks for recovery or positioning on a channel
+                without history; nothing is subscribed.
         """
         services = self._services
         resolved = services.channels.resolve(channel)
         options = resolved.options if resolved is not None else ChannelOptions()
         features = self._features(options, request, who.user)
+        data = _EMPTY_DATA
+        if granted is not None:
+            features = _overridden(features, granted, options, channel)
+            if granted.info is not None:
+                chan_info = msgspec.json.encode(granted.info)
+            if granted.data is not None:
+                data = protocol.raw(msgspec.json.encode(granted.data))
         make: Callable[..., ChannelSubscription] = (
             ChannelSubscription
             if terms.tags_filter is None
@@ -154,7 +174,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         await node.subscribe(channel, subscription)
         expires = bool(expire_at)
         ttl = announced_ttl(expire_at) if expires else 0
-        result = protocol.SubscribeResult(expires=expires, ttl=ttl)
+        result = protocol.SubscribeResult(expires=expires, ttl=ttl, data=data)
         recovery: RecoveryOutcome | None = None
         if features.positioned and node.history is not None:
             since = recover_from
@@ -188,6 +208,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 ],
                 recovered=recovery.recovered,
                 was_recovering=recovering,
+                data=data,
             )
         if self._stopped:
             await node.unsubscribe(channel, subscription)
@@ -267,6 +288,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         subscription = self._by_channel.pop(channel, None)
         if subscription is not None:
             await self._leave(subscription)
+            await self._tell_app(channel, UnsubscribeCause.CLIENT, UnsubscribeCause.CLIENT.reason)
 
     async def end(self, channel: str, code: UnsubscribeCode) -> None:
         """End the subscription to ``channel``, if any, with an unsubscribe push of ``code``."""
@@ -280,6 +302,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 unsubscribe=protocol.UnsubscribePush(code=code, reason=code.reason),
             )
         )
+        await self._tell_app(channel, code, code.reason)
 
     # --- on the server's initiative --------------------------------------------------------------
 
@@ -345,8 +368,10 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         self.stop()
         subscriptions = list(self._by_channel.values())
         self._by_channel.clear()
+        cause = UnsubscribeCause.DISCONNECT
         for subscription in subscriptions:
             await self._leave(subscription)
+            await self._tell_app(subscription.channel, cause, cause.reason)
 
     # --- inside -------------------------------------------------------------------------------
 
@@ -402,6 +427,17 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         except EngineError as exc:
             logger.warning("leave of %s from %s not recorded: %s", client, channel, exc)
 
+    async def _tell_app(self, channel: str, code: int, reason: str) -> None:
+        """The app's ``on_unsubscribe`` hook, if any; what it raises is logged, once."""
+        hook = self._services.hooks.unsubscribe
+        if hook is None:
+            return
+        who = self._who()
+        try:
+            await hook(who, channel, code, reason)
+        except Exception:
+            logger.exception("on_unsubscribe failed for client %s in %s", who.client, channel)
+
     def _on_gap(self, subscription: ChannelSubscription) -> None:
         """The channel's stream may have lost publications for this client: end the
         subscription with ``insufficient state`` so the SDK subscribes again and recovers."""
@@ -454,6 +490,41 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     def _push(self, push: protocol.Push) -> None:
         self._writer.push(protocol.encode_push(push).decode())
+
+
+_EMPTY_DATA = protocol.raw(b"")
+
+
+def _overridden(
+    features: SubscriptionFeatures, granted: SubscribeReply, options: ChannelOptions, channel: str
+) -> SubscriptionFeatures:
+    """``features`` with what the app's ``SubscribeReply`` decided instead.
+
+    Raises:
+        ConfigurationError: it asks for recovery or positioning on a channel without history.
+    """
+    wants_position = granted.recovery or granted.positioning
+    if wants_position and history_options(options) is None:
+        raise ConfigurationError(
+            f"on_subscribe asked for recovery or positioning in {channel!r}, whose namespace "
+            "keeps no history (history_size and history_ttl)"
+        )
+    recoverable = features.recoverable if granted.recovery is None else granted.recovery
+    positioned = recoverable or (
+        features.positioned if granted.positioning is None else granted.positioning
+    )
+    return replace(
+        features,
+        recoverable=recoverable,
+        positioned=positioned,
+        presence=features.presence if granted.presence is None else granted.presence,
+        emit_join_leave=(
+            features.emit_join_leave if granted.join_leave is None else granted.join_leave
+        ),
+        join_leave=(
+            features.join_leave if granted.push_join_leave is None else granted.push_join_leave
+        ),
+    )
 
 
 def _cancel_expiry(subscription: ChannelSubscription) -> None:

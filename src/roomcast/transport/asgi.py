@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, cast
 
@@ -9,8 +11,12 @@ from roomcast.writer import Frame, SendFrame, WriteNow
 
 __all__ = ["ASGISend", "asgi_frame_sender", "close_reason", "over_limit", "write_now_of"]
 
+logger = logging.getLogger("roomcast.transport")
+
 WRITE_NOW_EXTENSION = "roomcast.write_now"
-"""Offered by ``roomcast serve``'s server (see ``transport.uvicorn_protocol``)."""
+"""Offered by roomcast's uvicorn protocol (see ``transport.uvicorn_protocol``): ``roomcast
+serve``, ``uvicorn --ws roomcast:RoomcastWebSocketProtocol`` and
+``gunicorn -k roomcast.workers.UvicornWorker``."""
 
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
 
@@ -41,9 +47,23 @@ def close_reason(reason: str) -> str:
 
 
 def write_now_of(scope: Mapping[str, Any]) -> WriteNow | None:
-    """The server's synchronous write for this connection, if it offers one."""
+    """The server's synchronous write for this connection, if it offers one; the first
+    connection of a process without it logs a warning that says how to get it."""
     extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
-    return None if extension is None else cast(WriteNow, extension["write"])
+    if extension is None:
+        _warn_without_write_now()
+        return None
+    return cast(WriteNow, extension["write"])
+
+
+@functools.cache
+def _warn_without_write_now() -> None:
+    logger.warning(
+        "this server does not run roomcast's WebSocket protocol: every send waits for the "
+        "ASGI server, a client that stopped reading is not closed until it reads again, and "
+        "shutdown closes with 1012. Run `uvicorn APP --ws roomcast:RoomcastWebSocketProtocol "
+        "--ws-per-message-deflate false` or `gunicorn APP -k roomcast.workers.UvicornWorker`."
+    )
 
 
 def over_limit(message: str | bytes, limit: int) -> bool:

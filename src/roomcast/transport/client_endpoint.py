@@ -30,6 +30,9 @@ CLIENT_PATH = "/connection/websocket"
 PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
 """The subprotocol of the protobuf wire format, which is refused: only JSON is served."""
 
+_CRASHED = Close(CloseCode.INTERNAL_ERROR, "internal server error")
+_NO_CLOSE = (CloseCode.ABNORMAL_CLOSURE, "")
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -50,7 +53,11 @@ async def serve_client(
     services: SessionServices,
     credentials: Credentials | None,
 ) -> None:
-    """Run one client connection until it ends; never raises for anything the client does."""
+    """Run one client connection until it ends; never raises for anything the client does.
+
+    However it ends (the client left, the server closed it, or this loop raised), the session
+    is told once, with the close the server sent or else the client's, so the app's
+    ``on_disconnect`` hears each connection end exactly once."""
     settings = services.settings
     if (await receive())["type"] != "websocket.connect":
         return
@@ -74,12 +81,13 @@ async def serve_client(
             Disconnect.of(DisconnectCode.INAPPROPRIATE_PROTOCOL, "only the JSON protocol is served")
         )
     limit = settings.websocket.message_size_limit
-    gone = False
+    gone: tuple[int, str] | None = None  # the client's close code and reason, once it left
     try:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                gone = True
+                code = message.get("code", CloseCode.NO_STATUS_RECEIVED)
+                gone = (int(code), str(message.get("reason") or ""))
                 break
             frame: str | bytes | None = message.get("text")
             if frame is None:
@@ -90,13 +98,18 @@ async def serve_client(
                 continue
             await session.handle(frame)
     finally:
-        await session.closed()
-        if gone or writer.state is WriterState.CLOSED:
-            writer.discard()
-        else:
+        if gone is None:
             # The loop ended by raising: an open writer closes with INTERNAL_ERROR, one closing
             # (a disconnect, a frame over the limit) sends the close it was given.
-            await writer.close_and_flush(Close(CloseCode.INTERNAL_ERROR, "internal server error"))
+            writer.close(_CRASHED)
+        # The app hears the close the server sent, if it sent one, else the client's.
+        sent = writer.close_frame
+        code, reason = (sent.code, sent.reason) if sent is not None else gone or _NO_CLOSE
+        await session.closed(code, reason)
+        if gone is not None or writer.state is WriterState.CLOSED:
+            writer.discard()
+        else:
+            await writer.close_and_flush(_CRASHED)
 
 
 class DirectClientEndpoint:

@@ -1,4 +1,4 @@
-"""uvicorn's sans-I/O WebSocket protocol with the four changes roomcast needs from its server.
+"""uvicorn's sans-I/O WebSocket protocol with the five changes roomcast needs from its server.
 
 1. It offers the app a synchronous write (the ``roomcast.write_now`` ASGI extension): a
    text or binary message is framed once (server frames are unmasked, so every recipient of
@@ -15,9 +15,18 @@
    (service restart), so clients know to reconnect elsewhere rather than to the same address.
    A connection whose peer closed first, its answer stuck behind a buffer the peer does not
    read, gets the close timeout and is then aborted (uvicorn's own shutdown raises on it).
+5. A text frame that is not UTF-8 is a client's mistake, answered with ``INVALID_PAYLOAD``
+   (1007) and a reason, and logged in one line, where uvicorn logs a traceback and closes
+   without a reason; and a connection whose TCP link died without a close frame ends, for
+   the app, with ``ABNORMAL_CLOSURE`` (1006), where uvicorn says 1005 (the code of an empty
+   close frame), so ``on_disconnect`` can tell a dead client from one that closed.
 
-Only ``roomcast serve`` installs this class; an app embedding roomcast keeps its own server's
-behaviour, where a slow consumer's writer still stops queueing but its socket waits for uvicorn.
+``roomcast serve`` installs this class. An app embedding roomcast gets it with
+``uvicorn APP --ws roomcast:RoomcastWebSocketProtocol --ws-per-message-deflate false`` (uvicorn
+imports a ``--ws`` value of the form ``module:attribute``) or with
+``gunicorn APP -k roomcast.workers.UvicornWorker``; on any other server a slow consumer's writer
+still stops queueing, but its socket waits for the server, and the first connection logs a
+warning saying so (``transport.asgi.write_now_of``).
 
 The class reads and writes uvicorn's private state (:data:`UVICORN_STATE`) and overrides or
 calls its private methods (:data:`UVICORN_METHODS`), so ``pyproject.toml`` pins uvicorn to the
@@ -27,6 +36,7 @@ minor version ``tests/transport/test_uvicorn_protocol.py`` checks these names ag
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any, Final
 
@@ -40,12 +50,16 @@ from roomcast.transport.close_codes import CloseCode
 
 __all__ = ["UVICORN_METHODS", "UVICORN_STATE", "RoomcastWebSocketProtocol"]
 
+logger = logging.getLogger("roomcast.transport")
+
 UVICORN_STATE: Final = (
     "close_sent",
     "close_timeout",
     "close_timer",
     "conn",
+    "curr_msg_data_type",
     "disconnected",
+    "frames",
     "handshake_complete",
     "loop",
     "queue",
@@ -58,7 +72,16 @@ UVICORN_STATE: Final = (
 )
 """Instance attributes of uvicorn's ``WebSocketsSansIOProtocol`` this class relies on."""
 
-UVICORN_METHODS: Final = ("handle_connect", "receive", "send", "shutdown", "stop_keepalive")
+UVICORN_METHODS: Final = (
+    "connection_lost",
+    "handle_connect",
+    "handle_parser_exception",
+    "receive",
+    "send",
+    "send_receive_event_to_app",
+    "shutdown",
+    "stop_keepalive",
+)
 """Methods of uvicorn's ``WebSocketsSansIOProtocol`` this class overrides, calls or feeds."""
 
 
@@ -156,6 +179,29 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             # Needed only to answer the handshake, which has been answered now.
             self.request = self.response = None  # type: ignore[assignment]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshake_complete and self.conn.close_rcvd is None and not self.close_sent:
+            # Queued before uvicorn's own 1005, so the app reads this one first.
+            self.queue.put_nowait(
+                {"type": "websocket.disconnect", "code": CloseCode.ABNORMAL_CLOSURE}
+            )
+        super().connection_lost(exc)
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent and not _utf8(self.frames):
+            self.frames = []
+            client = self.scope.get("client") or ("?", 0)
+            logger.info(
+                "%s:%s %s: closing with %d (a text frame that is not UTF-8)",
+                *client,
+                self.scope.get("path", ""),
+                CloseCode.INVALID_PAYLOAD,
+            )
+            self.conn.send_close(CloseCode.INVALID_PAYLOAD, "text frame is not valid UTF-8")
+            self.handle_parser_exception()  # tells the app, sends the close, ends the link
+            return
+        super().send_receive_event_to_app()
+
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and not self.disconnected:
             if self.conn.state is State.OPEN:
@@ -183,3 +229,12 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+
+def _utf8(frames: list[bytes]) -> bool:
+    """Whether the frames of one message join into valid UTF-8."""
+    try:
+        (frames[0] if len(frames) == 1 else b"".join(frames)).decode()
+    except UnicodeDecodeError:
+        return False
+    return True

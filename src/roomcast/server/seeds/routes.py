@@ -1,9 +1,10 @@
 """The seed endpoints, each answering exactly as the README's table describes.
 
-Chat rooms are channels of the Node, so a broadcast is one publication fanned out without
-waiting for any client, and with a multi-process broker the rooms span every worker. The
-rooms' names, the stream and clock timings and the ``/ws/secure`` token come from
-``settings.examples``.
+They are written on the public plain-socket API (``roomcast.sockets``), as any app's own
+endpoints would be: chat rooms are rooms of a ``ConnectionManager``, so a broadcast is one
+publication fanned out without waiting for any client, and with a multi-process broker the
+rooms span every worker. The rooms' names, the stream and clock timings and the ``/ws/secure``
+token come from ``settings.examples``.
 """
 
 from __future__ import annotations
@@ -16,32 +17,22 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, Query, WebSocket
 from fastapi.responses import HTMLResponse
 
-from roomcast.node import Node
 from roomcast.server.seeds.pages import chat_page
-from roomcast.server.seeds.socket import SeedSocket
 from roomcast.settings import Settings
+from roomcast.sockets import ConnectionManager
 from roomcast.transport.close_codes import CloseCode
-from roomcast.wire import text_publication
 
 __all__ = ["seed_router"]
 
 
-def seed_router(node: Node, settings: Settings) -> APIRouter:
-    """All seed endpoints, bound to ``node`` and configured by ``settings.examples``."""
+def seed_router(manager: ConnectionManager, settings: Settings) -> APIRouter:
+    """All seed endpoints, on ``manager``'s rooms and configured by ``settings.examples``."""
     router = APIRouter()
     examples = settings.examples
     numbered_room = examples.chat_channel
     anonymous_room = examples.anonymous_chat_channel
-
-    def socket(websocket: WebSocket) -> SeedSocket:
-        return SeedSocket(
-            websocket,
-            max_queue_bytes=settings.client.queue_max_size,
-            max_message_bytes=settings.websocket.message_size_limit,
-        )
-
-    async def say(room: str, text: str) -> None:
-        await node.publish(room, text_publication(text))
+    socket = manager.connect
+    say = manager.broadcast
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def chat_page_view() -> str:
@@ -49,7 +40,7 @@ def seed_router(node: Node, settings: Settings) -> APIRouter:
 
     @router.websocket("/ws/{client_id:int}")
     async def numbered_chat(websocket: WebSocket, client_id: int) -> None:
-        async with socket(websocket) as ws, node.subscription(numbered_room, ws):
+        async with socket(websocket, rooms=[numbered_room]) as ws:
             async for data in ws.texts():
                 ws.send_text(f"You wrote: {data}")
                 await say(numbered_room, f"Client #{client_id} says: {data}")
@@ -57,7 +48,7 @@ def seed_router(node: Node, settings: Settings) -> APIRouter:
 
     @router.websocket("/ws/chat")
     async def anonymous_chat(websocket: WebSocket) -> None:
-        async with socket(websocket) as ws, node.subscription(anonymous_room, ws):
+        async with socket(websocket, rooms=[anonymous_room]) as ws:
             async for data in ws.texts():
                 await say(anonymous_room, f"Client says: {data}")
         await say(anonymous_room, "A client left the chat")

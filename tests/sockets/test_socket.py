@@ -1,4 +1,5 @@
-"""Bad input, dead clients and slow clients: each is handled alone, everyone else keeps going."""
+"""``ManagedSocket`` on a real ``roomcast serve``, through the seed endpoints written on it: bad
+input, dead clients and slow clients are each handled alone, everyone else keeps going."""
 
 from __future__ import annotations
 

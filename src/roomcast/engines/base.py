@@ -25,6 +25,7 @@ from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPo
 
 __all__ = [
     "Broker",
+    "ControlHandler",
     "EngineState",
     "EventHandler",
     "GapHandler",
@@ -37,6 +38,11 @@ __all__ = [
 
 EventHandler = Callable[[str, ChannelEvent], None]
 """Called with (channel, event) for each publication, join or leave a broker delivers here."""
+
+
+ControlHandler = Callable[[bytes], None]
+"""Called with each control message a broker delivers: the bytes some node, this one
+included, gave ``Broker.publish_control``."""
 
 
 class EngineState(enum.Enum):
@@ -61,13 +67,25 @@ class Broker(ABC):
     whose connection to the broker breaks may miss publications (the history store and the
     recovery protocol exist to close that gap). The handler is called from the event loop the
     broker was started on, and must not block.
+
+    Beside the channels, every broker carries one **control channel** between the nodes of
+    one installation (same engine, same prefix): what a node gives ``publish_control``
+    reaches the control handler of every started broker of the installation, its own
+    included, with the same at-most-once guarantee and in publish order per publisher. The
+    cluster machinery (:mod:`roomcast.cluster`) speaks over it; a broker only carries bytes.
     """
 
     @abstractmethod
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         """Connect and start delivering to ``handler``; call ``on_gap`` (from the event loop)
         each time the link to the engine is restored after a break, once every channel held
-        is subscribed again.
+        is subscribed again; with ``on_control``, also deliver every control message to it
+        from now on.
 
         Raises:
             EngineUnavailable: the broker cannot be reached.
@@ -83,6 +101,16 @@ class Broker(ABC):
 
         Raises:
             EngineUnavailable: the broker cannot take it now; nothing was published.
+        """
+
+    @abstractmethod
+    async def publish_control(self, payload: bytes) -> None:
+        """Send ``payload`` to the control handler of every node of the installation, this
+        one included.
+
+        Raises:
+            EngineUnavailable: the broker cannot take it now.
+            EngineError: the engine refused it (a payload past its size limit).
         """
 
     @abstractmethod

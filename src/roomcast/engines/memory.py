@@ -15,6 +15,7 @@ from typing import Self
 
 from roomcast.engines.base import (
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
@@ -41,11 +42,13 @@ class MemoryBroker(Broker):
     """Delivers each publication synchronously to this process' handler; nothing crosses processes.
 
     Delivery is exactly once and in order within the process, a stronger form of the
-    interface's at-most-once guarantee.
+    interface's at-most-once guarantee. The control channel loops back: a control message
+    reaches this broker's own control handler, synchronously, and nothing else.
     """
 
     def __init__(self) -> None:
         self._handler: EventHandler | None = None
+        self._on_control: ControlHandler | None = None
         self._channels: set[str] = set()
 
     @classmethod
@@ -53,12 +56,24 @@ class MemoryBroker(Broker):
         """The broker for ``memory://`` (which takes no parameters), not started."""
         return cls()
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         self._handler = handler
+        self._on_control = on_control
 
     async def close(self) -> None:
-        self._handler = None
+        self._handler = self._on_control = None
         self._channels.clear()
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._handler is None:
+            raise EngineUnavailable("the memory broker is not started")
+        if self._on_control is not None:
+            self._on_control(payload)
 
     async def publish(self, channel: str, event: ChannelEvent) -> None:
         handler = self._handler

@@ -6,6 +6,9 @@ Two kinds of message arrive there: events published by ``NatsBroker.publish`` (m
 republished, recognised by JetStream's ``Nats-Sequence`` header, whose offset and epoch are in
 their headers. The second kind is what makes ``publish_to_stream`` one step: one JetStream
 publish stores the publication and, once stored, the server delivers it to every node.
+
+Control messages travel on ``<prefix>.control``, which no channel's subject can be (those all
+start ``<prefix>.broker.``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nats.aio.subscription import Subscription
 
 from roomcast.engines.base import (
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
@@ -78,12 +82,15 @@ class NatsBroker(Broker):
         self.url = NatsURL.parse(url, prefix=prefix, timeout=timeout)
         """Where and under which names this broker works."""
         self._subject_prefix = f"{self.url.prefix}.broker."
+        self._control_subject = f"{self.url.prefix}.control"
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._state = EngineState.NEW
         self._client: Client | None = None
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
+        self._control: Subscription | None = None
         self._subscriptions: dict[str, Subscription] = {}
         # Publishers waiting for a PING sent after their message to be answered.
         self._unconfirmed: list[asyncio.Future[None]] = []
@@ -98,11 +105,16 @@ class NatsBroker(Broker):
         """
         return cls(url)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
-        self._handler, self._on_gap = handler, on_gap
-        self._client = await connect(
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
+        client = await connect(
             self.url,
             "NATS broker",
             backoff=self._backoff,
@@ -110,11 +122,23 @@ class NatsBroker(Broker):
             on_disconnected=self._disconnected,
             on_reconnected=self._reconnected,
         )
+        self._client = client
         self._state = EngineState.RUNNING
+        if on_control is not None:
+            try:
+                with translate_errors("NATS broker", "subscribe", self.url.where):
+                    self._control = await client.subscribe(
+                        self._control_subject, cb=self._deliver_control
+                    )
+                await self._confirm("subscribe")
+            except EngineUnavailable:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
+        self._control = None
         self._subscriptions.clear()
         self._fail_unconfirmed(EngineUnavailable("the NATS broker closed"))
         confirmer, self._confirmer = self._confirmer, None
@@ -141,6 +165,18 @@ class NatsBroker(Broker):
         with translate_errors("NATS broker", "publish", self.url.where):
             await client.publish(self._subject(channel), encode_event(event))
         await self._confirm("publish")
+
+    async def publish_control(self, payload: bytes) -> None:
+        """Send ``payload`` to every node's control handler (see ``Broker.publish_control``).
+
+        Raises:
+            EngineUnavailable: not running, disconnected, or no answer within ``timeout``.
+            EngineError: the payload exceeds the server's ``max_payload``.
+        """
+        client = self._connected("publish a control message")
+        with translate_errors("NATS broker", "publish a control message", self.url.where):
+            await client.publish(self._control_subject, payload)
+        await self._confirm("publish a control message")
 
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a :class:`NatsHistoryStore` of this broker's servers and prefix: its
@@ -234,6 +270,15 @@ class NatsBroker(Broker):
         for future in batch:
             if not future.done():
                 future.set_exception(exc)
+
+    async def _deliver_control(self, msg: Msg) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            on_control(msg.data)
+        except Exception:
+            logger.exception("NATS broker: the control handler failed")
 
     async def _deliver(self, msg: Msg) -> None:
         handler = self._handler

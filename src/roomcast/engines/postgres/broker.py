@@ -9,6 +9,9 @@ subscribing then costs no round trip. The price: every node receives every event
 installation and filters it (a dict lookup on the still-encoded channel name), which is cheap
 beside what PostgreSQL itself spends per NOTIFY.
 
+Control messages ride the same NOTIFY channel under a key no roomcast channel has
+(:data:`~roomcast.engines.postgres.codec.CONTROL_KEY`), so big ones take the side table too.
+
 Payloads over NOTIFY's limit (8000 bytes) are written to the side table ``<prefix>broker_large``
 by the same server-side call, and the notification carries the row's id; listeners fetch the
 row. A row is deleted by a later oversized publish once it is ``keep_large`` seconds old.
@@ -27,6 +30,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from roomcast.engines.base import (
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
@@ -34,8 +38,11 @@ from roomcast.engines.base import (
     HistoryStore,
 )
 from roomcast.engines.postgres.codec import (
+    CONTROL_KEY,
     channel_key,
+    decode_control,
     decode_notification,
+    encode_control,
     encode_event,
     notification_key,
 )
@@ -117,6 +124,7 @@ class PostgresBroker(Broker):
         self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
         # Subscribed channels by the key notifications name them with.
         self._channels: dict[str, str] = {}
         self._nonce = itertools.count()
@@ -130,12 +138,17 @@ class PostgresBroker(Broker):
         """
         return cls(url)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
         pool = Pool(self._url, _WHAT, self._timeout)
         await pool.open()
-        self._handler, self._on_gap = handler, on_gap
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
         try:
             await self._listener.start(pool)
         except BaseException:
@@ -145,7 +158,7 @@ class PostgresBroker(Broker):
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
         self._channels.clear()
         await self._listener.close()
         await self._pool.close()
@@ -163,6 +176,16 @@ class PostgresBroker(Broker):
             f"SELECT {names.send}($1, $2, $3)",
             names.notify_channel,
             encode_event(next(self._nonce), channel, event),
+            self._keep_large,
+        )
+
+    async def publish_control(self, payload: bytes) -> None:
+        names = self._names()
+        await self._pool.execute(
+            "publish a control message",
+            f"SELECT {names.send}($1, $2, $3)",
+            names.notify_channel,
+            encode_control(next(self._nonce), payload),
             self._keep_large,
         )
 
@@ -292,10 +315,13 @@ class PostgresBroker(Broker):
         self._channels.pop(channel_key(channel), None)
 
     def _holds(self, key: str) -> bool:
-        return key in self._channels
+        return key in self._channels or (key == CONTROL_KEY and self._on_control is not None)
 
     def _dispatch(self, payload: str) -> None:
         """Decode a notification of a held channel and hand it to the handler."""
+        if notification_key(payload) == CONTROL_KEY:
+            self._dispatch_control(payload)
+            return
         handler = self._handler
         channel = self._channels.get(notification_key(payload) or "")
         if channel is None or handler is None:
@@ -309,6 +335,20 @@ class PostgresBroker(Broker):
             handler(channel, event)
         except Exception:
             logger.exception("%s: the handler failed on channel %r", _WHAT, channel)
+
+    def _dispatch_control(self, notification: str) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            payload = decode_control(notification)
+        except ValueError as exc:
+            logger.warning("%s dropped an undecodable control message: %s", _WHAT, exc)
+            return
+        try:
+            on_control(payload)
+        except Exception:
+            logger.exception("%s: the control handler failed", _WHAT)
 
     def _report_gap(self) -> None:
         on_gap = self._on_gap

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from roomcast.engines.base import (
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
@@ -47,12 +48,15 @@ class RedisBroker(Broker):
     ``on_gap`` is called once a broken link is restored so that clients recover.
 
     Each event is a msgpack message tagged by kind (``pub``, ``join``, ``leave``) published on
-    ``<prefix>broker:<channel>``. Channels are spread over the Redis instances the URL lists by
-    consistent hashing (the instance that keeps the channel's history, so the history script
-    can publish), and within an instance over ``pubsub_shards`` dedicated connections
-    (:class:`PubSubLink`), each read by its own task. Publishing uses a client per instance
-    with short socket timeouts, so a publish to an unreachable Redis raises
-    ``EngineUnavailable`` within about ``timeout`` seconds instead of hanging.
+    ``<prefix>broker:<channel>``. Control messages travel on ``<prefix>control`` of the first
+    instance the URL lists, which every node subscribes to on its first pub/sub connection
+    there (list the instances in the same order on every node). Channels are spread over the
+    Redis instances the URL lists by consistent hashing (the instance that keeps the channel's
+    history, so the history script can publish), and within an instance over
+    ``pubsub_shards`` dedicated connections (:class:`PubSubLink`), each read by its own task.
+    Publishing uses a client per instance with short socket timeouts, so a publish to an
+    unreachable Redis raises ``EngineUnavailable`` within about ``timeout`` seconds instead
+    of hanging.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class RedisBroker(Broker):
             raise ValueError("a Redis broker needs at least one URL and one pub/sub shard")
         self._wheres = tuple(where_of(url) for url in self._urls)
         self._key_prefix = f"{prefix}broker:".encode()
+        self._control_key = f"{prefix}control".encode()
         self._pubsub_shards = pubsub_shards
         self._timeout = timeout
         self._link_options = {
@@ -82,6 +87,7 @@ class RedisBroker(Broker):
         self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
         self._clients: list[aioredis.Redis] = []
         self._pools: list[aioredis.ConnectionPool] = []
         self._links: list[PubSubLink] = []
@@ -98,7 +104,12 @@ class RedisBroker(Broker):
         parsed = RedisURL.parse(url)
         return cls(parsed.urls, prefix=parsed.prefix, pubsub_shards=parsed.pubsub_shards)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
         options: dict[str, Any] = {
@@ -109,7 +120,7 @@ class RedisBroker(Broker):
             # push handler instead).
             "protocol": 2,
         }
-        self._handler, self._on_gap = handler, on_gap
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
         try:
             for url, where in zip(self._urls, self._wheres, strict=True):
                 client = client_for(url, **options)
@@ -128,6 +139,8 @@ class RedisBroker(Broker):
                     )
                     self._links.append(link)
                     await link.open()
+            if on_control is not None:
+                await self._links[0].subscribe(self._control_key)
         except EngineUnavailable:
             await self._release()
             raise
@@ -135,7 +148,7 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
         await self._release()
 
     @property
@@ -149,6 +162,12 @@ class RedisBroker(Broker):
         payload = encode_event(event)
         with translate_errors("Redis broker", "publish", where):
             await client.publish(self._key(channel), payload)
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._state is not EngineState.RUNNING:
+            raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
+        with translate_errors("Redis broker", "publish a control message", self._wheres[0]):
+            await self._clients[0].publish(self._control_key, payload)
 
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a ``RedisHistoryStore`` on this broker's instances: its script publishes."""
@@ -179,6 +198,9 @@ class RedisBroker(Broker):
             await self._link_of(channel).unsubscribe(self._key(channel))
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
+        if key == self._control_key:
+            self._deliver_control(payload)
+            return
         handler = self._handler
         if handler is None or not key.startswith(self._key_prefix):
             return
@@ -192,6 +214,15 @@ class RedisBroker(Broker):
             handler(channel, event)
         except Exception:
             logger.exception("Redis broker: the handler failed on channel %r", channel)
+
+    def _deliver_control(self, payload: bytes) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            on_control(payload)
+        except Exception:
+            logger.exception("Redis broker: the control handler failed")
 
     def _restored(self) -> None:
         on_gap = self._on_gap

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
+from roomcast.engines.base import Broker, ControlHandler, HistoryOptions, HistoryStore
 from roomcast.errors import StateError
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import Encoder, WireFormat, encode_text
@@ -123,9 +123,10 @@ class Node:
         """Local subscribers of ``channel``."""
         return len(self._channels.get(channel, ()))
 
-    async def start(self) -> None:
-        """Start the broker; the node delivers from now on."""
-        await self.broker.start(self._fan_out, self._broker_gap)
+    async def start(self, on_control: ControlHandler | None = None) -> None:
+        """Start the broker; the node delivers from now on, and hands the broker's control
+        messages to ``on_control``."""
+        await self.broker.start(self._fan_out, self._broker_gap, on_control)
         self._started = True
 
     async def stop(self) -> None:

@@ -41,10 +41,11 @@ from roomcast.session.namespaces import (
 )
 from roomcast.session.registry import Connected, Registry
 from roomcast.session.services import ChannelServices
-from roomcast.session.subscriptions import Subscriptions
+from roomcast.session.subscriptions import OVERRIDABLE, ServerSubscribeOptions, Subscriptions
 from roomcast.session.tokens import TokenVerifier
 
 __all__ = [
+    "OVERRIDABLE",
     "ChannelRules",
     "ChannelServices",
     "ClientContext",
@@ -56,6 +57,7 @@ __all__ = [
     "RPCHandler",
     "Registry",
     "ResolvedChannel",
+    "ServerSubscribeOptions",
     "Session",
     "SessionServices",
     "SessionState",

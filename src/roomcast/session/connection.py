@@ -45,7 +45,7 @@ from roomcast.session.hooks import ClientContext, Credentials
 from roomcast.session.outcome import Outcome, ReplyThen, encode_answer
 from roomcast.session.registry import Registry
 from roomcast.session.services import ChannelServices
-from roomcast.session.subscriptions import Entered, Subscriptions
+from roomcast.session.subscriptions import Entered, ServerSubscribeOptions, Subscriptions
 from roomcast.session.tokens import (
     CONNECT_TOKEN,
     REFRESH_TOKEN,
@@ -117,7 +117,7 @@ class Session:
         self.user = ""
         self.conn_info = b""
         self.state = SessionState.CONNECTING
-        self.subscriptions = Subscriptions(services, writer)
+        self.subscriptions = Subscriptions(services, writer, self.disconnect)
         """The channels this client is subscribed to."""
         self._commands = Commands(services, self.subscriptions)
         self._app_credentials = credentials
@@ -170,14 +170,44 @@ class Session:
 
     # --- server-initiated actions (Hub, server API) ------------------------------------------
 
-    async def server_subscribe(self, channel: str) -> Error | None:
-        """Subscribe this client to ``channel`` on the server's initiative, with a push;
-        error 106 past the channel limit.
+    async def server_subscribe(
+        self, channel: str, options: ServerSubscribeOptions | None = None
+    ) -> Error | None:
+        """Subscribe this client to ``channel`` on the server's initiative, with a push (see
+        ``Subscriptions.server_subscribe``); error 106 past the channel limit.
 
         Raises:
             EngineUnavailable: the channel's history could not be read.
         """
-        return await self.subscriptions.server_subscribe(self.context, channel)
+        return await self.subscriptions.server_subscribe(
+            self.context, channel, options or ServerSubscribeOptions()
+        )
+
+    def server_refresh(self, *, expired: bool, expire_at: int, conn_info: bytes) -> None:
+        """Refresh this connection on the server's initiative, as Centrifugo's ``refresh``:
+        with ``expired`` (or an ``expire_at`` already past) it is closed with 3005; otherwise
+        it expires at ``expire_at`` (0: never) and is told so with a refresh push.
+        ``conn_info``, when not empty, replaces the connection's info from now on: in its
+        subscriptions' presence (written again now), join/leave and publications."""
+        if self.state is not SessionState.CONNECTED:
+            return
+        if expired or (expire_at and seconds_left(expire_at) == 0):
+            self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
+            return
+        if conn_info:
+            self.conn_info = conn_info
+            self.subscriptions.change_conn_info(conn_info)
+        self._set_expiry(min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0)
+        self.writer.push(
+            protocol.encode_push(
+                protocol.Push(
+                    refresh=protocol.RefreshPush(
+                        expires=bool(self._expire_at),
+                        ttl=announced_ttl(self._expire_at) if self._expire_at else 0,
+                    )
+                )
+            ).decode()
+        )
 
     async def server_unsubscribe(self, channel: str) -> None:
         """End this client's subscription to ``channel`` with an unsubscribe push."""

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from roomcast import protocol
 from roomcast.engines.base import PresenceStore
 from roomcast.errors import EngineError
-from roomcast.protocol import Error, ErrorCode, UnsubscribeCode
+from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
 from roomcast.session.hooks import ClientContext
 from roomcast.session.namespaces import history_options
@@ -50,7 +50,7 @@ from roomcast.settings import ChannelOptions
 from roomcast.wire import encode_pub_push, wire_publication
 from roomcast.writer import Writer
 
-__all__ = ["Entered", "Subscriptions"]
+__all__ = ["OVERRIDABLE", "Entered", "ServerSubscribeOptions", "Subscriptions"]
 
 logger = logging.getLogger("roomcast.session")
 
@@ -65,17 +65,48 @@ class Entered:
     recovery: RecoveryOutcome | None = None
 
 
+OVERRIDABLE = frozenset(
+    {"presence", "join_leave", "force_push_join_leave", "force_positioning", "force_recovery"}
+)
+"""The namespace options a server-side subscribe may override (Centrifugo's
+``SubscribeOptionOverride``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSubscribeOptions:
+    """What a subscription the server makes (the server API's ``subscribe``) carries."""
+
+    chan_info: bytes = b""
+    """JSON the subscriber appears with in presence and join/leave (empty for none)."""
+    data: bytes = b""
+    """JSON sent to the client in the subscribe push (empty for none)."""
+    expire_at: int = 0
+    """Unix seconds after which (and ``client.expired_sub_close_delay``) the connection is
+    closed with 3006 unless a later subscribe moved it; 0 for never."""
+    recover_since: StreamPosition | None = None
+    """Replay what followed this position, as a client subscribe with ``recover`` would."""
+    override: Mapping[str, bool] = field(default_factory=dict)
+    """Namespace options (those of :data:`OVERRIDABLE`) this subscription uses instead."""
+
+
 class Subscriptions(Mapping[str, ChannelSubscription]):
     """One connection's subscriptions by channel; see the module docstring.
 
     Args:
         services: what every session of the hub shares.
         writer: the connection's writer, which each subscription delivers into.
+        disconnect: ends the connection (a server-side subscription that expired does).
     """
 
-    def __init__(self, services: ChannelServices, writer: Writer) -> None:
+    def __init__(
+        self,
+        services: ChannelServices,
+        writer: Writer,
+        disconnect: Callable[[Disconnect], None] | None = None,
+    ) -> None:
         self._services = services
         self._writer = writer
+        self._disconnect = disconnect
         self._by_channel: dict[str, ChannelSubscription] = {}
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,13 +142,15 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         request: protocol.SubscribeRequest | None = None,
         chan_info: bytes = b"",
         expire_at: int = 0,
+        override: Mapping[str, bool] | None = None,
     ) -> Entered | None:
         """Subscribe ``who`` to ``channel`` on the node, still pending; for a positioned
         subscription, read history and merge it with what arrived meanwhile.
 
         ``request`` is the client's subscribe (None for a subscription the server makes),
-        ``chan_info`` and ``expire_at`` come from a subscription token. Returns None, with
-        nothing left subscribed, if the connection stopped meanwhile.
+        ``chan_info`` and ``expire_at`` come from a subscription token, ``override`` replaces
+        namespace options (see :data:`OVERRIDABLE`). Returns None, with nothing left
+        subscribed, if the connection stopped meanwhile.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
@@ -125,6 +158,8 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         services = self._services
         resolved = services.channels.resolve(channel)
         options = resolved.options if resolved is not None else ChannelOptions()
+        if override:
+            options = options.model_copy(update=dict(override))
         features = self._features(options, request, who.user)
         subscription = ChannelSubscription(
             self._writer,
@@ -210,6 +245,16 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             subscription.info = replace(subscription.info, chan_info=chan_info)
         self._schedule_expiry(subscription)
 
+    def change_conn_info(self, conn_info: bytes) -> None:
+        """The connection's info changed: every subscription carries ``conn_info`` from now
+        on, and presence is written again with it."""
+        for subscription in self._by_channel.values():
+            subscription.info = replace(subscription.info, conn_info=conn_info)
+        store = self._services.presence
+        entries = [s for s in self._by_channel.values() if s.features.presence]
+        if store is not None and entries:
+            self._spawn(self._add_presence(store, entries))
+
     async def leave(self, channel: str) -> None:
         """End the subscription to ``channel``, if any, without telling the client (it asked)."""
         subscription = self._by_channel.pop(channel, None)
@@ -231,21 +276,57 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     # --- on the server's initiative --------------------------------------------------------------
 
-    async def server_subscribe(self, who: ClientContext, channel: str) -> Error | None:
-        """Subscribe ``who`` to ``channel`` with a subscribe push instead of a reply; nothing
-        if already subscribed, error 106 past the channel limit.
+    async def server_subscribe(
+        self,
+        who: ClientContext,
+        channel: str,
+        options: ServerSubscribeOptions = ServerSubscribeOptions(),
+    ) -> Error | None:
+        """Subscribe ``who`` to ``channel`` with a subscribe push instead of a reply; error
+        106 past the channel limit.
+
+        The push carries the stream position and ``options.data``. With
+        ``options.recover_since`` and a recoverable subscription, the push names that
+        position and the publications that followed it come next as ``pub`` pushes, in
+        order, then what arrives live; when they cannot be recovered (too old, another epoch)
+        the push names the stream's current position instead, which is how the client tells.
+
+        Already subscribed: a subscription the server made takes ``options.expire_at`` and
+        ``options.chan_info`` when they are given (a later subscribe refreshes an expiring
+        one); otherwise nothing changes.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
         """
-        if channel in self._by_channel:
+        existing = self._by_channel.get(channel)
+        if existing is not None:
+            if existing.server_side and (options.expire_at or options.chan_info):
+                expire_at = options.expire_at or existing.expire_at
+                self.refresh(existing, expire_at=expire_at, chan_info=options.chan_info)
             return None
         if self.full:
             return Error.of(ErrorCode.LIMIT_EXCEEDED)
-        entered = await self.enter(who, channel)
+        since = options.recover_since
+        request = (
+            None
+            if since is None
+            else protocol.SubscribeRequest(
+                channel=channel, recover=True, offset=since.offset, epoch=since.epoch
+            )
+        )
+        entered = await self.enter(
+            who,
+            channel,
+            request=request,
+            chan_info=options.chan_info,
+            expire_at=options.expire_at,
+            override=options.override,
+        )
         if entered is None:
             return None
-        result = entered.result
+        entered.subscription.server_side = True
+        result, recovery = entered.result, entered.recovery
+        replayed = recovery is not None and since is not None and recovery.recovered
         self._push(
             protocol.Push(
                 channel=channel,
@@ -253,10 +334,14 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                     recoverable=result.recoverable,
                     positioned=result.positioned,
                     epoch=result.epoch,
-                    offset=result.offset,
+                    offset=since.offset if replayed and since is not None else result.offset,
+                    data=protocol.raw(options.data),
                 ),
             )
         )
+        if replayed and recovery is not None:
+            for publication in recovery.publications:
+                self._writer.push(encode_pub_push(channel, publication))
         await self.activate(entered)
         return None
 
@@ -361,10 +446,16 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     def _expired(self, subscription: ChannelSubscription) -> None:
         subscription.expire_timer = None
-        if self._by_channel.get(subscription.channel) is subscription and (
-            seconds_left(subscription.expire_at) == 0
+        if self._by_channel.get(subscription.channel) is not subscription or (
+            seconds_left(subscription.expire_at) != 0
         ):
-            self._spawn(self.end(subscription.channel, UnsubscribeCode.EXPIRED))
+            return
+        if subscription.server_side and self._disconnect is not None:
+            # The SDKs cannot refresh a subscription the server made (as in Centrifugo
+            # without a sub refresh proxy): the connection ends.
+            self._disconnect(Disconnect.of(DisconnectCode.SUB_EXPIRED))
+            return
+        self._spawn(self.end(subscription.channel, UnsubscribeCode.EXPIRED))
 
     @property
     def _presence_ttl(self) -> float:

@@ -29,7 +29,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "roomcast.wire",
             "roomcast.writer",
-            "roomcast.idempotency",
             "roomcast.node",
             "roomcast.cluster",
         ),

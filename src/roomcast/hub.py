@@ -34,8 +34,9 @@ from roomcast.engines.base import (
     HistoryStore,
     PresenceStats,
     PresenceStore,
+    Published,
+    PublishGuards,
 )
-from roomcast.idempotency import IdempotencyWindow
 from roomcast.node import Node
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
@@ -118,7 +119,6 @@ class Hub:
             lag_timeout=self.settings.client.lag_timeout,
         )
         self.hooks = Hooks()
-        self._idempotency: IdempotencyWindow[Publication] = IdempotencyWindow()
         self.registry: Registry[Session] = Registry()
         client = self.settings.client
         tokens = TokenVerifier(client.token)
@@ -219,12 +219,27 @@ class Hub:
         *,
         tags: dict[str, str] | None = None,
         idempotency_key: str = "",
+        skip_history: bool = False,
+        version: int = 0,
+        version_epoch: str = "",
         connection: Any = None,
-    ) -> Publication:
-        """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
+    ) -> Published:
+        """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node;
+        returns its offset and epoch in the channel's stream (0 and "" without history), or,
+        when ``suppressed`` is set, why it was not published.
 
         ``tags`` travel with the publication to subscribers. Already-encoded JSON can be
         passed as ``msgspec.Raw(bytes)``, which is sent as it is.
+
+        ``idempotency_key``: a publication with a key the channel saw in the last five
+        minutes is not made again, through any node and after any failure; the result is
+        the first one's, with ``suppressed`` ``IDEMPOTENCY``. The engine checks and records
+        the key in the step that publishes (see README, "Idempotent publish").
+
+        ``skip_history``: delivered to subscribers, not kept in the channel's history (no
+        offset). ``version`` (> 0, with ``version_epoch``): dropped, with ``suppressed``
+        ``VERSION`` and the stream's current top, unless greater than the channel's last
+        version in the same version epoch; needs a namespace that keeps history.
 
         ``connection``: an asyncpg connection inside the application's own transaction; the
         publication then goes out only if that transaction commits (needs the PostgreSQL
@@ -232,20 +247,25 @@ class Hub:
 
         Raises:
             StateError: the hub is not started.
+            ValueError: ``version`` is given where no history is kept (``skip_history``, or a
+                namespace without history); the message names it.
             ConfigurationError: ``connection`` is given and the broker is not PostgreSQL.
-            EngineUnavailable: the broker cannot take the publication now.
+            EngineUnavailable: the broker cannot take the publication now (a retry with the
+                same ``idempotency_key`` publishes at most once).
         """
-        publication = Publication(data=msgspec.json.encode(data), tags=tags or {})
-
-        async def publish_once() -> Publication:
-            history = self._history_of(channel)
-            return await self.node.publish(
-                channel, publication, history=history, connection=connection
-            )
-
-        if idempotency_key:
-            return await self._idempotency.run(f"{channel}\x00{idempotency_key}", publish_once)
-        return await publish_once()
+        history = None if skip_history else self._history_of(channel)
+        if version and history is None:
+            where = "skip_history keeps it out of" if skip_history else "the namespace keeps no"
+            raise ValueError(f"version needs history, and {where} history for {channel!r}")
+        if version < 0:
+            raise ValueError("version must not be negative")
+        return await self.node.publish(
+            channel,
+            Publication(data=msgspec.json.encode(data), tags=tags or {}),
+            history=history,
+            connection=connection,
+            guards=PublishGuards(idempotency_key, version, version_epoch),
+        )
 
     async def history(
         self,

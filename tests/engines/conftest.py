@@ -284,7 +284,7 @@ def delete_nats_prefix(prefix: str) -> None:
 
         client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
         try:
-            for stream in (f"{prefix}_history", f"KV_{prefix}_presence"):
+            for stream in (f"{prefix}_history", f"{prefix}_once", f"KV_{prefix}_presence"):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await client.jsm().delete_stream(stream)
         finally:

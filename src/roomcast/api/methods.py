@@ -155,18 +155,40 @@ def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
 
 
 async def _publish_one(
-    hub: Hub, channel: str, data: bytes, tags: dict[str, str] | None, idempotency_key: str = ""
+    hub: Hub, channel: str, data: bytes, request: PublishRequest | BroadcastRequest
 ) -> PublishResult | ApiError:
     error = _channel_error(hub, channel)
     if error is not None:
         return error
     try:
-        publication = await hub.publish(
-            channel, msgspec.Raw(data), tags=tags, idempotency_key=idempotency_key
+        published = await hub.publish(
+            channel,
+            msgspec.Raw(data),
+            tags=request.tags,
+            idempotency_key=request.idempotency_key,
+            skip_history=request.skip_history,
+            version=request.version,
+            version_epoch=request.version_epoch,
         )
+    except ValueError as exc:
+        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
     except RoomcastError as exc:
         return _engine_error(exc)
-    return PublishResult(offset=publication.offset, epoch=publication.epoch)
+    reason = published.suppressed
+    return PublishResult(
+        offset=published.offset,
+        epoch=published.epoch,
+        suppressed=reason is not None,
+        suppress_reason="" if reason is None else reason.value,
+    )
+
+
+def _delta_error(delta: bool) -> ApiError | None:
+    if delta:
+        return ApiError.of(
+            ErrorCode.NOT_AVAILABLE, "delta: roomcast has no delta compression; publish in full"
+        )
+    return None
 
 
 # --- methods ------------------------------------------------------------------------------------
@@ -174,11 +196,12 @@ async def _publish_one(
 
 async def publish(hub: Hub, request: PublishRequest) -> Outcome:
     """Publish into one channel, once per ``idempotency_key`` within five minutes; the result
-    carries the publication's offset and epoch when the channel keeps history."""
+    carries the publication's offset and epoch when the channel keeps history, and says when
+    a guard (the key, the version) suppressed it."""
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    return await _publish_one(hub, request.channel, data, request.tags, request.idempotency_key)
+    return _delta_error(request.delta) or await _publish_one(hub, request.channel, data, request)
 
 
 async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
@@ -188,9 +211,11 @@ async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    key = request.idempotency_key
+    delta = _delta_error(request.delta)
+    if delta is not None:
+        return delta
     outcomes = await gather_bounded(
-        _publish_one(hub, channel, data, request.tags, key) for channel in request.channels
+        _publish_one(hub, channel, data, request) for channel in request.channels
     )
     return BroadcastResult(
         [

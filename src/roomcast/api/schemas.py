@@ -16,7 +16,7 @@ bodies (``roomcast.protocol``): the server API and a client's commands answer al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -76,12 +76,18 @@ class EmptyRequest(msgspec.Struct, frozen=True):
     """A request without fields (``info``)."""
 
 
+_Version = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class PublishRequest(msgspec.Struct, frozen=True):
     """``publish``: put ``data`` (any JSON), or ``b64data`` decoding to JSON, into ``channel``.
 
     ``tags`` travel with the publication. A publication with an ``idempotency_key`` is made
-    once per channel and key within five minutes; a repeat gets the first one's result.
-    ``skip_history`` is accepted and not applied yet.
+    once per channel and key within five minutes, whichever node is asked; a repeat gets the
+    first one's result (``suppressed``, ``suppress_reason`` "idempotency"). ``skip_history``:
+    delivered, not kept in history. ``version`` (with ``version_epoch``): dropped
+    (``suppress_reason`` "version") unless greater than the channel's last version; needs
+    history. ``delta`` (Centrifugo's delta compression) is refused: roomcast has none.
     """
 
     channel: str = ""
@@ -90,10 +96,14 @@ class PublishRequest(msgspec.Struct, frozen=True):
     tags: dict[str, str] | None = None
     skip_history: bool = False
     idempotency_key: str = ""
+    version: _Version = 0
+    version_epoch: str = ""
+    delta: bool = False
 
 
 class BroadcastRequest(msgspec.Struct, frozen=True):
-    """``broadcast``: the same ``data`` into each of ``channels``; fields as in publish."""
+    """``broadcast``: the same ``data`` into each of ``channels``; fields as in publish (the
+    idempotency key and the version count per channel)."""
 
     channels: list[str] = []
     data: msgspec.Raw = msgspec.Raw()
@@ -101,6 +111,9 @@ class BroadcastRequest(msgspec.Struct, frozen=True):
     tags: dict[str, str] | None = None
     skip_history: bool = False
     idempotency_key: str = ""
+    version: _Version = 0
+    version_epoch: str = ""
+    delta: bool = False
 
 
 class StreamPositionSchema(msgspec.Struct, frozen=True):
@@ -248,10 +261,17 @@ class EmptyResult(msgspec.Struct, frozen=True):
 
 
 class PublishResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    """``publish``'s result: the publication's place in history, when the channel keeps it."""
+    """``publish``'s result: the publication's place in history, when the channel keeps it.
+
+    ``suppressed`` (with ``suppress_reason``, Centrifugo's names) when nothing was published:
+    "idempotency" (offset and epoch are the first publication's) or "version" (they are the
+    stream's top).
+    """
 
     offset: int = 0
     epoch: str = ""
+    suppressed: bool = False
+    suppress_reason: str = ""
 
 
 class PublishResponse(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -19,6 +19,7 @@ row. A row is deleted by a later oversized publish once it is ``keep_large`` sec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -29,6 +30,8 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
     ControlHandler,
     EngineState,
@@ -36,6 +39,9 @@ from roomcast.engines.base import (
     GapHandler,
     HistoryOptions,
     HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
 from roomcast.engines.postgres.codec import (
     CONTROL_KEY,
@@ -46,13 +52,13 @@ from roomcast.engines.postgres.codec import (
     encode_event,
     notification_key,
 )
-from roomcast.engines.postgres.connection import Pool, translate_errors
+from roomcast.engines.postgres.connection import Pool, sweep_forever, translate_errors
 from roomcast.engines.postgres.history import PostgresHistoryStore
 from roomcast.engines.postgres.listener import Listener
 from roomcast.engines.postgres.schema import Names
 from roomcast.engines.postgres.url import PostgresURL
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
-from roomcast.publication import ChannelEvent, Publication
+from roomcast.publication import ChannelEvent, Publication, StreamPosition
 
 __all__ = ["PostgresBroker"]
 
@@ -99,6 +105,8 @@ class PostgresBroker(Broker):
         ping_interval: float = 10.0,
         keep_large: float = 60.0,
         inbox_limit: int = 10_000,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        sweep_interval: float = 60.0,
     ) -> None:
         """``url`` as described in :mod:`.url`; the keyword arguments
         ``prefix``, ``schema`` and ``listen_url``, when given, override the URL's.
@@ -109,6 +117,9 @@ class PostgresBroker(Broker):
         self._url = PostgresURL.parse(url, prefix=prefix, schema=schema, listen_url=listen_url)
         self._timeout = timeout
         self._keep_large = keep_large
+        self._idempotency_ttl = idempotency_ttl
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._listener = Listener(
             self._url,
             timeout=timeout,
@@ -155,11 +166,21 @@ class PostgresBroker(Broker):
             await pool.close()
             raise
         self._pool, self._state = pool, EngineState.RUNNING
+        # Idempotency rows of channels without history are the broker's to reclaim.
+        self._sweeper = asyncio.create_task(
+            sweep_forever(pool, self._sweep_interval, lambda names: (names.idempotency,), None),
+            name="roomcast-postgresql-broker-sweep",
+        )
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
         self._handler = self._on_gap = self._on_control = None
         self._channels.clear()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await self._listener.close()
         await self._pool.close()
 
@@ -179,6 +200,24 @@ class PostgresBroker(Broker):
             self._keep_large,
         )
 
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """Publish unless ``key`` was seen: one function inserts the key's row (kept
+        ``idempotency_ttl`` seconds) and notifies, in one transaction."""
+        names = self._names()
+        published = await self._pool.fetchval(
+            "publish",
+            f"SELECT {names.once}($1, $2, $3, $4, $5, $6, $7)",
+            channel,
+            key,
+            None,
+            self._idempotency_ttl,
+            names.notify_channel,
+            encode_event(next(self._nonce), channel, publication),
+            self._keep_large,
+        )
+        if not published:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+
     async def publish_control(self, payload: bytes) -> None:
         names = self._names()
         await self._pool.execute(
@@ -195,10 +234,15 @@ class PostgresBroker(Broker):
         return isinstance(store, PostgresHistoryStore) and store.url.same_tables(self._url)
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         if not isinstance(store, PostgresHistoryStore) or not self.adds_atomically(store):
-            return await super().publish_to_stream(channel, publication, options, store)
+            return await super().publish_to_stream(channel, publication, options, store, guards)
         names = self._names()
         async with self._pool.connection("publish") as conn:
             return await store.add_on(
@@ -208,6 +252,7 @@ class PostgresBroker(Broker):
                 publication,
                 options,
                 self._announce(names, channel),
+                guards,
                 within=self._timeout,
             )
 
@@ -218,6 +263,7 @@ class PostgresBroker(Broker):
         publication: Publication,
         options: HistoryOptions | None,
         store: HistoryStore | None,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """Publish (and, with ``options`` and ``store``, add to the stream) on ``connection``,
         inside the transaction open on it: PostgreSQL delivers the notification, and keeps the
@@ -246,14 +292,31 @@ class PostgresBroker(Broker):
             )
         names = self._names()
         if options is None or store is None:
+            key = guards.idempotency_key
             with self._caller_errors(names):
-                await connection.execute(
-                    f"SELECT {names.send}($1, $2, $3)",
-                    names.notify_channel,
-                    encode_event(next(self._nonce), channel, publication),
-                    self._keep_large,
-                    timeout=self._timeout,
-                )
+                if key:
+                    published = await connection.fetchval(
+                        f"SELECT {names.once}($1, $2, $3, $4, $5, $6, $7)",
+                        channel,
+                        key,
+                        None,
+                        self._idempotency_ttl,
+                        names.notify_channel,
+                        encode_event(next(self._nonce), channel, publication),
+                        self._keep_large,
+                        timeout=self._timeout,
+                    )
+                else:
+                    await connection.execute(
+                        f"SELECT {names.send}($1, $2, $3)",
+                        names.notify_channel,
+                        encode_event(next(self._nonce), channel, publication),
+                        self._keep_large,
+                        timeout=self._timeout,
+                    )
+                    published = True
+            if not published:
+                raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
             return publication
         if not isinstance(store, PostgresHistoryStore) or not self.adds_atomically(store):
             raise ConfigurationError(
@@ -268,6 +331,7 @@ class PostgresBroker(Broker):
                 publication,
                 options,
                 self._announce(names, channel),
+                guards,
                 within=self._timeout,
             )
 

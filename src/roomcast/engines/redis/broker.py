@@ -14,6 +14,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
     ControlHandler,
     EngineState,
@@ -21,14 +23,18 @@ from roomcast.engines.base import (
     GapHandler,
     HistoryOptions,
     HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
+from roomcast.engines.redis import scripts
 from roomcast.engines.redis.codec import decode_event, encode_event
 from roomcast.engines.redis.connection import client_for, pool_for, shard_of, translate_errors
 from roomcast.engines.redis.history import RedisHistoryStore
 from roomcast.engines.redis.pubsub_link import LinkState, PubSubLink
 from roomcast.engines.redis.url import DEFAULT_PREFIX, RedisURL, where_of
 from roomcast.errors import EngineUnavailable
-from roomcast.publication import ChannelEvent, Publication
+from roomcast.publication import ChannelEvent, Publication, StreamPosition
 
 __all__ = ["RedisBroker"]
 
@@ -69,6 +75,7 @@ class RedisBroker(Broker):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         ping_interval: float = 10.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self._urls = (url,) if isinstance(url, str) else tuple(url)
         if not self._urls or pubsub_shards < 1:
@@ -76,6 +83,9 @@ class RedisBroker(Broker):
         self._wheres = tuple(where_of(url) for url in self._urls)
         self._key_prefix = f"{prefix}broker:".encode()
         self._control_key = f"{prefix}control".encode()
+        self._once_prefix = f"{prefix}once:"
+        self._idempotency_ttl = idempotency_ttl
+        self._once_scripts: list[Any] = []
         self._pubsub_shards = pubsub_shards
         self._timeout = timeout
         self._link_options = {
@@ -144,6 +154,7 @@ class RedisBroker(Broker):
         except EngineUnavailable:
             await self._release()
             raise
+        self._once_scripts = [client.register_script(scripts.ONCE) for client in self._clients]
         self._state = EngineState.RUNNING
 
     async def close(self) -> None:
@@ -163,6 +174,20 @@ class RedisBroker(Broker):
         with translate_errors("Redis broker", "publish", where):
             await client.publish(self._key(channel), payload)
 
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """Publish unless ``key`` was seen: one script on the channel's instance sets the
+        key's record (``SET NX``, for ``idempotency_ttl``) and publishes."""
+        _, where = self._client_of(channel)  # raises when not running
+        script = self._once_scripts[self._instance_of(channel)]
+        record = f"{self._once_prefix}{{{channel}}}:{key}"
+        ttl_ms = max(1, round(self._idempotency_ttl * 1000))
+        with translate_errors("Redis broker", "publish", where):
+            published = await script(
+                keys=[record, self._key(channel)], args=[encode_event(publication), ttl_ms]
+            )
+        if not int(published):
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+
     async def publish_control(self, payload: bytes) -> None:
         if self._state is not EngineState.RUNNING:
             raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
@@ -174,13 +199,20 @@ class RedisBroker(Broker):
         return isinstance(store, RedisHistoryStore) and store.shares_redis_with(self._urls)
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         if not self.adds_atomically(store):
-            return await super().publish_to_stream(channel, publication, options, store)
+            return await super().publish_to_stream(channel, publication, options, store, guards)
         assert isinstance(store, RedisHistoryStore)
         self._client_of(channel)  # raises when not running
-        return await store.add_and_announce(channel, publication, options, self._key(channel))
+        return await store.add_and_announce(
+            channel, publication, options, self._key(channel), guards
+        )
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and return once Redis confirmed it.

@@ -18,7 +18,9 @@ class Proxy:
     reconnects finds the proxy again at the same address. ``upstream_port`` may be changed
     between connections (to move clients to another server).
 
-    ``frozen``: bytes already flowing are swallowed, nothing is refused. ``refusing``: each
+    ``frozen``: bytes already flowing are swallowed, nothing is refused. ``mute_replies``:
+    what the client sends still reaches the server, what the server answers is swallowed (an
+    ambiguous failure: the request was carried out, its reply lost). ``refusing``: each
     new connection is accepted and aborted before a byte, so a client's reconnect attempts
     fail while it goes on trying; ``refused`` is set whenever a connection was dropped
     unserved (refusing, or the upstream unreachable). When one side of a connection goes
@@ -30,6 +32,7 @@ class Proxy:
         self.upstream_port = upstream_port
         self.port = 0
         self.frozen = False
+        self.mute_replies = False
         self.refusing = False
         self.refused = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -86,10 +89,12 @@ class Proxy:
             return
         self._writers += [writer, up_writer]
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, replies: bool
+        ) -> None:
             try:
                 while data := await source.read(65536):
-                    if not self.frozen:
+                    if not self.frozen and not (replies and self.mute_replies):
                         sink.write(data)
                         await sink.drain()
             except (ConnectionError, OSError):
@@ -97,7 +102,7 @@ class Proxy:
             finally:
                 sink.transport.abort()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 
     def url(self, scheme: str, path: str = "") -> str:
         """``scheme://127.0.0.1:port/path``, through the proxy."""

@@ -105,5 +105,3 @@ async def test_seed_chat_members_on_two_workers_hear_each_other(
 
     async with one_per_worker(two_workers, open_client, _port) as (one, other):
         await chat_across(one, other, WAIT)
-
-

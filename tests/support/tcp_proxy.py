@@ -20,7 +20,9 @@ class Proxy:
 
     ``frozen``: bytes already flowing are swallowed, nothing is refused. ``mute_replies``:
     what the client sends still reaches the server, what the server answers is swallowed (an
-    ambiguous failure: the request was carried out, its reply lost). ``refusing``: each
+    ambiguous failure: the request was carried out, its reply lost); ``mute_replies_after``
+    (bytes) sets it once the client sent those bytes, right after forwarding them, so the
+    one request that carries them is answered into the void. ``refusing``: each
     new connection is accepted and aborted before a byte, so a client's reconnect attempts
     fail while it goes on trying; ``refused`` is set whenever a connection was dropped
     unserved (refusing, or the upstream unreachable). When one side of a connection goes
@@ -33,6 +35,7 @@ class Proxy:
         self.port = 0
         self.frozen = False
         self.mute_replies = False
+        self.mute_replies_after: bytes | None = None
         self.refusing = False
         self.refused = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -92,11 +95,17 @@ class Proxy:
         async def pump(
             source: asyncio.StreamReader, sink: asyncio.StreamWriter, replies: bool
         ) -> None:
+            tail = b""  # what a marker split between two reads needs
             try:
                 while data := await source.read(65536):
                     if not self.frozen and not (replies and self.mute_replies):
                         sink.write(data)
                         await sink.drain()
+                    marker = self.mute_replies_after
+                    if not replies and marker:
+                        if marker in tail + data:
+                            self.mute_replies, self.mute_replies_after = True, None
+                        tail = (tail + data)[-len(marker) :]
             except (ConnectionError, OSError):
                 pass
             finally:

@@ -48,13 +48,14 @@ ADD: Final = (
     + _POSITION
     + """
 local size, ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local epoch, top = position(nil)
+-- A retry of the add that the position already holds (the client library sent it again after
+-- losing the reply) adds nothing more, and is that add's success, not a suppressed repeat.
+if redis.call('HGET', KEYS[2], 'add') == ARGV[7] then return {epoch, top, 0} end
 if ARGV[8] ~= '' then
   local first = redis.call('HMGET', KEYS[3], 'epoch', 'offset', 'expires')
   if first[1] and tonumber(first[3]) > now then return {first[1], tonumber(first[2]), 1} end
 end
-local epoch, top = position(nil)
--- A retry of the add that the position already holds (its reply was lost) adds nothing more.
-if redis.call('HGET', KEYS[2], 'add') == ARGV[7] then return {epoch, top, 0} end
 local version = tonumber(ARGV[9])
 if version > 0 then
   local last = redis.call('HMGET', KEYS[2], 'version', 'vepoch')

@@ -7,8 +7,9 @@ the Node delivers to, ``subscription.py``) and serves the other commands through
 dispatcher alone writes it. Beside them: channel namespaces (``namespaces.py``), who may do
 what (``permissions.py``), tokens and the one verdict on them (``tokens.py``), recovery as a
 pure merge (``recovery.py``), history and presence reads shared with the server API
-(``channel_reads.py``), the app's hooks (``hooks.py``) and the connected clients by client
-and user (``registry.py``).
+(``channel_reads.py``), the app's hooks (``hooks.py``), the connected clients by client
+and user (``registry.py``) and what a cluster command does to this node's sessions
+(``actions.py``).
 
 A session never touches a socket: it pushes into its writer, so a test drives it with any
 writer. This package exports what the layers above use.

@@ -253,12 +253,12 @@ class Hub:
             EngineUnavailable: the broker cannot take the publication now (a retry with the
                 same ``idempotency_key`` publishes at most once).
         """
+        if version < 0:
+            raise ValueError("version must not be negative")
         history = None if skip_history else self._history_of(channel)
         if version and history is None:
             where = "skip_history keeps it out of" if skip_history else "the namespace keeps no"
             raise ValueError(f"version needs history, and {where} history for {channel!r}")
-        if version < 0:
-            raise ValueError("version must not be negative")
         return await self.node.publish(
             channel,
             Publication(data=msgspec.json.encode(data), tags=tags or {}),

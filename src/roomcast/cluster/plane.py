@@ -47,7 +47,7 @@ from roomcast.cluster.messages import (
 from roomcast.cluster.nodes import NodeTable
 from roomcast.cluster.survey import Surveys
 from roomcast.engines.base import Broker
-from roomcast.errors import EngineError
+from roomcast.errors import EngineError, EngineUnavailable
 
 __all__ = ["CommandHandler", "ControlPlane", "ControlStats", "SurveyAnswer"]
 
@@ -247,8 +247,10 @@ class ControlPlane:
             return
         try:
             await self._publish(SurveyReply(request.id, asker, answer(request.body)))
-        except EngineError as exc:
+        except EngineUnavailable as exc:
             logger.debug("survey %s not answered: %s", request.subject, exc)
+        except EngineError as exc:  # refused: the answer is too big for the engine, say
+            logger.warning("survey %s not answered: %s", request.subject, exc)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

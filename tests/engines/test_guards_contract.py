@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -25,9 +26,8 @@ from roomcast.engines.base import (
     SuppressReason,
 )
 from roomcast.engines.memory import MemoryBroker
-from roomcast.engines.nats.history import NatsHistoryStore
 from roomcast.publication import ChannelEvent, Publication, StreamPosition
-from tests.engines.conftest import FakeClock
+from tests.engines.conftest import HISTORY_ENGINES, FakeClock, with_engine
 
 WAIT = 10.0
 KEEP = HistoryOptions(size=100, ttl=3600.0)
@@ -85,17 +85,32 @@ async def test_concurrent_adds_with_one_key_append_once(history_store: HistorySt
     assert len((await history_store.read("room")).publications) == 1
 
 
+@pytest.fixture(params=sorted(set(HISTORY_ENGINES) - {"nats"}))
+async def clocked_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[HistoryStore]:
+    """A started history store whose idempotency records expire by the injected clock: every
+    engine but NATS, where JetStream's duplicate window runs on the server's clock (its own
+    test is in ``tests/engines/nats/test_history.py``)."""
+    factory = HISTORY_ENGINES[request.param]
+    for make in with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock)):
+        store = make()
+        await store.start()
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
 async def test_a_key_is_forgotten_after_the_ttl(
-    history_store: HistoryStore, clock: FakeClock
+    clocked_store: HistoryStore, clock: FakeClock
 ) -> None:
-    if isinstance(history_store, NatsHistoryStore):
-        pytest.skip("JetStream's duplicate window runs on the server's clock: tests/engines/nats")
-    first = await history_store.add("room", pub(1), KEEP, key("k"))
+    first = await clocked_store.add("room", pub(1), KEEP, key("k"))
     clock.advance(IDEMPOTENCY_TTL - 1)
     with pytest.raises(Suppressed):
-        await history_store.add("room", pub(1), KEEP, key("k"))
+        await clocked_store.add("room", pub(1), KEEP, key("k"))
     clock.advance(2)
-    again = await history_store.add("room", pub(1), KEEP, key("k"))
+    again = await clocked_store.add("room", pub(1), KEEP, key("k"))
     assert again.offset == first.offset + 1
 
 

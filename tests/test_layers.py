@@ -24,7 +24,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("values", ("roomcast.settings", "roomcast.config_keys", "roomcast.publication")),
     ("protocol", ("roomcast.protocol",)),
     ("engines", ("roomcast.engines",)),
-    ("fan-out core", ("roomcast.wire", "roomcast.writer", "roomcast.idempotency", "roomcast.node")),
+    (
+        "fan-out core",
+        (
+            "roomcast.wire",
+            "roomcast.writer",
+            "roomcast.node",
+            "roomcast.cluster",
+        ),
+    ),
     ("session", ("roomcast.session",)),
     ("transport", ("roomcast.transport",)),
     ("hub", ("roomcast.hub",)),

@@ -304,9 +304,12 @@ class RelinkingBroker(MemoryBroker):
         self.on_gap: Callable[[], None] | None = None
 
     async def start(
-        self, handler: Callable[[str, ChannelEvent], None], on_gap: Callable[[], None] | None = None
+        self,
+        handler: Callable[[str, ChannelEvent], None],
+        on_gap: Callable[[], None] | None = None,
+        on_control: Callable[[bytes], None] | None = None,
     ) -> None:
-        await super().start(handler, on_gap)
+        await super().start(handler, on_gap, on_control)
         self.on_gap = on_gap
 
     def relink(self) -> None:

@@ -15,6 +15,18 @@ import msgspec
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 
+from roomcast.cluster import (
+    Command,
+    ControlPlane,
+    DisconnectCommand,
+    NodeInfo,
+    Position,
+    RefreshCommand,
+    SubscribeCommand,
+    SubscribeOverride,
+    Target,
+    UnsubscribeCommand,
+)
 from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.engines.base import (
     HistoryOptions,
@@ -22,8 +34,9 @@ from roomcast.engines.base import (
     HistoryStore,
     PresenceStats,
     PresenceStore,
+    Published,
+    PublishGuards,
 )
-from roomcast.idempotency import IdempotencyWindow
 from roomcast.node import Node
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.publication import ClientInfo, Publication, StreamPosition
@@ -48,6 +61,7 @@ from roomcast.session import (
     keeps_history,
     presence_store,
 )
+from roomcast.session.actions import apply_command, is_json, subscribe_option_error
 from roomcast.settings import Settings
 from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
 from roomcast.version import __version__
@@ -58,6 +72,8 @@ __all__ = ["CLIENT_PATH", "Hub"]
 logger = logging.getLogger("roomcast.hub")
 
 _FORCE_DISCONNECT = Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)
+_counts_encoder = msgspec.msgpack.Encoder()
+_counts_decoder = msgspec.msgpack.Decoder(dict[str, int])
 
 
 async def _no_app_credentials() -> Credentials | None:
@@ -113,7 +129,6 @@ class Hub:
             lag_timeout=self.settings.client.lag_timeout,
         )
         self.hooks = Hooks()
-        self._idempotency: IdempotencyWindow[Publication] = IdempotencyWindow()
         self.registry: Registry[Session] = Registry()
         client = self.settings.client
         tokens = TokenVerifier(client.token)
@@ -145,9 +160,22 @@ class Hub:
             )
 
         self.router.add_api_websocket_route(CLIENT_PATH, client_connection)
-        self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.node_name = self.settings.node.name or f"{socket.gethostname()}-{os.getpid()}"
         self._started_at = time.monotonic()
         self._ready = False
+        node_settings = self.settings.node
+        self.cluster = ControlPlane(
+            self.node.broker,
+            uid=uuid.uuid4().hex,
+            describe=self.node_info,
+            apply=self._apply,
+            answers={"channels": self._channels_answer},
+            announce_interval=node_settings.announce_interval,
+            announce_ttl=node_settings.announce_ttl,
+            survey_timeout=node_settings.survey_timeout,
+        )
+        """This node's side of the cluster: actions on every node's connections, the live
+        nodes, and surveys (see :mod:`roomcast.cluster`)."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -162,17 +190,19 @@ class Hub:
             for store in self._stores():
                 await store.start()
                 started.append(store)
-            await self.node.start()
+            await self.node.start(on_control=self.cluster.receive)
         except BaseException:
             for store in reversed(started):
                 await store.close()
             raise
         self._started_at = time.monotonic()
+        await self.cluster.start()
         self._ready = True
 
     async def stop(self) -> None:
-        """Disconnect the engines; safe to call after a failed start."""
+        """Leave the cluster and disconnect the engines; safe to call after a failed start."""
         self._ready = False
+        await self.cluster.stop()
         await self.node.stop()
         for store in self._stores():
             await store.close()
@@ -199,12 +229,27 @@ class Hub:
         *,
         tags: dict[str, str] | None = None,
         idempotency_key: str = "",
+        skip_history: bool = False,
+        version: int = 0,
+        version_epoch: str = "",
         connection: Any = None,
-    ) -> Publication:
-        """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node.
+    ) -> Published:
+        """Publish ``data`` (anything msgspec encodes to JSON) to ``channel`` on every node;
+        returns its offset and epoch in the channel's stream (0 and "" without history), or,
+        when ``suppressed`` is set, why it was not published.
 
         ``tags`` travel with the publication to subscribers. Already-encoded JSON can be
         passed as ``msgspec.Raw(bytes)``, which is sent as it is.
+
+        ``idempotency_key``: a publication with a key the channel saw in the last five
+        minutes is not made again, through any node and after any failure; the result is
+        the first one's, with ``suppressed`` ``IDEMPOTENCY``. The engine checks and records
+        the key in the step that publishes (see README, "Idempotent publish").
+
+        ``skip_history``: delivered to subscribers, not kept in the channel's history (no
+        offset). ``version`` (> 0, with ``version_epoch``): dropped, with ``suppressed``
+        ``VERSION`` and the stream's current top, unless greater than the channel's last
+        version in the same version epoch; needs a namespace that keeps history.
 
         ``connection``: an asyncpg connection inside the application's own transaction; the
         publication then goes out only if that transaction commits (needs the PostgreSQL
@@ -212,20 +257,25 @@ class Hub:
 
         Raises:
             StateError: the hub is not started.
+            ValueError: ``version`` is given where no history is kept (``skip_history``, or a
+                namespace without history); the message names it.
             ConfigurationError: ``connection`` is given and the broker is not PostgreSQL.
-            EngineUnavailable: the broker cannot take the publication now.
+            EngineUnavailable: the broker cannot take the publication now (a retry with the
+                same ``idempotency_key`` publishes at most once).
         """
-        publication = Publication(data=msgspec.json.encode(data), tags=tags or {})
-
-        async def publish_once() -> Publication:
-            history = self._history_of(channel)
-            return await self.node.publish(
-                channel, publication, history=history, connection=connection
-            )
-
-        if idempotency_key:
-            return await self._idempotency.run(f"{channel}\x00{idempotency_key}", publish_once)
-        return await publish_once()
+        if version < 0:
+            raise ValueError("version must not be negative")
+        history = None if skip_history else self._history_of(channel)
+        if version and history is None:
+            where = "skip_history keeps it out of" if skip_history else "the namespace keeps no"
+            raise ValueError(f"version needs history, and {where} history for {channel!r}")
+        return await self.node.publish(
+            channel,
+            Publication(data=msgspec.json.encode(data), tags=tags or {}),
+            history=history,
+            connection=connection,
+            guards=PublishGuards(idempotency_key, version, version_epoch),
+        )
 
     async def history(
         self,
@@ -277,59 +327,189 @@ class Hub:
         resolved = self.services.channels.resolve(channel)
         return None if resolved is None else history_options(resolved.options)
 
-    # --- acting on connected clients (this process) ------------------------------------------
+    # --- acting on connected clients, on every node ---------------------------------------------
+    #
+    # Each action is a command of the control plane: applied here to this node's connections
+    # (when the method returns, they are acted on), and published to every other node, which
+    # applies it to its own as it arrives (milliseconds later). A method that raises
+    # EngineUnavailable did nothing here, and may have reached some other nodes: every action
+    # is safe to repeat. ``user`` "" names anonymous connections; with ``all_users`` (and
+    # ``user`` ""), every connection; ``client`` narrows to one connection of ``user``.
 
-    async def subscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
-        """Subscribe ``user``'s connections (or only ``client``) to ``channel``, with a push."""
-        for session in self._sessions(user, client):
-            await session.server_subscribe(channel)
+    async def subscribe_user(
+        self,
+        user: str,
+        channel: str,
+        *,
+        client: str = "",
+        all_users: bool = False,
+        chan_info: bytes = b"",
+        data: bytes = b"",
+        expire_at: int = 0,
+        recover_since: StreamPosition | None = None,
+        override: dict[str, bool] | None = None,
+    ) -> None:
+        """Subscribe the connections to ``channel``, each with a subscribe push.
 
-    async def unsubscribe_user(self, user: str, channel: str, *, client: str = "") -> None:
-        """End ``user``'s subscriptions (or only ``client``'s) to ``channel``, with a push."""
-        for session in self._sessions(user, client):
-            await session.server_unsubscribe(channel)
+        ``chan_info`` (JSON bytes) is the subscriber's channel info in presence and
+        join/leave; ``data`` (JSON bytes) travels in the push; ``expire_at`` (Unix seconds)
+        closes the connection with 3006 once it passed (plus
+        ``client.expired_sub_close_delay``) unless a later subscribe moved it;
+        ``recover_since`` replays what followed that position (see
+        ``Subscriptions.server_subscribe``); ``override`` replaces namespace options, by
+        name: ``presence``, ``join_leave``, ``force_push_join_leave``, ``force_positioning``,
+        ``force_recovery``.
 
-    def disconnect_user(
+        Raises:
+            ValueError: the channel is invalid, or an option cannot be honoured (the message
+                names it): an ``override`` name not in that list, positioning or recovery in
+                a namespace without history, ``recover_since`` on a subscription that is not
+                recoverable, an ``expire_at`` already past, info or data that is not JSON.
+            EngineUnavailable: the broker could not take the command.
+        """
+        resolved = self.services.channels.resolve(channel)
+        if resolved is None:
+            raise ValueError(f"unknown channel {channel!r}")
+        given = dict(override or {})
+        problem = subscribe_option_error(
+            resolved,
+            override=given,
+            recover_since=recover_since,
+            expire_at=expire_at,
+            chan_info=chan_info,
+            data=data,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        await self.cluster.send(
+            SubscribeCommand(
+                Target(user, client, all_users),
+                channel,
+                chan_info=chan_info,
+                data=data,
+                expire_at=expire_at,
+                recover_since=(
+                    None
+                    if recover_since is None
+                    else Position(recover_since.offset, recover_since.epoch)
+                ),
+                override=SubscribeOverride(**given) if given else None,
+            )
+        )
+
+    async def unsubscribe_user(
+        self, user: str, channel: str, *, client: str = "", all_users: bool = False
+    ) -> None:
+        """End the connections' subscriptions to ``channel``, each with an unsubscribe push.
+
+        Raises:
+            EngineUnavailable: the broker could not take the command.
+        """
+        await self.cluster.send(UnsubscribeCommand(Target(user, client, all_users), channel))
+
+    async def disconnect_user(
         self,
         user: str,
         disconnect: Disconnect = _FORCE_DISCONNECT,
         *,
         client: str = "",
         whitelist: frozenset[str] = frozenset(),
-    ) -> int:
-        """Close ``user``'s connections (or only ``client``), except the client IDs in
-        ``whitelist``, with ``disconnect``'s code and reason; returns how many were closed.
+        all_users: bool = False,
+    ) -> None:
+        """Close the connections, except the client IDs in ``whitelist``, with
+        ``disconnect``'s code and reason.
 
         The default, ``Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)`` (3503 "force
         disconnect"), forbids reconnecting; a code the client reconnects after
         (``disconnect.reconnect``, e.g. ``DisconnectCode.FORCE_RECONNECT``) lets it come back.
+
+        Raises:
+            EngineUnavailable: the broker could not take the command.
         """
-        sessions = [s for s in self._sessions(user, client) if s.client not in whitelist]
-        for session in sessions:
-            session.disconnect(disconnect)
-        return len(sessions)
+        await self.cluster.send(
+            DisconnectCommand(
+                Target(user, client, all_users),
+                disconnect.code,
+                disconnect.reason,
+                sorted(whitelist),
+            )
+        )
+
+    async def refresh_user(
+        self,
+        user: str,
+        *,
+        client: str = "",
+        all_users: bool = False,
+        expired: bool = False,
+        expire_at: int = 0,
+        conn_info: bytes = b"",
+    ) -> None:
+        """Refresh the connections (Centrifugo's ``refresh``): with ``expired``, close them
+        with 3005 (expired); otherwise make them expire at ``expire_at`` (Unix seconds; 0:
+        never), closing them with 3005 after it (plus ``client.expired_close_delay``), and
+        with ``conn_info`` (JSON bytes) replace their connection info.
+
+        Raises:
+            ValueError: ``conn_info`` is not JSON.
+            EngineUnavailable: the broker could not take the command.
+        """
+        if conn_info and not is_json(conn_info):
+            raise ValueError("info must be JSON")
+        await self.cluster.send(
+            RefreshCommand(
+                Target(user, client, all_users),
+                expired=expired,
+                expire_at=expire_at,
+                conn_info=conn_info,
+            )
+        )
+
+    async def _apply(self, command: Command) -> None:
+        await apply_command(self.registry, command)
+
+    # --- the cluster view ------------------------------------------------------------------------
 
     def channels(self) -> dict[str, int]:
-        """Channels with subscribers in this process, with their subscriber counts."""
+        """Channels with subscribers on this node, with their subscriber counts."""
         return {channel: self.node.subscriber_count(channel) for channel in self.node.channels}
 
-    def info(self) -> dict[str, Any]:
-        """This node's name, version and counts, as the server API's ``info`` reports them."""
-        return {
-            "uid": self.node_id,
-            "name": self.node_id,
-            "version": __version__,
-            "num_clients": self.registry.num_clients,
-            "num_users": self.registry.num_users,
-            "num_channels": len(self.node.channels),
-            "uptime": int(time.monotonic() - self._started_at) if self._ready else 0,
-        }
+    async def cluster_channels(self) -> dict[str, int]:
+        """Channels with subscribers on any live node, with their subscriber counts summed
+        over the nodes.
 
-    def _sessions(self, user: str, client: str) -> list[Session]:
-        if client:
-            session = self.registry.get(client)
-            return [session] if session is not None and session.user == user else []
-        return self.registry.of_user(user)
+        Raises:
+            SurveyIncomplete: a live node did not answer within ``node.survey_timeout``
+                (one that was just killed does not, until it drops out of the live nodes).
+            EngineUnavailable: the broker could not take the question.
+        """
+        replies = await self.cluster.survey("channels")
+        totals: dict[str, int] = {}
+        for body in replies.values():
+            for channel, count in _counts_decoder.decode(body).items():
+                totals[channel] = totals.get(channel, 0) + count
+        return totals
+
+    def node_info(self) -> NodeInfo:
+        """This node's name, version and counts, as of now."""
+        channels = self.channels()
+        return NodeInfo(
+            uid=self.cluster.uid,
+            name=self.node_name,
+            version=__version__,
+            uptime=int(time.monotonic() - self._started_at) if self._ready else 0,
+            num_clients=self.registry.num_clients,
+            num_users=self.registry.num_users,
+            num_subs=sum(channels.values()),
+            num_channels=len(channels),
+        )
+
+    def nodes(self) -> list[NodeInfo]:
+        """This node, then every other live node (heard from within ``node.announce_ttl``)."""
+        return self.cluster.nodes()
+
+    def _channels_answer(self, body: bytes) -> bytes:
+        return _counts_encoder.encode({c: n for c, n in self.channels().items() if n > 0})
 
     # --- hooks -----------------------------------------------------------------------------------
 

@@ -15,7 +15,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
+from roomcast.engines.base import (
+    NO_GUARDS,
+    Broker,
+    ControlHandler,
+    HistoryOptions,
+    HistoryStore,
+    Published,
+    PublishGuards,
+    Suppressed,
+)
 from roomcast.errors import StateError
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import Encoder, WireFormat, encode_text
@@ -123,9 +132,10 @@ class Node:
         """Local subscribers of ``channel``."""
         return len(self._channels.get(channel, ()))
 
-    async def start(self) -> None:
-        """Start the broker; the node delivers from now on."""
-        await self.broker.start(self._fan_out, self._broker_gap)
+    async def start(self, on_control: ControlHandler | None = None) -> None:
+        """Start the broker; the node delivers from now on, and hands the broker's control
+        messages to ``on_control``."""
+        await self.broker.start(self._fan_out, self._broker_gap, on_control)
         self._started = True
 
     async def stop(self) -> None:
@@ -181,20 +191,28 @@ class Node:
         *,
         history: HistoryOptions | None = None,
         connection: Any = None,
-    ) -> Publication:
-        """Publish through the broker to every subscriber of ``channel`` on every node.
+        guards: PublishGuards = NO_GUARDS,
+    ) -> Published:
+        """Publish through the broker to every subscriber of ``channel`` on every node, unless
+        ``guards`` stop it; returns where it went, or why it did not.
 
         With ``history``, the publication is also added to the channel's stream, and the
-        returned copy carries its offset and epoch. Where the broker adds and publishes in one
-        step of its engine (``Broker.adds_atomically``) streams stay in order across every
+        result carries its offset and epoch. Where the broker adds and publishes in one step
+        of its engine (``Broker.adds_atomically``) streams stay in order across every
         process; otherwise adding and publishing happen under the channel's lock, which keeps
         this process' publications in order.
+
+        ``guards`` are checked by the engine in the same step as it publishes (see
+        ``PublishGuards``): a publication they stop is neither stored nor delivered, and the
+        result says so (``suppressed``) with the offset and epoch the engine reported. A
+        version needs ``history``.
 
         With ``connection`` (an application's database connection inside a transaction), the
         broker publishes as part of that transaction: nothing is delivered unless it commits.
 
         Raises:
             StateError: the node is not started, or has no history store for ``history``.
+            ValueError: ``guards`` carry a version and there is no ``history``.
             ConfigurationError: ``connection`` is given and the broker cannot use it.
             EngineUnavailable: the broker or the history store could not take it.
         """
@@ -202,20 +220,34 @@ class Node:
         store = self.history
         if history is not None and store is None:
             raise StateError("keep history", expected="a history store", actual="none")
+        if guards.version and history is None:
+            raise ValueError("a publication's version needs history: the stream keeps the last")
         broker = self.broker
-        if connection is not None:
-            return await broker.publish_in_transaction(
-                connection, channel, publication, history, store if history else None
-            )
-        if history is None or store is None:
-            await broker.publish(channel, publication)
-        elif broker.adds_atomically(store):
-            publication = await broker.publish_to_stream(channel, publication, history, store)
-        else:
-            async with self._lock(channel):
-                publication = await broker.publish_to_stream(channel, publication, history, store)
-        await self.settle()
-        return publication
+        try:
+            if connection is not None:
+                publication = await broker.publish_in_transaction(
+                    connection, channel, publication, history, store if history else None, guards
+                )
+            elif history is None or store is None:
+                if guards.idempotency_key:
+                    await broker.publish_once(channel, publication, guards.idempotency_key)
+                else:
+                    await broker.publish(channel, publication)
+            elif broker.adds_atomically(store):
+                publication = await broker.publish_to_stream(
+                    channel, publication, history, store, guards
+                )
+            else:
+                async with self._lock(channel):
+                    publication = await broker.publish_to_stream(
+                        channel, publication, history, store, guards
+                    )
+        except Suppressed as suppressed:
+            position = suppressed.position
+            return Published(position.offset, position.epoch, suppressed.reason)
+        if connection is None:
+            await self.settle()
+        return Published(publication.offset, publication.epoch)
 
     async def publish_event(self, channel: str, event: Join | Leave) -> None:
         """Tell the subscribers of ``channel`` that want join/leave events about ``event``.

@@ -47,6 +47,7 @@ __all__ = [
     "ExamplesSettings",
     "HttpApiSettings",
     "Namespace",
+    "NodeSettings",
     "Settings",
     "TokenSettings",
     "WebSocketSettings",
@@ -285,6 +286,26 @@ class EngineSettings(_Section):
         return self.broker or self.url
 
 
+class NodeSettings(_Section):
+    """This node in the cluster of nodes that share an engine (see ``roomcast.cluster``)."""
+
+    name: str = ""
+    """Human-readable name in ``info`` (Centrifugo's ``node.name``); "" for host and pid."""
+    announce_interval: Seconds = Field(default=3.0, gt=0)
+    """Seconds between this node's announcements of itself to the others."""
+    announce_ttl: Seconds = Field(default=10.0, gt=0)
+    """Seconds a node stays in ``info`` after its last announcement (a killed node drops out
+    after this)."""
+    survey_timeout: Seconds = Field(default=2.0, gt=0)
+    """Seconds ``channels`` waits for every live node's answer."""
+
+    @model_validator(mode="after")
+    def _ttl_outlives_interval(self) -> NodeSettings:
+        if self.announce_ttl <= self.announce_interval:
+            raise ValueError("announce_ttl must be longer than announce_interval")
+        return self
+
+
 class ExamplesSettings(_Section):
     """The seed endpoints (echo, chat, secure, stream, methods_*, items, clock)."""
 
@@ -364,6 +385,7 @@ class Settings(BaseSettings):
     http_api: HttpApiSettings = HttpApiSettings()
     websocket: WebSocketSettings = WebSocketSettings()
     engine: EngineSettings = EngineSettings()
+    node: NodeSettings = NodeSettings()
     examples: ExamplesSettings = ExamplesSettings()
 
     _unknown_keys: tuple[UnknownKey, ...] = PrivateAttr(default=())

@@ -26,6 +26,7 @@ from cent import (
     PresenceRequest,
     PresenceStatsRequest,
     PublishRequest,
+    RefreshRequest,
     StreamPosition,
     SubscribeRequest,
     UnsubscribeRequest,
@@ -274,6 +275,121 @@ async def test_presence_through_the_api(
     assert list(presence.presence) == [history_ws.client]
     stats = await history_cent.presence_stats(PresenceStatsRequest(channel="feed:d"))
     assert (stats.num_clients, stats.num_users) == (1, 1)
+
+
+# --- publish options: skip_history, version, delta ------------------------------------------
+
+
+async def test_skip_history_delivers_without_keeping(
+    history_server: RunningServer, history_ws: ProtocolClient
+) -> None:
+    await history_ws.subscribe("feed:skip")
+    kept = post(history_server, "publish", {"channel": "feed:skip", "data": 1}).json()["result"]
+    skipped = post(
+        history_server, "publish", {"channel": "feed:skip", "data": 2, "skip_history": True}
+    ).json()["result"]
+    assert skipped == {}  # no offset: it is in no stream
+    assert [(await history_ws.push("feed:skip", "pub"))["data"] for _ in range(2)] == [1, 2]
+    page = post(history_server, "history", {"channel": "feed:skip", "limit": -1}).json()
+    assert [p["data"] for p in page["result"]["publications"]] == [1]
+    assert page["result"]["offset"] == kept["offset"]
+
+
+async def test_a_stale_version_is_dropped_and_the_reply_says_so(
+    history_server: RunningServer, history_ws: ProtocolClient
+) -> None:
+    await history_ws.subscribe("feed:v")
+
+    def publish(data: int, version: int, epoch: str = "") -> dict[str, Any]:
+        body = {"channel": "feed:v", "data": data, "version": version, "version_epoch": epoch}
+        reply: dict[str, Any] = post(history_server, "publish", body).json()["result"]
+        return reply
+
+    first = publish(1, version=2)
+    stale = publish(2, version=2)
+    assert stale == {"offset": first["offset"], "epoch": first["epoch"], "suppressed": True,
+                     "suppress_reason": "version"}  # fmt: skip
+    newer = publish(3, version=3)
+    assert newer["offset"] == first["offset"] + 1
+    assert "suppressed" not in newer
+    broadcast = post(
+        history_server,
+        "broadcast",
+        {"channels": ["feed:v"], "data": 4, "version": 3},
+    ).json()["result"]["responses"]
+    assert broadcast[0]["result"]["suppress_reason"] == "version"  # broadcast too
+    assert [(await history_ws.push("feed:v", "pub"))["data"] for _ in range(2)] == [1, 3]
+
+
+def test_version_where_nothing_is_kept_is_refused_naming_it(
+    server: RunningServer, history_server: RunningServer
+) -> None:
+    plain = post(server, "publish", {"channel": "news", "data": 1, "version": 1}).json()
+    assert plain["error"]["code"] == 107
+    assert "version needs history" in plain["error"]["message"]
+    body = {"channel": "feed:x", "data": 1, "version": 1, "skip_history": True}
+    skipped = post(history_server, "publish", body).json()
+    assert "skip_history" in skipped["error"]["message"]
+
+
+def test_delta_is_refused_rather_than_ignored(server: RunningServer) -> None:
+    for method, body in (
+        ("publish", {"channel": "news", "data": 1, "delta": True}),
+        ("broadcast", {"channels": ["news"], "data": 1, "delta": True}),
+    ):
+        error = post(server, method, body).json()["error"]
+        assert (error["code"], "delta" in error["message"]) == (108, True)
+
+
+async def test_an_idempotent_repeat_says_it_was_suppressed(history_server: RunningServer) -> None:
+    body = {"channel": "feed:once", "data": 1, "idempotency_key": "k"}
+    first = post(history_server, "publish", body).json()["result"]
+    again = post(history_server, "publish", body).json()["result"]
+    assert again == {**first, "suppressed": True, "suppress_reason": "idempotency"}
+
+
+# --- subscribe options and refresh through the API -------------------------------------------
+
+
+async def test_subscribe_carries_data_and_info(
+    history_server: RunningServer, history_ws: ProtocolClient
+) -> None:
+    body = {
+        "user": "",
+        "client": history_ws.client,
+        "channel": "feed:s",
+        "data": {"welcome": True},
+        "b64info": base64.b64encode(b'{"seat":3}').decode(),
+        "override": {"force_recovery": {"value": True}},
+    }
+    assert post(history_server, "subscribe", body).json() == {"result": {}}
+    push = await history_ws.push("feed:s", "subscribe")
+    assert push["data"] == {"welcome": True}
+    assert push["recoverable"] is True
+    presence = post(history_server, "presence", {"channel": "feed:s"}).json()["result"]
+    assert presence["presence"][history_ws.client]["chan_info"] == {"seat": 3}
+
+
+def test_subscribe_refuses_what_it_cannot_honour(server: RunningServer) -> None:
+    unknown = post(
+        server, "subscribe", {"user": "u", "channel": "c", "override": {"delta": {"value": True}}}
+    )
+    assert unknown.status_code == 400
+    assert "delta" in unknown.json()["error"]["message"]
+    past = post(server, "subscribe", {"user": "u", "channel": "c", "expire_at": 1000}).json()
+    assert (past["error"]["code"], "expire_at" in past["error"]["message"]) == (107, True)
+    bad_info = post(server, "subscribe", {"user": "u", "channel": "c", "b64info": "eyJ"}).json()
+    assert "b64info" in bad_info["error"]["message"]
+
+
+async def test_refresh_expired_closes_the_connection(cent: AsyncClient, ws: ProtocolClient) -> None:
+    await cent.refresh(RefreshRequest(user="", client=ws.client, expired=True))
+    assert (await ws.closed_with())[0] == 3005
+
+
+def test_refresh_refuses_session_targeting(server: RunningServer) -> None:
+    reply = post(server, "refresh", {"user": "u", "session": "s"}).json()
+    assert reply["error"]["code"] == 108
 
 
 # --- one reader for clients and the API --------------------------------------------------------

@@ -172,3 +172,11 @@ async def test_a_slow_disconnect_is_counted_once(
     after = await settled(server, "roomcast_clients", 0)
     cut_off = metric(after, "roomcast_slow_disconnects_total")
     assert cut_off - metric(before, "roomcast_slow_disconnects_total") == 1
+
+
+async def test_the_control_plane_is_counted(server: RunningServer) -> None:
+    text = await scrape(server)  # the node announced itself when it started
+    assert metric(text, "roomcast_announcements_total") >= 1
+    assert metric(text, "roomcast_nodes") == 1  # alone on the memory engine
+    sent = metric(text, "roomcast_announcement_bytes_total")
+    assert 0 < sent <= metric(text, "roomcast_control_sent_bytes_total")

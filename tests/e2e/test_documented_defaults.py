@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from roomcast import Settings
-from roomcast.idempotency import IdempotencyWindow
+from roomcast.engines.base import IDEMPOTENCY_TTL, HistoryOptions, PublishGuards, Suppressed
+from roomcast.engines.memory import MemoryHistoryStore
+from roomcast.publication import Publication, StreamPosition
 from tests.support.protocol_client import protocol_client
 from tests.support.server import RunningServer, start_server
 from tests.support.wsclient import closed_with, connect, recv
@@ -71,16 +73,16 @@ def test_the_settings_model_holds_the_documented_defaults(
 
 async def test_an_idempotency_key_is_remembered_for_five_minutes() -> None:
     now = 1000.0
-    window: IdempotencyWindow[int] = IdempotencyWindow(clock=lambda: now)
-    runs = 0
-
-    async def publish() -> int:
-        nonlocal runs
-        runs += 1
-        return runs
-
-    assert await window.run("key", publish) == 1
+    store = MemoryHistoryStore(clock=lambda: now)  # the engines' default record TTL
+    await store.start()
+    options = HistoryOptions(size=10, ttl=3600.0)
+    once = PublishGuards(idempotency_key="key")
+    first = await store.add("c", Publication(b"1"), options, once)
     now += 5 * 60 - 0.1
-    assert await window.run("key", publish) == 1  # a repeat gets the first result
+    with pytest.raises(Suppressed) as repeat:
+        await store.add("c", Publication(b"1"), options, once)
+    assert repeat.value.position == StreamPosition(first.offset, first.epoch)  # the first result
     now += 0.2
-    assert await window.run("key", publish) == 2
+    again = await store.add("c", Publication(b"1"), options, once)
+    assert again.offset == first.offset + 1
+    assert IDEMPOTENCY_TTL == 300.0

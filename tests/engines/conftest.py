@@ -284,7 +284,7 @@ def delete_nats_prefix(prefix: str) -> None:
 
         client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
         try:
-            for stream in (f"{prefix}_history", f"KV_{prefix}_presence"):
+            for stream in (f"{prefix}_history", f"{prefix}_once", f"KV_{prefix}_presence"):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await client.jsm().delete_stream(stream)
         finally:
@@ -340,7 +340,7 @@ def make_history_store(
 ) -> Iterator[Callable[[], HistoryStore]]:
     """Builds an unstarted history store of the engine under test."""
     factory = HISTORY_ENGINES[request.param]
-    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
+    yield from with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
 @pytest.fixture
@@ -359,7 +359,7 @@ def make_presence_store(
 ) -> Iterator[Callable[[], PresenceStore]]:
     """Builds an unstarted presence store of the engine under test."""
     factory = PRESENCE_ENGINES[request.param]
-    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
+    yield from with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
 @pytest.fixture
@@ -377,7 +377,7 @@ def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     """Builds an unstarted broker of the engine under test; brokers built by one test share
     their channels (one Redis key prefix per test)."""
     factory = BROKER_ENGINES[request.param]
-    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path))
+    yield from with_engine(request.param, tmp_path, lambda: factory(tmp_path))
 
 
 @dataclass(frozen=True)
@@ -404,10 +404,10 @@ def make_stream_engine(
 ) -> Iterator[Callable[[], tuple[Broker, HistoryStore]]]:
     """Builds an unstarted (broker, history store) pair of one engine, sharing channels."""
     factory = STREAM_ENGINES[request.param]
-    yield from _with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
+    yield from with_engine(request.param, tmp_path, lambda: factory(tmp_path, clock))
 
 
-def _with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
+def with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
     """Yields ``make``; for an engine with a server, first checks the server and afterwards
     cleans up what the test left there."""
     service = SERVICES.get(engine.split("-", 1)[0])

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from roomcast.engines.base import Broker
+from roomcast.engines.memory import MemoryBroker
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, ClientInfo, Join, Leave, Publication
 from tests.support.tcp_proxy import Proxy
@@ -39,22 +40,34 @@ async def wait_for_count(received: Received, count: int, seconds: float = WAIT) 
 
 
 class Started:
-    """A started broker and what its handler received."""
+    """A started broker and what its handler and its control handler received."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.received: Received = []
+        self.control: list[bytes] = []
 
     def handle(self, channel: str, event: ChannelEvent) -> None:
         self.received.append((channel, event))
 
+    async def start(self) -> Started:
+        await self.broker.start(self.handle, on_control=self.control.append)
+        return self
+
 
 @pytest.fixture
 async def started(make_broker: Callable[[], Broker]) -> AsyncIterator[Started]:
-    started = Started(make_broker())
-    await started.broker.start(started.handle)
+    started = await Started(make_broker()).start()
     yield started
     await started.broker.close()
+
+
+async def wait_for_control(started: Started, count: int, seconds: float = WAIT) -> list[bytes]:
+    deadline = time.monotonic() + seconds
+    while len(started.control) < count:
+        assert time.monotonic() < deadline, f"got {len(started.control)} of {count}"
+        await asyncio.sleep(0.005)
+    return started.control
 
 
 INFO = ClientInfo("user-é", "client-1", b'{"name":"\xc3\xa9ve"}', b"\x00\xff")
@@ -150,6 +163,60 @@ async def test_a_handler_error_does_not_stop_delivery(make_broker: Callable[[], 
         assert len(await wait_for_count(received, 2)) == 2
     finally:
         await broker.close()
+
+
+# --- the control channel ----------------------------------------------------------------------
+
+
+async def test_control_messages_loop_back_byte_exact_and_in_order(started: Started) -> None:
+    payloads = [b"\x00\xffcontrol", b"", b"x" * 20_000, *(str(n).encode() for n in range(50))]
+    for payload in payloads:
+        await started.broker.publish_control(payload)
+    assert await wait_for_control(started, len(payloads)) == payloads
+    assert started.received == []  # control messages are not channel events
+
+
+async def test_control_messages_reach_every_broker_of_the_installation(
+    make_broker: Callable[[], Broker],
+) -> None:
+    one, two = await Started(make_broker()).start(), await Started(make_broker()).start()
+    try:
+        await one.broker.publish_control(b"from one")
+        await two.broker.publish_control(b"from two")
+        if isinstance(one.broker, MemoryBroker):
+            # A memory broker's installation is itself: nothing crosses to another one.
+            assert (one.control, two.control) == ([b"from one"], [b"from two"])
+        else:
+            for started in (one, two):
+                assert sorted(await wait_for_control(started, 2)) == [b"from one", b"from two"]
+    finally:
+        await one.broker.close()
+        await two.broker.close()
+
+
+async def test_a_broker_without_a_control_handler_ignores_control_messages(
+    make_broker: Callable[[], Broker],
+) -> None:
+    deaf = Started(make_broker())
+    await deaf.broker.start(deaf.handle)
+    listening = await Started(make_broker()).start()
+    try:
+        await deaf.broker.subscribe("room")
+        await deaf.broker.publish_control(b"anyone?")
+        await deaf.broker.publish("room", Publication(data=b'"marker"'))
+        assert await wait_for_count(deaf.received, 1) == [("room", Publication(data=b'"marker"'))]
+        if not isinstance(listening.broker, MemoryBroker):
+            assert await wait_for_control(listening, 1) == [b"anyone?"]
+    finally:
+        await deaf.broker.close()
+        await listening.broker.close()
+
+
+async def test_control_before_start_raises_engine_unavailable(
+    make_broker: Callable[[], Broker],
+) -> None:
+    with pytest.raises(EngineUnavailable):
+        await make_broker().publish_control(b"early")
 
 
 # --- Redis only: a broker across a network ---------------------------------------------------

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from roomcast.engines.base import HistoryOptions
+from roomcast.engines.base import HistoryOptions, PublishGuards
 from roomcast.engines.streams import (
     READ_META_TTL,
+    ResultWindow,
     fetch_bounds,
     history_window,
     keeps_publications,
     new_epoch,
     publication_expiry,
     size_floor,
+    version_is_stale,
 )
+from roomcast.publication import StreamPosition
 
 
 @pytest.mark.parametrize(
@@ -114,3 +117,38 @@ def test_epochs_are_short_random_and_url_safe() -> None:
 
 def test_a_position_a_read_creates_lives_as_long_as_the_default_meta_ttl() -> None:
     assert HistoryOptions(size=1, ttl=1.0).meta_ttl == READ_META_TTL
+
+
+@pytest.mark.parametrize(
+    ("version", "epoch", "last", "last_epoch", "stale"),
+    [
+        (0, "", 5, "", False),  # no version: never dropped for it
+        (3, "", 0, "", False),  # the stream has none yet
+        (5, "", 5, "", True),  # not newer
+        (4, "", 5, "x", True),  # no epoch named: compared whatever the last one's
+        (6, "", 5, "x", False),
+        (1, "y", 5, "x", False),  # another version epoch starts over
+        (5, "x", 5, "x", True),
+    ],
+)
+def test_which_versions_are_stale(
+    version: int, epoch: str, last: int, last_epoch: str, stale: bool
+) -> None:
+    guards = PublishGuards(version=version, version_epoch=epoch)
+    assert version_is_stale(guards, last, last_epoch) is stale
+
+
+def test_a_result_window_keeps_each_result_for_its_ttl_and_at_most_max_keys() -> None:
+    now = [0.0]
+    window = ResultWindow(10.0, max_keys=2, clock=lambda: now[0])
+    window.put("c", "a", StreamPosition(1, "e"))
+    now[0] = 5.0
+    window.put("c", "b", StreamPosition(2, "e"))
+    assert window.get("c", "a") == StreamPosition(1, "e")
+    assert window.get("other", "a") is None  # per channel
+    now[0] = 10.0
+    assert window.get("c", "a") is None  # its ten seconds are up
+    assert window.get("c", "b") == StreamPosition(2, "e")
+    window.put("c", "x", StreamPosition(3, "e"))
+    window.put("c", "y", StreamPosition(4, "e"))
+    assert window.get("c", "b") is None  # the oldest went past max_keys

@@ -25,6 +25,7 @@ from centrifuge import (  # type: ignore[import-untyped]  # no py.typed in 0.7
     PublicationContext,
     ServerPublicationContext,
     ServerSubscribedContext,
+    ServerUnsubscribedContext,
     SubscribedContext,
     SubscribingContext,
     SubscriptionEventHandler,
@@ -62,8 +63,7 @@ class _Waitable:
 
 class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
     """A client's ``connecting``, ``connected`` and ``disconnected`` events, in order, and
-    those of its server-side subscriptions: each ``subscribed`` and each publication as
-    ``(channel, seq, offset)``."""
+    those of its server-side subscriptions (``subscribed``, ``unsubscribed``, ``publication``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,12 +71,15 @@ class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
         self.connected: list[ConnectedContext] = []
         self.disconnected: list[Any] = []
         self.server_subscribed: list[ServerSubscribedContext] = []
-        self.server_publications: list[tuple[str, int, int]] = []
+        self.server_unsubscribed: list[ServerUnsubscribedContext] = []
+        self.server_publications: list[ServerPublicationContext] = []
 
     def __repr__(self) -> str:
         return (
             f"<connecting={self.connecting} connected={self.connected} "
-            f"disconnected={self.disconnected}>"
+            f"disconnected={self.disconnected} server_subscribed={self.server_subscribed} "
+            f"server_unsubscribed={self.server_unsubscribed} "
+            f"server_publications={[(p.channel, p.pub.data) for p in self.server_publications]}>"
         )
 
     async def on_connecting(self, ctx: ConnectingContext) -> None:
@@ -95,8 +98,12 @@ class ClientEvents(_Waitable, ClientEventHandler):  # type: ignore[misc]
         self.server_subscribed.append(ctx)
         self._recorded()
 
+    async def on_unsubscribed(self, ctx: ServerUnsubscribedContext) -> None:
+        self.server_unsubscribed.append(ctx)
+        self._recorded()
+
     async def on_publication(self, ctx: ServerPublicationContext) -> None:
-        self.server_publications.append((ctx.channel, ctx.pub.data["seq"], ctx.pub.offset))
+        self.server_publications.append(ctx)
         self._recorded()
 
 

@@ -79,7 +79,7 @@ def _delete_nats_streams(engine: SharedEngine, prefix: str) -> None:
 
         client = await nats.connect(engine.plain_url, connect_timeout=2, allow_reconnect=False)
         try:
-            for stream in (f"{prefix}_history", f"KV_{prefix}_presence"):
+            for stream in (f"{prefix}_history", f"{prefix}_once", f"KV_{prefix}_presence"):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await client.jsm().delete_stream(stream)
         finally:

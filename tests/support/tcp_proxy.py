@@ -18,7 +18,11 @@ class Proxy:
     reconnects finds the proxy again at the same address. ``upstream_port`` may be changed
     between connections (to move clients to another server).
 
-    ``frozen``: bytes already flowing are swallowed, nothing is refused. ``refusing``: each
+    ``frozen``: bytes already flowing are swallowed, nothing is refused. ``mute_replies``:
+    what the client sends still reaches the server, what the server answers is swallowed (an
+    ambiguous failure: the request was carried out, its reply lost); ``mute_replies_after``
+    (bytes) sets it once the client sent those bytes, right after forwarding them, so the
+    one request that carries them is answered into the void. ``refusing``: each
     new connection is accepted and aborted before a byte, so a client's reconnect attempts
     fail while it goes on trying; ``refused`` is set whenever a connection was dropped
     unserved (refusing, or the upstream unreachable). When one side of a connection goes
@@ -30,6 +34,8 @@ class Proxy:
         self.upstream_port = upstream_port
         self.port = 0
         self.frozen = False
+        self.mute_replies = False
+        self.mute_replies_after: bytes | None = None
         self.refusing = False
         self.refused = asyncio.Event()
         self._server: asyncio.Server | None = None
@@ -86,18 +92,26 @@ class Proxy:
             return
         self._writers += [writer, up_writer]
 
-        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def pump(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, replies: bool
+        ) -> None:
+            tail = b""  # what a marker split between two reads needs
             try:
                 while data := await source.read(65536):
-                    if not self.frozen:
+                    if not self.frozen and not (replies and self.mute_replies):
                         sink.write(data)
                         await sink.drain()
+                    marker = self.mute_replies_after
+                    if not replies and marker:
+                        if marker in tail + data:
+                            self.mute_replies, self.mute_replies_after = True, None
+                        tail = (tail + data)[-len(marker) :]
             except (ConnectionError, OSError):
                 pass
             finally:
                 sink.transport.abort()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
 
     def url(self, scheme: str, path: str = "") -> str:
         """``scheme://127.0.0.1:port/path``, through the proxy."""

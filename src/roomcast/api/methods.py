@@ -39,6 +39,7 @@ from roomcast.api.schemas import (
     PublishRequest,
     PublishResponse,
     PublishResult,
+    RefreshRequest,
     SubscribeRequest,
     UnsubscribeRequest,
 )
@@ -122,42 +123,72 @@ def _channel_error(hub: Hub, channel: str) -> ApiError | None:
     return resolved if isinstance(resolved, ApiError) else None
 
 
-def _target_error(session: str, all_users: bool) -> ApiError | None:
+def _target_error(session: str) -> ApiError | None:
     if session:
-        return ApiError.of(ErrorCode.NOT_AVAILABLE, "targeting a session is not supported")
-    if all_users:
-        return ApiError.of(ErrorCode.NOT_AVAILABLE, "all_users is not supported")
+        return ApiError.of(
+            ErrorCode.NOT_AVAILABLE,
+            "targeting a session is not supported (roomcast has no unidirectional or emulated "
+            "transports, whose connections sessions name)",
+        )
     return None
 
 
-def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
-    """The publication's JSON bytes from ``data``, or from ``b64data`` (which must decode to
-    JSON: roomcast's clients speak the JSON protocol)."""
-    if b64data:
+def _json_field(raw: msgspec.Raw, b64: str, name: str) -> bytes | ApiError:
+    """The JSON bytes of field ``name`` given as JSON, or as base64 in ``b64<name>`` (which
+    must decode to JSON: roomcast's clients speak the JSON protocol); empty when neither."""
+    if b64:
         try:
-            decoded = base64.b64decode(b64data, validate=True)
+            decoded = base64.b64decode(b64, validate=True)
             msgspec.json.decode(decoded)
         except (binascii.Error, msgspec.DecodeError):
-            return ApiError.of(ErrorCode.BAD_REQUEST, "b64data must be base64 of a JSON value")
+            return ApiError.of(ErrorCode.BAD_REQUEST, f"b64{name} must be base64 of a JSON value")
         return decoded
-    if not data:
+    return bytes(raw)
+
+
+def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
+    """The publication's JSON bytes from ``data``, or from ``b64data``."""
+    payload = _json_field(data, b64data, "data")
+    if not payload:
         return ApiError.of(ErrorCode.BAD_REQUEST, "data required")
-    return bytes(data)
+    return payload
 
 
 async def _publish_one(
-    hub: Hub, channel: str, data: bytes, tags: dict[str, str] | None, idempotency_key: str = ""
+    hub: Hub, channel: str, data: bytes, request: PublishRequest | BroadcastRequest
 ) -> PublishResult | ApiError:
     error = _channel_error(hub, channel)
     if error is not None:
         return error
     try:
-        publication = await hub.publish(
-            channel, msgspec.Raw(data), tags=tags, idempotency_key=idempotency_key
+        published = await hub.publish(
+            channel,
+            msgspec.Raw(data),
+            tags=request.tags,
+            idempotency_key=request.idempotency_key,
+            skip_history=request.skip_history,
+            version=request.version,
+            version_epoch=request.version_epoch,
         )
+    except ValueError as exc:
+        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
     except RoomcastError as exc:
         return _engine_error(exc)
-    return PublishResult(offset=publication.offset, epoch=publication.epoch)
+    reason = published.suppressed
+    return PublishResult(
+        offset=published.offset,
+        epoch=published.epoch,
+        suppressed=reason is not None,
+        suppress_reason="" if reason is None else reason.value,
+    )
+
+
+def _delta_error(delta: bool) -> ApiError | None:
+    if delta:
+        return ApiError.of(
+            ErrorCode.NOT_AVAILABLE, "delta: roomcast has no delta compression; publish in full"
+        )
+    return None
 
 
 # --- methods ------------------------------------------------------------------------------------
@@ -165,11 +196,12 @@ async def _publish_one(
 
 async def publish(hub: Hub, request: PublishRequest) -> Outcome:
     """Publish into one channel, once per ``idempotency_key`` within five minutes; the result
-    carries the publication's offset and epoch when the channel keeps history."""
+    carries the publication's offset and epoch when the channel keeps history, and says when
+    a guard (the key, the version) suppressed it."""
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    return await _publish_one(hub, request.channel, data, request.tags, request.idempotency_key)
+    return _delta_error(request.delta) or await _publish_one(hub, request.channel, data, request)
 
 
 async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
@@ -179,9 +211,11 @@ async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    key = request.idempotency_key
+    delta = _delta_error(request.delta)
+    if delta is not None:
+        return delta
     outcomes = await gather_bounded(
-        _publish_one(hub, channel, data, request.tags, key) for channel in request.channels
+        _publish_one(hub, channel, data, request) for channel in request.channels
     )
     return BroadcastResult(
         [
@@ -192,30 +226,56 @@ async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
 
 
 async def subscribe(hub: Hub, request: SubscribeRequest) -> Outcome:
-    """Subscribe the user's connections on this node; each gets a subscribe push."""
-    error = _channel_error(hub, request.channel) or _target_error(
-        request.session, request.all_users
-    )
+    """Subscribe the user's connections on every node; each gets a subscribe push (with the
+    request's ``data``), and the options the request gives."""
+    error = _channel_error(hub, request.channel) or _target_error(request.session)
     if error is not None:
         return error
-    await hub.subscribe_user(request.user, request.channel, client=request.client)
+    chan_info = _json_field(request.info, request.b64info, "info")
+    if isinstance(chan_info, ApiError):
+        return chan_info
+    data = _json_field(request.data, request.b64data, "data")
+    if isinstance(data, ApiError):
+        return data
+    since = request.recover_since
+    override = request.override
+    try:
+        await hub.subscribe_user(
+            request.user,
+            request.channel,
+            client=request.client,
+            all_users=request.all_users,
+            chan_info=chan_info,
+            data=data,
+            expire_at=request.expire_at,
+            recover_since=None if since is None else StreamPosition(since.offset, since.epoch),
+            override=None
+            if override is None
+            else {
+                name: value.value
+                for name in override.__struct_fields__
+                if (value := getattr(override, name)) is not None
+            },
+        )
+    except ValueError as exc:
+        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
     return EmptyResult()
 
 
 async def unsubscribe(hub: Hub, request: UnsubscribeRequest) -> Outcome:
-    """End the user's subscriptions on this node; each gets an unsubscribe push."""
-    error = _channel_error(hub, request.channel) or _target_error(
-        request.session, request.all_users
-    )
+    """End the user's subscriptions on every node; each gets an unsubscribe push."""
+    error = _channel_error(hub, request.channel) or _target_error(request.session)
     if error is not None:
         return error
-    await hub.unsubscribe_user(request.user, request.channel, client=request.client)
+    await hub.unsubscribe_user(
+        request.user, request.channel, client=request.client, all_users=request.all_users
+    )
     return EmptyResult()
 
 
 async def disconnect(hub: Hub, request: DisconnectRequest) -> Outcome:
-    """Close the user's connections on this node with the given (or the default) code."""
-    error = _target_error(request.session, request.all_users)
+    """Close the user's connections on every node with the given (or the default) code."""
+    error = _target_error(request.session)
     if error is not None:
         return error
     spec = request.disconnect
@@ -226,12 +286,33 @@ async def disconnect(hub: Hub, request: DisconnectRequest) -> Outcome:
             disconnect = Disconnect(spec.code, spec.reason)
         except ValueError as exc:
             return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
-    hub.disconnect_user(
+    await hub.disconnect_user(
         request.user,
         disconnect,
         client=request.client,
         whitelist=frozenset(request.whitelist),
+        all_users=request.all_users,
     )
+    return EmptyResult()
+
+
+async def refresh(hub: Hub, request: RefreshRequest) -> Outcome:
+    """Refresh the user's connections on every node: expire them now, or at ``expire_at``,
+    with new connection info."""
+    error = _target_error(request.session)
+    if error is not None:
+        return error
+    try:
+        await hub.refresh_user(
+            request.user,
+            client=request.client,
+            all_users=request.all_users,
+            expired=request.expired,
+            expire_at=request.expire_at,
+            conn_info=bytes(request.info),
+        )
+    except ValueError as exc:
+        return ApiError.of(ErrorCode.BAD_REQUEST, str(exc))
     return EmptyResult()
 
 
@@ -293,24 +374,23 @@ async def presence_stats(hub: Hub, request: ChannelRequest) -> Outcome:
 
 
 async def channels(hub: Hub, request: ChannelsRequest) -> Outcome:
-    """Channels with subscribers on this node, optionally filtered by a glob pattern."""
+    """Channels with subscribers on any live node, their counts summed over the nodes,
+    optionally filtered by a glob pattern (error 100 when a live node does not answer)."""
     matcher = compile_glob(request.pattern) if request.pattern else None
     if request.pattern and matcher is None:
         return ApiError.of(ErrorCode.BAD_REQUEST, f"invalid pattern {request.pattern!r}")
     return ChannelsResult(
         {
             name: ChannelInfo(count)
-            for name, count in hub.channels().items()
+            for name, count in (await hub.cluster_channels()).items()
             if count > 0 and (matcher is None or matcher.fullmatch(name))
         }
     )
 
 
 async def info(hub: Hub, request: EmptyRequest) -> Outcome:
-    """This node's counts (only this process: nodes do not share state yet)."""
-    node = hub.info()
-    node.setdefault("num_subs", sum(hub.channels().values()))
-    return InfoResult([node])
+    """Every live node's name, version, uptime and counts, this one first."""
+    return InfoResult([msgspec.structs.asdict(node) for node in hub.nodes()])
 
 
 METHODS: dict[str, ApiMethod[Any]] = {
@@ -319,6 +399,7 @@ METHODS: dict[str, ApiMethod[Any]] = {
     "subscribe": ApiMethod(SubscribeRequest, subscribe),
     "unsubscribe": ApiMethod(UnsubscribeRequest, unsubscribe),
     "disconnect": ApiMethod(DisconnectRequest, disconnect),
+    "refresh": ApiMethod(RefreshRequest, refresh),
     "presence": ApiMethod(ChannelRequest, presence),
     "presence_stats": ApiMethod(ChannelRequest, presence_stats),
     "history": ApiMethod(HistoryRequest, history),

@@ -6,12 +6,9 @@ decode (HTTP 400); a body that decodes but lacks what the method needs (an empty
 gets a ``bad request`` error (code 107) in a normal HTTP 200 reply. Unknown fields are ignored,
 so newer clients' options never break a call.
 
-A few of Centrifugo's fields are accepted for compatibility but not applied yet, each noted on
-its class: ``skip_history`` of publish and broadcast (a publication into a channel that keeps
-history is always kept), and subscribe's ``info``, ``data``, ``expire_at``, ``recover_since``
-and ``override`` (a subscription the server makes carries no channel info or data, does not
-expire and does not recover). Fields whose target roomcast cannot follow (``session``,
-``all_users``) are refused as not available instead of being ignored.
+A field whose target roomcast cannot follow (``session``: roomcast has no unidirectional or
+emulated transports, whose connections sessions name) is refused as not available instead of
+being ignored; ``override`` refuses an option it does not know (HTTP 400 naming it).
 
 The results of ``history``, ``presence`` and ``presence_stats`` are the client protocol's own
 bodies (``roomcast.protocol``): the server API and a client's commands answer alike.
@@ -19,7 +16,7 @@ bodies (``roomcast.protocol``): the server API and a client's commands answer al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -29,6 +26,7 @@ from roomcast.protocol import ErrorCode
 __all__ = [
     "ApiError",
     "BatchRequest",
+    "BoolValue",
     "BroadcastRequest",
     "BroadcastResult",
     "ChannelInfo",
@@ -47,7 +45,9 @@ __all__ = [
     "PublishRequest",
     "PublishResponse",
     "PublishResult",
+    "RefreshRequest",
     "StreamPositionSchema",
+    "SubscribeOverrideSchema",
     "SubscribeRequest",
     "UnsubscribeRequest",
 ]
@@ -76,12 +76,18 @@ class EmptyRequest(msgspec.Struct, frozen=True):
     """A request without fields (``info``)."""
 
 
+_Version = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class PublishRequest(msgspec.Struct, frozen=True):
     """``publish``: put ``data`` (any JSON), or ``b64data`` decoding to JSON, into ``channel``.
 
     ``tags`` travel with the publication. A publication with an ``idempotency_key`` is made
-    once per channel and key within five minutes; a repeat gets the first one's result.
-    ``skip_history`` is accepted and not applied yet.
+    once per channel and key within five minutes, whichever node is asked; a repeat gets the
+    first one's result (``suppressed``, ``suppress_reason`` "idempotency"). ``skip_history``:
+    delivered, not kept in history. ``version`` (with ``version_epoch``): dropped
+    (``suppress_reason`` "version") unless greater than the channel's last version; needs
+    history. ``delta`` (Centrifugo's delta compression) is refused: roomcast has none.
     """
 
     channel: str = ""
@@ -90,10 +96,14 @@ class PublishRequest(msgspec.Struct, frozen=True):
     tags: dict[str, str] | None = None
     skip_history: bool = False
     idempotency_key: str = ""
+    version: _Version = 0
+    version_epoch: str = ""
+    delta: bool = False
 
 
 class BroadcastRequest(msgspec.Struct, frozen=True):
-    """``broadcast``: the same ``data`` into each of ``channels``; fields as in publish."""
+    """``broadcast``: the same ``data`` into each of ``channels``; fields as in publish (the
+    idempotency key and the version count per channel)."""
 
     channels: list[str] = []
     data: msgspec.Raw = msgspec.Raw()
@@ -101,16 +111,46 @@ class BroadcastRequest(msgspec.Struct, frozen=True):
     tags: dict[str, str] | None = None
     skip_history: bool = False
     idempotency_key: str = ""
+    version: _Version = 0
+    version_epoch: str = ""
+    delta: bool = False
+
+
+class StreamPositionSchema(msgspec.Struct, frozen=True):
+    """``{"offset": N, "epoch": "..."}``: a place in a channel's history."""
+
+    offset: int = 0
+    epoch: str = ""
+
+
+class BoolValue(msgspec.Struct, frozen=True):
+    """``{"value": true}``: an explicit boolean (Centrifugo's ``BoolValue``)."""
+
+    value: bool = False
+
+
+class SubscribeOverrideSchema(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``override`` of ``subscribe``: namespace options this subscription uses instead, each
+    ``{"value": bool}`` (Centrifugo's ``SubscribeOptionOverride``). An option not listed here
+    fails the request (HTTP 400) rather than being ignored."""
+
+    presence: BoolValue | None = None
+    join_leave: BoolValue | None = None
+    force_push_join_leave: BoolValue | None = None
+    force_positioning: BoolValue | None = None
+    force_recovery: BoolValue | None = None
 
 
 class SubscribeRequest(msgspec.Struct, frozen=True):
-    """``subscribe``: subscribe ``user``'s connections (or only ``client``) to ``channel``.
+    """``subscribe``: subscribe ``user``'s connections (or only ``client``) to ``channel``, on
+    every node.
 
-    ``user`` "" means anonymous connections. ``info``, ``data``, ``expire_at``,
-    ``recover_since`` and ``override`` are accepted (read as unknown fields: ignored) and not
-    applied yet. ``session`` and
-    ``all_users`` widen or narrow the target in ways roomcast cannot follow yet, so a request
-    using them is refused as not available rather than acting on the wrong connections.
+    ``user`` "" means anonymous connections; with ``all_users`` too, every connection.
+    ``info`` (JSON, or ``b64info`` decoding to JSON) is the subscriber's channel info;
+    ``data`` (or ``b64data``) travels in the subscribe push; ``expire_at`` (Unix seconds)
+    ends the subscription, closing the connection with 3006, unless a later subscribe moves
+    it; ``recover_since`` replays what followed that position; ``override`` replaces
+    namespace options. ``session`` is refused (see the module doc).
     """
 
     channel: str = ""
@@ -118,6 +158,13 @@ class SubscribeRequest(msgspec.Struct, frozen=True):
     client: str = ""
     session: str = ""
     all_users: bool = False
+    info: msgspec.Raw = msgspec.Raw()
+    b64info: str = ""
+    data: msgspec.Raw = msgspec.Raw()
+    b64data: str = ""
+    expire_at: int = 0
+    recover_since: StreamPositionSchema | None = None
+    override: SubscribeOverrideSchema | None = None
 
 
 class UnsubscribeRequest(msgspec.Struct, frozen=True):
@@ -157,17 +204,27 @@ class DisconnectRequest(msgspec.Struct, frozen=True):
     all_users: bool = False
 
 
+class RefreshRequest(msgspec.Struct, frozen=True):
+    """``refresh``: refresh ``user``'s connections (or only ``client``), on every node: with
+    ``expired``, close them as expired (3005); otherwise make them expire at ``expire_at``
+    (Unix seconds; 0 for never) and, with ``info`` (JSON), replace their connection info.
+
+    ``session`` and ``all_users`` as in :class:`SubscribeRequest`.
+    """
+
+    user: str = ""
+    client: str = ""
+    session: str = ""
+    all_users: bool = False
+    expired: bool = False
+    expire_at: int = 0
+    info: msgspec.Raw = msgspec.Raw()
+
+
 class ChannelRequest(msgspec.Struct, frozen=True):
     """``presence``, ``presence_stats``, ``history`` and ``history_remove``: one channel."""
 
     channel: str = ""
-
-
-class StreamPositionSchema(msgspec.Struct, frozen=True):
-    """``{"offset": N, "epoch": "..."}``: a place in a channel's history."""
-
-    offset: int = 0
-    epoch: str = ""
 
 
 class HistoryRequest(msgspec.Struct, frozen=True):
@@ -200,14 +257,21 @@ class BatchRequest(msgspec.Struct, frozen=True):
 
 
 class EmptyResult(msgspec.Struct, frozen=True):
-    """``{}``: the result of subscribe, unsubscribe and disconnect."""
+    """``{}``: the result of subscribe, unsubscribe, disconnect and refresh."""
 
 
 class PublishResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    """``publish``'s result: the publication's place in history, when the channel keeps it."""
+    """``publish``'s result: the publication's place in history, when the channel keeps it.
+
+    ``suppressed`` (with ``suppress_reason``, Centrifugo's names) when nothing was published:
+    "idempotency" (offset and epoch are the first publication's) or "version" (they are the
+    stream's top).
+    """
 
     offset: int = 0
     epoch: str = ""
+    suppressed: bool = False
+    suppress_reason: str = ""
 
 
 class PublishResponse(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -230,13 +294,13 @@ class ChannelInfo(msgspec.Struct, frozen=True):
 
 
 class ChannelsResult(msgspec.Struct, frozen=True):
-    """``channels``' result: channel name to its subscriber count."""
+    """``channels``' result: channel name to its subscriber count, summed over the nodes."""
 
     channels: dict[str, ChannelInfo]
 
 
 class InfoResult(msgspec.Struct, frozen=True):
-    """``info``'s result: one entry per node (uid, name, version, num_clients, ...)."""
+    """``info``'s result: one entry per live node (uid, name, version, num_clients, ...)."""
 
     nodes: list[dict[str, Any]]
 

@@ -6,10 +6,12 @@ publications, numbered by offset within an epoch, which the recovery protocol re
 :class:`PresenceStore` keeps who is subscribed to which channel, each entry expiring by itself.
 
 Beside them: the values they take and return (:class:`HistoryOptions`, :class:`HistoryPage`,
-:class:`PresenceStats`), the callbacks a broker calls, and :class:`EngineState`, the life every
-broker and store goes through. An engine's classes also offer ``from_url(url)``, through which
-:mod:`roomcast.engines` builds them by URL scheme. The offset and epoch rules every history
-store follows are stated once, in :mod:`roomcast.engines.streams`.
+:class:`PresenceStats`, :class:`PublishGuards` and what a guarded publish answers,
+:class:`Published`, or raises, :class:`Suppressed`), the callbacks a broker calls, and
+:class:`EngineState`, the life every broker and store goes through. An engine's classes also
+offer ``from_url(url)``, through which :mod:`roomcast.engines` builds them by URL scheme. The
+offset and epoch rules every history store follows are stated once, in
+:mod:`roomcast.engines.streams`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from roomcast.errors import ConfigurationError
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
 __all__ = [
+    "IDEMPOTENCY_TTL",
+    "NO_GUARDS",
     "Broker",
+    "ControlHandler",
     "EngineState",
     "EventHandler",
     "GapHandler",
@@ -33,10 +38,76 @@ __all__ = [
     "HistoryStore",
     "PresenceStats",
     "PresenceStore",
+    "PublishGuards",
+    "Published",
+    "SuppressReason",
+    "Suppressed",
 ]
+
+IDEMPOTENCY_TTL: Final = 300.0
+"""Seconds an engine remembers the result of a publication made with an idempotency key (five
+minutes, as Centrifugo)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishGuards:
+    """What may stop a publication, checked by the engine in the same step as it publishes.
+
+    ``idempotency_key``: a publication with a key the channel saw within
+    :data:`IDEMPOTENCY_TTL` is not made again; the caller gets the first one's result.
+    ``version`` (with ``version_epoch``): a publication whose version is not greater than the
+    channel's last one, in the same version epoch (an empty epoch matches any), is dropped;
+    versions need history, where the stream's position keeps the last one.
+    """
+
+    idempotency_key: str = ""
+    version: int = 0
+    version_epoch: str = ""
+
+
+NO_GUARDS: Final = PublishGuards()
+
+
+class SuppressReason(enum.Enum):
+    """Why an engine did not make a publication (the value is Centrifugo's name for it)."""
+
+    IDEMPOTENCY = "idempotency"
+    """Its idempotency key was seen: the first publication stands."""
+    VERSION = "version"
+    """Its version is not newer than the channel's last one."""
+
+
+class Suppressed(Exception):
+    """Raised by a broker or a history store that did not publish because of a guard.
+
+    ``position`` is the first publication's offset and epoch for ``IDEMPOTENCY`` (offset 0 and
+    epoch "" in a channel without history), the stream's top for ``VERSION``. The Node turns
+    it into a :class:`Published`: it never reaches the caller of ``Node.publish``.
+    """
+
+    def __init__(self, reason: SuppressReason, position: StreamPosition) -> None:
+        super().__init__(f"publication suppressed ({reason.value})")
+        self.reason = reason
+        self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What a publish did: the publication's place in the channel's stream (0 and "" without
+    history), or, when ``suppressed``, the place :class:`Suppressed` reports."""
+
+    offset: int
+    epoch: str
+    suppressed: SuppressReason | None = None
+
 
 EventHandler = Callable[[str, ChannelEvent], None]
 """Called with (channel, event) for each publication, join or leave a broker delivers here."""
+
+
+ControlHandler = Callable[[bytes], None]
+"""Called with each control message a broker delivers: the bytes some node, this one
+included, gave ``Broker.publish_control``."""
 
 
 class EngineState(enum.Enum):
@@ -61,13 +132,25 @@ class Broker(ABC):
     whose connection to the broker breaks may miss publications (the history store and the
     recovery protocol exist to close that gap). The handler is called from the event loop the
     broker was started on, and must not block.
+
+    Beside the channels, every broker carries one **control channel** between the nodes of
+    one installation (same engine, same prefix): what a node gives ``publish_control``
+    reaches the control handler of every started broker of the installation, its own
+    included, with the same at-most-once guarantee and in publish order per publisher. The
+    cluster machinery (:mod:`roomcast.cluster`) speaks over it; a broker only carries bytes.
     """
 
     @abstractmethod
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         """Connect and start delivering to ``handler``; call ``on_gap`` (from the event loop)
         each time the link to the engine is restored after a break, once every channel held
-        is subscribed again.
+        is subscribed again; with ``on_control``, also deliver every control message to it
+        from now on.
 
         Raises:
             EngineUnavailable: the broker cannot be reached.
@@ -83,6 +166,28 @@ class Broker(ABC):
 
         Raises:
             EngineUnavailable: the broker cannot take it now; nothing was published.
+        """
+
+    @abstractmethod
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """``publish``, unless ``channel`` saw ``key`` within :data:`IDEMPOTENCY_TTL`: the check,
+        the publication and the key's record are one step of the engine, so a retry through
+        any node, after any failure, publishes once. For channels without history.
+
+        Raises:
+            Suppressed: the key was seen (``IDEMPOTENCY``, at offset 0).
+            EngineUnavailable: the broker cannot take it now; it may have been published (a
+                retry with the same key is then suppressed).
+        """
+
+    @abstractmethod
+    async def publish_control(self, payload: bytes) -> None:
+        """Send ``payload`` to the control handler of every node of the installation, this
+        one included.
+
+        Raises:
+            EngineUnavailable: the broker cannot take it now.
+            EngineError: the engine refused it (a payload past its size limit).
         """
 
     @abstractmethod
@@ -108,18 +213,26 @@ class Broker(ABC):
         return False
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """Add ``publication`` to ``channel``'s stream in ``store`` and publish it with its
-        offset and epoch; returns the publication as added.
+        offset and epoch, unless ``guards`` stop it; returns the publication as added.
 
-        This default adds, then publishes: not atomic (see ``adds_atomically``).
+        This default adds (the store checks the guards), then publishes: not atomic (see
+        ``adds_atomically``).
 
         Raises:
+            Suppressed: a guard stopped it; nothing was added or published.
             EngineUnavailable: the store or the broker could not take it; when the store took
-                it and the broker did not, the publication is in history only.
+                it and the broker did not, the publication is in history only (and a retry
+                with the same idempotency key is suppressed).
         """
-        added = await store.add(channel, publication, options)
+        added = await store.add(channel, publication, options, guards)
         await self.publish(channel, added)
         return added
 
@@ -130,9 +243,11 @@ class Broker(ABC):
         publication: Publication,
         options: HistoryOptions | None,
         store: HistoryStore | None,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """Publish as part of the transaction open on the application's database
         ``connection``: subscribers get it only if that transaction commits (an outbox).
+        ``guards`` as in ``publish_to_stream`` (a key counts once the transaction commits).
 
         Only a broker whose engine is that database can; this default refuses.
 
@@ -181,6 +296,13 @@ class HistoryStore(ABC):
     that ``complete`` does not report. Writes may be batched, but a publication is readable
     as soon as ``add`` returns. All methods raise ``EngineUnavailable`` when the store cannot
     be reached.
+
+    Guards (:class:`PublishGuards`): the store keeps each channel's last version with its
+    position (it goes when the position expires), and the offset and epoch of each
+    publication made with an idempotency key for :data:`IDEMPOTENCY_TTL`, checked and kept
+    in the step that appends. A store shared by processes (Redis, PostgreSQL, NATS) checks for
+    every process; one of a single process (memory, SQLite) within that process, and SQLite
+    forgets the keys (not the versions) on restart.
     """
 
     @abstractmethod
@@ -193,9 +315,19 @@ class HistoryStore(ABC):
 
     @abstractmethod
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
-        """Append ``publication`` and return it with its ``offset`` and ``epoch`` set."""
+        """Append ``publication`` and return it with its ``offset`` and ``epoch`` set, unless
+        ``guards`` stop it (checked in the same step as the append: see
+        :class:`PublishGuards`).
+
+        Raises:
+            Suppressed: a guard stopped it; nothing was appended.
+        """
 
     @abstractmethod
     async def read(

@@ -14,7 +14,10 @@ from itertools import islice
 from typing import Self
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
@@ -23,13 +26,18 @@ from roomcast.engines.base import (
     HistoryStore,
     PresenceStats,
     PresenceStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
 from roomcast.engines.streams import (
     READ_META_TTL,
+    ResultWindow,
     history_window,
     keeps_publications,
     new_epoch,
     publication_expiry,
+    version_is_stale,
 )
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
@@ -41,24 +49,46 @@ class MemoryBroker(Broker):
     """Delivers each publication synchronously to this process' handler; nothing crosses processes.
 
     Delivery is exactly once and in order within the process, a stronger form of the
-    interface's at-most-once guarantee.
+    interface's at-most-once guarantee. The control channel loops back: a control message
+    reaches this broker's own control handler, synchronously, and nothing else. Idempotency
+    keys of ``publish_once`` are remembered in the process (``idempotency_ttl`` seconds).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, idempotency_ttl: float = IDEMPOTENCY_TTL) -> None:
         self._handler: EventHandler | None = None
+        self._on_control: ControlHandler | None = None
         self._channels: set[str] = set()
+        self._once = ResultWindow(idempotency_ttl)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
         """The broker for ``memory://`` (which takes no parameters), not started."""
         return cls()
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         self._handler = handler
+        self._on_control = on_control
 
     async def close(self) -> None:
-        self._handler = None
+        self._handler = self._on_control = None
         self._channels.clear()
+
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        if self._once.get(channel, key) is not None:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+        await self.publish(channel, publication)
+        self._once.put(channel, key, StreamPosition(0, ""))
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._handler is None:
+            raise EngineUnavailable("the memory broker is not started")
+        if self._on_control is not None:
+            self._on_control(payload)
 
     async def publish(self, channel: str, event: ChannelEvent) -> None:
         handler = self._handler
@@ -89,6 +119,8 @@ class _Stream:
     epoch: str
     meta_expires_at: float
     top: int = 0
+    version: int = 0
+    version_epoch: str = ""
     # (expires_at, publication), oldest first, offsets consecutive; expires_at never
     # decreases along the deque, so expiry always trims a prefix and never opens a gap.
     kept: deque[tuple[float, Publication]] = field(default_factory=deque)
@@ -108,11 +140,15 @@ class MemoryHistoryStore(HistoryStore):
     of gaps). The position (epoch and top offset) expires ``options.meta_ttl`` seconds after
     the last add; a read of a channel without one creates it, so that the reader's position and
     the next publication share an epoch. ``clock`` returns seconds, like ``time.time``.
+    Idempotency keys are remembered ``idempotency_ttl`` seconds by the same clock.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, *, idempotency_ttl: float = IDEMPOTENCY_TTL
+    ) -> None:
         self._clock = clock
         self._streams: dict[str, _Stream] = {}
+        self._once = ResultWindow(idempotency_ttl, clock=clock)
         self._state = EngineState.NEW
         self._next_sweep = 0.0
 
@@ -131,16 +167,30 @@ class MemoryHistoryStore(HistoryStore):
         self._streams.clear()
 
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         _check_running(self._state, "memory history store")
         now = self._now()
+        key = guards.idempotency_key
+        first = self._once.get(channel, key) if key else None
+        if first is not None:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, first)
         stream = self._live(channel, now)
+        if stream is not None and version_is_stale(guards, stream.version, stream.version_epoch):
+            raise Suppressed(SuppressReason.VERSION, StreamPosition(stream.top, stream.epoch))
         if stream is None:
             stream = self._streams[channel] = _Stream(new_epoch(), now)
+        if guards.version:
+            stream.version, stream.version_epoch = guards.version, guards.version_epoch
         stream.top += 1
         stream.meta_expires_at = now + options.meta_ttl
         added = publication.placed(stream.top, stream.epoch)
+        if key:
+            self._once.put(channel, key, StreamPosition(added.offset, added.epoch))
         kept = stream.kept
         if not keeps_publications(options):
             kept.clear()

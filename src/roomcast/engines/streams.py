@@ -10,18 +10,24 @@ there they run inside the engine, atomically.
 from __future__ import annotations
 
 import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Final
 
-from roomcast.engines.base import HistoryOptions
+from roomcast.engines.base import IDEMPOTENCY_TTL, HistoryOptions, PublishGuards
+from roomcast.publication import StreamPosition
 
 __all__ = [
     "READ_META_TTL",
+    "ResultWindow",
     "fetch_bounds",
     "history_window",
     "keeps_publications",
     "new_epoch",
     "publication_expiry",
     "size_floor",
+    "version_is_stale",
 ]
 
 READ_META_TTL: Final = HistoryOptions(size=0, ttl=0.0).meta_ttl
@@ -101,3 +107,52 @@ def fetch_bounds(
         else:
             low = max(since, 0) + 1
     return low, high, max(limit, -1)
+
+
+def version_is_stale(guards: PublishGuards, last_version: int, last_version_epoch: str) -> bool:
+    """Whether a publication with ``guards`` is dropped for its version: it has one, the
+    stream has one too (``last_version`` > 0), in the same version epoch (or the publication
+    names none), and it is not greater."""
+    if guards.version <= 0 or last_version <= 0:
+        return False
+    same_epoch = not guards.version_epoch or guards.version_epoch == last_version_epoch
+    return same_epoch and guards.version <= last_version
+
+
+class ResultWindow:
+    """The results of publications made with an idempotency key, by channel and key, each
+    kept ``ttl`` seconds: the idempotency record of the engines that live in one process.
+    Holds at most ``max_keys``, forgetting the oldest first. ``clock`` returns seconds."""
+
+    def __init__(
+        self,
+        ttl: float = IDEMPOTENCY_TTL,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._max_keys = max_keys
+        self._clock = clock
+        self._results: OrderedDict[tuple[str, str], tuple[float, StreamPosition]] = OrderedDict()
+
+    def get(self, channel: str, key: str) -> StreamPosition | None:
+        """The result recorded for ``key`` in ``channel`` within the TTL, else None."""
+        self._expire()
+        kept = self._results.get((channel, key))
+        return None if kept is None else kept[1]
+
+    def put(self, channel: str, key: str, position: StreamPosition) -> None:
+        """Record the result of the publication made with ``key`` in ``channel``."""
+        self._results[(channel, key)] = (self._clock() + self._ttl, position)
+        self._results.move_to_end((channel, key))
+        while len(self._results) > self._max_keys:
+            self._results.popitem(last=False)
+
+    def _expire(self) -> None:
+        now, results = self._clock(), self._results
+        while results:
+            key, (until, _) = next(iter(results.items()))
+            if until > now:
+                return
+            del results[key]

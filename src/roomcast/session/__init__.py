@@ -7,8 +7,9 @@ the Node delivers to, ``subscription.py``) and serves the other commands through
 dispatcher alone writes it. Beside them: channel namespaces (``namespaces.py``), who may do
 what (``permissions.py``), tokens and the one verdict on them (``tokens.py``), recovery as a
 pure merge (``recovery.py``), history and presence reads shared with the server API
-(``channel_reads.py``), the app's hooks (``hooks.py``) and the connected clients by client
-and user (``registry.py``).
+(``channel_reads.py``), the app's hooks (``hooks.py``), the connected clients by client
+and user (``registry.py``) and what a cluster command does to this node's sessions
+(``actions.py``).
 
 A session never touches a socket: it pushes into its writer, so a test drives it with any
 writer. This package exports what the layers above use.
@@ -24,6 +25,7 @@ from roomcast.session.channel_reads import (
     read_presence_stats,
 )
 from roomcast.session.connection import RefreshMode, Session, SessionServices, SessionState
+from roomcast.session.features import OVERRIDABLE
 from roomcast.session.hooks import (
     ClientContext,
     ConnectDetails,
@@ -50,10 +52,11 @@ from roomcast.session.namespaces import (
 )
 from roomcast.session.registry import Connected, Registry
 from roomcast.session.services import ChannelServices
-from roomcast.session.subscriptions import Subscriptions
+from roomcast.session.subscriptions import ServerSubscribeOptions, Subscriptions
 from roomcast.session.tokens import TokenVerifier
 
 __all__ = [
+    "OVERRIDABLE",
     "ChannelRules",
     "ChannelServices",
     "ClientContext",
@@ -72,6 +75,7 @@ __all__ = [
     "RefreshReply",
     "Registry",
     "ResolvedChannel",
+    "ServerSubscribeOptions",
     "Session",
     "SessionServices",
     "SessionState",

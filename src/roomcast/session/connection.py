@@ -57,11 +57,12 @@ from roomcast.session.hooks import (
     Credentials,
     RefreshReply,
 )
+from roomcast.session.keepalive import Keepalive
 from roomcast.session.outcome import Outcome, ReplyThen, encode_answer
 from roomcast.session.registry import Registry
 from roomcast.session.services import ChannelServices
 from roomcast.session.subscribe_terms import check_resume
-from roomcast.session.subscriptions import Entered, Subscriptions
+from roomcast.session.subscriptions import Entered, ServerSubscribeOptions, Subscriptions
 from roomcast.session.tokens import (
     CONNECT_TOKEN,
     REFRESH_TOKEN,
@@ -73,11 +74,10 @@ from roomcast.session.tokens import (
 )
 from roomcast.writer import Close, Writer
 
-__all__ = ["PingState", "RefreshMode", "Session", "SessionServices", "SessionState"]
+__all__ = ["RefreshMode", "Session", "SessionServices", "SessionState"]
 
 logger = logging.getLogger("roomcast.session")
 
-_PING = protocol.PING.decode()
 _MAX_TTL = 365 * 24 * 3600
 _VERSION = "roomcast"
 _TOKEN_REQUIRED = Disconnect.of(
@@ -113,13 +113,6 @@ class RefreshMode(Enum):
     APP = "app"
 
 
-class PingState(Enum):
-    """IDLE until the next ping is due; AWAITING_PONG from a ping until its pong."""
-
-    IDLE = "idle"
-    AWAITING_PONG = "awaiting pong"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionServices(ChannelServices):
     """What every session of one hub shares: the channel side's services, plus what only the
@@ -150,7 +143,7 @@ class Session:
         self.user = ""
         self.conn_info = b""
         self.state = SessionState.CONNECTING
-        self.subscriptions = Subscriptions(services, writer, lambda: self.context)
+        self.subscriptions = Subscriptions(services, writer, lambda: self.context, self.disconnect)
         """The channels this client is subscribed to."""
         self._commands = Commands(services, self.subscriptions)
         self._app_credentials = credentials
@@ -160,9 +153,13 @@ class Session:
         self._refresh_mode = RefreshMode.TOKEN
         self._refresh_task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
-        self._ping_state = PingState.IDLE
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._pong_timer: asyncio.TimerHandle | None = None
+        client_settings = services.settings.client
+        self._keepalive = Keepalive(
+            writer,
+            interval=client_settings.ping_interval,
+            pong_timeout=client_settings.pong_timeout,
+            on_missed=partial(self.disconnect, Disconnect.of(DisconnectCode.NO_PONG)),
+        )
         self._expire_timer: asyncio.TimerHandle | None = None
         self._stale_timer: asyncio.TimerHandle | None = self._loop.call_later(
             services.settings.client.stale_close_delay,
@@ -221,14 +218,44 @@ class Session:
 
     # --- server-initiated actions (Hub, server API) ------------------------------------------
 
-    async def server_subscribe(self, channel: str) -> Error | None:
-        """Subscribe this client to ``channel`` on the server's initiative, with a push;
-        error 106 past the channel limit.
+    async def server_subscribe(
+        self, channel: str, options: ServerSubscribeOptions | None = None
+    ) -> Error | None:
+        """Subscribe this client to ``channel`` on the server's initiative, with a push (see
+        ``Subscriptions.server_subscribe``); error 106 past the channel limit.
 
         Raises:
             EngineUnavailable: the channel's history could not be read.
         """
-        return await self.subscriptions.server_subscribe(self.context, channel)
+        return await self.subscriptions.server_subscribe(
+            self.context, channel, options or ServerSubscribeOptions()
+        )
+
+    def server_refresh(self, *, expired: bool, expire_at: int, conn_info: bytes) -> None:
+        """Refresh this connection on the server's initiative, as Centrifugo's ``refresh``:
+        with ``expired`` (or an ``expire_at`` already past) it is closed with 3005; otherwise
+        it expires at ``expire_at`` (0: never) and is told so with a refresh push.
+        ``conn_info``, when not empty, replaces the connection's info from now on: in its
+        subscriptions' presence (written again now), join/leave and publications."""
+        if self.state is not SessionState.CONNECTED:
+            return
+        if expired or (expire_at and seconds_left(expire_at) == 0):
+            self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
+            return
+        if conn_info:
+            self.conn_info = conn_info
+            self.subscriptions.change_conn_info(conn_info)
+        self._set_expiry(min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0)
+        self.writer.push(
+            protocol.encode_push(
+                protocol.Push(
+                    refresh=protocol.RefreshPush(
+                        expires=bool(self._expire_at),
+                        ttl=announced_ttl(self._expire_at) if self._expire_at else 0,
+                    )
+                )
+            ).decode()
+        )
 
     async def server_unsubscribe(self, channel: str) -> None:
         """End this client's subscription to ``channel`` with an unsubscribe push."""
@@ -437,7 +464,7 @@ class Session:
         return answer
 
     async def _after_connect(self, entered: list[Entered]) -> None:
-        self._schedule_ping()
+        self._keepalive.start()
         self.subscriptions.start_presence_refresh()
         for subscription in entered:
             await self.subscriptions.activate(subscription)
@@ -507,37 +534,9 @@ class Session:
             self.conn_info = msgspec.json.encode(reply.info)
         self._set_expiry(_capped(reply.expire_at))
 
-    def _schedule_ping(self) -> None:
-        interval = self.services.settings.client.ping_interval
-        if interval > 0 and self.state is SessionState.CONNECTED:
-            self._ping_timer = self._loop.call_later(interval, self._ping)
-
-    def _ping(self) -> None:
-        # Pings go out on a fixed interval, whatever the pongs do: centrifuge-python resets its
-        # "server is gone" timer on pings only.
-        self._ping_timer = None
-        if self.state is not SessionState.CONNECTED:
-            return
-        self.writer.push(_PING)
-        self._ping_state = PingState.AWAITING_PONG
-        timeout = self.services.settings.client.pong_timeout
-        if timeout > 0 and self._pong_timer is None:
-            self._pong_timer = self._loop.call_later(timeout, self._pong_missed)
-        self._schedule_ping()
-
-    def _pong_missed(self) -> None:
-        self._pong_timer = None
-        if self._ping_state is PingState.AWAITING_PONG:
-            self.disconnect(Disconnect.of(DisconnectCode.NO_PONG))
-
     def _on_pong(self) -> None:
-        if self.state is not SessionState.CONNECTED or self._ping_state is PingState.IDLE:
+        if self.state is not SessionState.CONNECTED or not self._keepalive.pong():
             self._bad_request("pong without ping")
-            return
-        self._ping_state = PingState.IDLE
-        if self._pong_timer is not None:
-            self._pong_timer.cancel()
-            self._pong_timer = None
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -549,10 +548,11 @@ class Session:
         logger.info("client %s (user %r): %s", self.client, self.user, detail)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._ping_timer, self._pong_timer, self._expire_timer, self._stale_timer):
+        self._keepalive.stop()
+        for timer in (self._expire_timer, self._stale_timer):
             if timer is not None:
                 timer.cancel()
-        self._ping_timer = self._pong_timer = self._expire_timer = self._stale_timer = None
+        self._expire_timer = self._stale_timer = None
         if self._refresh_task is not None and self._refresh_task is not asyncio.current_task():
             self._refresh_task.cancel()
             self._refresh_task = None

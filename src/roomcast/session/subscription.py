@@ -86,6 +86,8 @@ class ChannelSubscription:
         self.features = features
         self.expire_at = expire_at
         self.expire_timer: asyncio.TimerHandle | None = None
+        self.server_side = False
+        """Made by the server API's subscribe (the client cannot refresh or leave it)."""
         self._on_gap = on_gap
         self._max_kept_bytes = max_kept_bytes
         self._kept: list[tuple[str | bytes, ChannelEvent]] = []

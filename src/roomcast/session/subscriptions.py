@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -37,19 +37,17 @@ import msgspec
 
 from roomcast import protocol
 from roomcast.engines.base import HistoryPage, PresenceStore
-from roomcast.errors import ConfigurationError, EngineError
-from roomcast.protocol import Error, ErrorCode, UnsubscribeCode
+from roomcast.errors import EngineError
+from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
+from roomcast.session.features import overridden, subscription_features
 from roomcast.session.hooks import ClientContext, SubscribeReply, UnsubscribeCause
-from roomcast.session.namespaces import history_options
-from roomcast.session.permissions import can_read
 from roomcast.session.recovery import RecoveryOutcome, merge
 from roomcast.session.services import ChannelServices
 from roomcast.session.subscribe_terms import NO_TERMS, SubscribeTerms
 from roomcast.session.subscription import (
     ChannelSubscription,
     FilteredSubscription,
-    SubscriptionFeatures,
     SubscriptionState,
 )
 from roomcast.session.tokens import announced_ttl, seconds_left
@@ -57,7 +55,7 @@ from roomcast.settings import ChannelOptions
 from roomcast.wire import encode_pub_push, wire_publication
 from roomcast.writer import Writer
 
-__all__ = ["Entered", "Subscriptions"]
+__all__ = ["Entered", "ServerSubscribeOptions", "Subscriptions"]
 
 logger = logging.getLogger("roomcast.session")
 
@@ -74,6 +72,23 @@ class Entered:
     recovery: RecoveryOutcome | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ServerSubscribeOptions:
+    """What a subscription the server makes (the server API's ``subscribe``) carries."""
+
+    chan_info: bytes = b""
+    """JSON the subscriber appears with in presence and join/leave (empty for none)."""
+    data: bytes = b""
+    """JSON sent to the client in the subscribe push (empty for none)."""
+    expire_at: int = 0
+    """Unix seconds after which (and ``client.expired_sub_close_delay``) the connection is
+    closed with 3006 unless a later subscribe moved it; 0 for never."""
+    recover_since: StreamPosition | None = None
+    """Replay what followed this position, as a client subscribe with ``recover`` would."""
+    override: Mapping[str, bool] = field(default_factory=dict)
+    """Namespace options (those of :data:`OVERRIDABLE`) this subscription uses instead."""
+
+
 class Subscriptions(Mapping[str, ChannelSubscription]):
     """One connection's subscriptions by channel; see the module docstring.
 
@@ -81,14 +96,20 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         services: what every session of the hub shares.
         writer: the connection's writer, which each subscription delivers into.
         who: the client as hooks see it now, for ``on_unsubscribe``.
+        disconnect: ends the connection (a server-side subscription that expired does).
     """
 
     def __init__(
-        self, services: ChannelServices, writer: Writer, who: Callable[[], ClientContext]
+        self,
+        services: ChannelServices,
+        writer: Writer,
+        who: Callable[[], ClientContext],
+        disconnect: Callable[[Disconnect], None] | None = None,
     ) -> None:
         self._services = services
         self._writer = writer
         self._who = who
+        self._disconnect = disconnect
         self._by_channel: dict[str, ChannelSubscription] = {}
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -127,6 +148,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         chan_info: bytes = b"",
         expire_at: int = 0,
         granted: SubscribeReply | None = None,
+        override: Mapping[str, bool] | None = None,
     ) -> Entered | Error | None:
         """Subscribe ``who`` to ``channel`` on the node, still pending; for a positioned
         subscription, read history and merge it with what arrived meanwhile.
@@ -135,10 +157,11 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         ``terms`` what it asked for beyond the channel; ``recover_from`` is where a
         server-side subscription resumes (a connect's ``subs``); ``chan_info`` and
         ``expire_at`` come from a subscription token; ``granted`` is what the app's
-        ``on_subscribe`` answered (its data for the reply, its channel info and options).
-        Returns None, with nothing left subscribed, if the connection stopped meanwhile, and
-        error 112 (nothing subscribed) when ``terms`` reject an unrecovered position and the
-        recovery failed.
+        ``on_subscribe`` answered (its data for the reply, its channel info and options);
+        ``override`` replaces namespace options (see :data:`OVERRIDABLE`, the server API's
+        subscribe). Returns None, with nothing left subscribed, if the connection stopped
+        meanwhile, and error 112 (nothing subscribed) when ``terms`` reject an unrecovered
+        position and the recovery failed.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
@@ -148,10 +171,14 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         services = self._services
         resolved = services.channels.resolve(channel)
         options = resolved.options if resolved is not None else ChannelOptions()
-        features = self._features(options, request, who.user)
+        if override:
+            options = options.model_copy(update=dict(override))
+        features = subscription_features(
+            options, request, who.user, insecure=services.settings.client.insecure
+        )
         data = _EMPTY_DATA
         if granted is not None:
-            features = _overridden(features, granted, options, channel)
+            features = overridden(features, granted, options, channel)
             if granted.info is not None:
                 chan_info = msgspec.json.encode(granted.info)
             if granted.data is not None:
@@ -283,6 +310,16 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             subscription.info = replace(subscription.info, chan_info=chan_info)
         self._schedule_expiry(subscription)
 
+    def change_conn_info(self, conn_info: bytes) -> None:
+        """The connection's info changed: every subscription carries ``conn_info`` from now
+        on, and presence is written again with it."""
+        for subscription in self._by_channel.values():
+            subscription.info = replace(subscription.info, conn_info=conn_info)
+        store = self._services.presence
+        entries = [s for s in self._by_channel.values() if s.features.presence]
+        if store is not None and entries:
+            self._spawn(self._add_presence(store, entries))
+
     async def leave(self, channel: str) -> None:
         """End the subscription to ``channel``, if any, without telling the client (it asked)."""
         subscription = self._by_channel.pop(channel, None)
@@ -306,23 +343,59 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     # --- on the server's initiative --------------------------------------------------------------
 
-    async def server_subscribe(self, who: ClientContext, channel: str) -> Error | None:
-        """Subscribe ``who`` to ``channel`` with a subscribe push instead of a reply; nothing
-        if already subscribed, error 106 past the channel limit. What the subscription
-        recovers (the latest publication, with ``auto_cache_recover``) follows the push as
-        publication pushes, since a subscribe push carries none.
+    async def server_subscribe(
+        self,
+        who: ClientContext,
+        channel: str,
+        options: ServerSubscribeOptions = ServerSubscribeOptions(),
+    ) -> Error | None:
+        """Subscribe ``who`` to ``channel`` with a subscribe push instead of a reply; error
+        106 past the channel limit.
+
+        The push carries the stream position and ``options.data``. What the subscription
+        recovers follows the push as publication pushes, since a subscribe push carries none:
+        the latest publication in cache recovery mode (with ``auto_cache_recover``), or, with
+        ``options.recover_since`` and a recoverable subscription, the push names that
+        position and the publications that followed it come next as ``pub`` pushes, in
+        order, then what arrives live; when they cannot be recovered (too old, another epoch)
+        the push names the stream's current position instead, which is how the client tells.
+
+        Already subscribed: a subscription the server made takes ``options.expire_at`` and
+        ``options.chan_info`` when they are given (a later subscribe refreshes an expiring
+        one); otherwise nothing changes.
 
         Raises:
             EngineUnavailable: history could not be read; nothing stays subscribed.
         """
-        if channel in self._by_channel:
+        existing = self._by_channel.get(channel)
+        if existing is not None:
+            if existing.server_side and (options.expire_at or options.chan_info):
+                expire_at = options.expire_at or existing.expire_at
+                self.refresh(existing, expire_at=expire_at, chan_info=options.chan_info)
             return None
         if self.full:
             return Error.of(ErrorCode.LIMIT_EXCEEDED)
-        entered = await self.enter(who, channel)
+        since = options.recover_since
+        request = (
+            None
+            if since is None
+            else protocol.SubscribeRequest(
+                channel=channel, recover=True, offset=since.offset, epoch=since.epoch
+            )
+        )
+        entered = await self.enter(
+            who,
+            channel,
+            request=request,
+            chan_info=options.chan_info,
+            expire_at=options.expire_at,
+            override=options.override,
+        )
         if not isinstance(entered, Entered):
             return entered
-        result = entered.result
+        entered.subscription.server_side = True
+        result, recovery = entered.result, entered.recovery
+        replayed = recovery is not None and since is not None and recovery.recovered
         self._push(
             protocol.Push(
                 channel=channel,
@@ -330,11 +403,12 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                     recoverable=result.recoverable,
                     positioned=result.positioned,
                     epoch=result.epoch,
-                    offset=result.offset,
+                    offset=since.offset if replayed and since is not None else result.offset,
+                    data=protocol.raw(options.data),
                 ),
             )
         )
-        recovery, subscription = entered.recovery, entered.subscription
+        subscription = entered.subscription
         for publication in recovery.publications if recovery is not None else ():
             if subscription.wants(publication):
                 self._writer.push(encode_pub_push(channel, publication))
@@ -374,42 +448,6 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             await self._tell_app(subscription.channel, cause, cause.reason)
 
     # --- inside -------------------------------------------------------------------------------
-
-    def _features(
-        self, options: ChannelOptions, request: protocol.SubscribeRequest | None, user: str
-    ) -> SubscriptionFeatures:
-        """What a subscription to a channel with ``options`` does, as Centrifugo decides it:
-        the namespace forces a feature, or allows what the client asked for."""
-        insecure = self._services.settings.client.insecure
-        has_history = history_options(options) is not None
-        history_access = can_read(options, "history", user=user, subscribed=True, insecure=insecure)
-        presence_access = can_read(
-            options, "presence", user=user, subscribed=True, insecure=insecure
-        )
-        asked_recovery = request is not None and (request.recoverable or request.recover)
-        asked_position = request is not None and request.positioned
-        recoverable = has_history and (
-            options.force_recovery
-            or (asked_recovery and (options.allow_recovery or history_access))
-        )
-        positioned = recoverable or (
-            has_history
-            and (
-                options.force_positioning
-                or (asked_position and (options.allow_positioning or history_access))
-            )
-        )
-        join_leave = options.join_leave and (
-            options.force_push_join_leave
-            or (request is not None and request.join_leave and presence_access)
-        )
-        return SubscriptionFeatures(
-            positioned=positioned,
-            recoverable=recoverable,
-            join_leave=join_leave,
-            emit_join_leave=options.join_leave,
-            presence=options.presence,
-        )
 
     async def _leave(self, subscription: ChannelSubscription) -> None:
         """Undo a subscription on the node, in presence and for join/leave; never raises for
@@ -455,10 +493,16 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     def _expired(self, subscription: ChannelSubscription) -> None:
         subscription.expire_timer = None
-        if self._by_channel.get(subscription.channel) is subscription and (
-            seconds_left(subscription.expire_at) == 0
+        if self._by_channel.get(subscription.channel) is not subscription or (
+            seconds_left(subscription.expire_at) != 0
         ):
-            self._spawn(self.end(subscription.channel, UnsubscribeCode.EXPIRED))
+            return
+        if subscription.server_side and self._disconnect is not None:
+            # The SDKs cannot refresh a subscription the server made (as in Centrifugo
+            # without a sub refresh proxy): the connection ends.
+            self._disconnect(Disconnect.of(DisconnectCode.SUB_EXPIRED))
+            return
+        self._spawn(self.end(subscription.channel, UnsubscribeCode.EXPIRED))
 
     @property
     def _presence_ttl(self) -> float:
@@ -493,38 +537,6 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
 
 _EMPTY_DATA = protocol.raw(b"")
-
-
-def _overridden(
-    features: SubscriptionFeatures, granted: SubscribeReply, options: ChannelOptions, channel: str
-) -> SubscriptionFeatures:
-    """``features`` with what the app's ``SubscribeReply`` decided instead.
-
-    Raises:
-        ConfigurationError: it asks for recovery or positioning on a channel without history.
-    """
-    wants_position = granted.recovery or granted.positioning
-    if wants_position and history_options(options) is None:
-        raise ConfigurationError(
-            f"on_subscribe asked for recovery or positioning in {channel!r}, whose namespace "
-            "keeps no history (history_size and history_ttl)"
-        )
-    recoverable = features.recoverable if granted.recovery is None else granted.recovery
-    positioned = recoverable or (
-        features.positioned if granted.positioning is None else granted.positioning
-    )
-    return replace(
-        features,
-        recoverable=recoverable,
-        positioned=positioned,
-        presence=features.presence if granted.presence is None else granted.presence,
-        emit_join_leave=(
-            features.emit_join_leave if granted.join_leave is None else granted.join_leave
-        ),
-        join_leave=(
-            features.join_leave if granted.push_join_leave is None else granted.push_join_leave
-        ),
-    )
 
 
 def _cancel_expiry(subscription: ChannelSubscription) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 import msgspec
 from fastapi import WebSocket
 
-from roomcast.engines.base import PresenceStats
+from roomcast.engines.base import PresenceStats, Published
 from roomcast.errors import ConfigurationError
 from roomcast.hub import Hub
-from roomcast.publication import ClientInfo, Publication
+from roomcast.publication import ClientInfo
 from roomcast.sockets.rooms import RoomServices, room_options
 from roomcast.sockets.socket import ManagedSocket
 from roomcast.wire import binary_publication
@@ -85,7 +85,7 @@ class ConnectionManager:
 
     # --- publishing -------------------------------------------------------------------------------
 
-    async def broadcast(self, room: str, message: str | bytes) -> Publication:
+    async def broadcast(self, room: str, message: str | bytes) -> Published:
         """Send ``message`` to every member of ``room`` on every node: text as a text frame,
         bytes as a binary frame. Centrifuge SDK subscribers of the channel get text as a JSON
         string, bytes as a JSON string of their base64 with the tag ``roomcast.binary:
@@ -101,7 +101,7 @@ class ConnectionManager:
         binary = binary_publication(message)
         return await self.hub.publish(room, msgspec.Raw(binary.data), tags=binary.tags)
 
-    async def broadcast_json(self, room: str, value: Any) -> Publication:
+    async def broadcast_json(self, room: str, value: Any) -> Published:
         """Send ``value`` (anything msgspec encodes) as JSON to every member of ``room`` on
         every node: plain sockets get its JSON text in a text frame, SDK subscribers the value.
         A JSON string is the exception: plain sockets get the string's text, exactly as after

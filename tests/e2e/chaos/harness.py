@@ -91,11 +91,13 @@ class Publisher:
     (``POST /api/publish``), one after the other, paced at ``rate`` per second (it catches
     up after an outage).
 
-    A publish that fails is retried until it succeeds, for at most ``give_up`` seconds per
-    publication. Before each retry the publisher reads the channel's newest publication from
-    history: a failed publish may still have been stored (the engine went away after storing
-    it, before answering), and publishing again would then duplicate it; such cases are
-    counted in ``stored_despite_failure``. Every failed attempt is kept in ``failures``.
+    Each publication carries the idempotency key ``seq-<n>``, and a publish that fails is
+    retried with the same key until it succeeds, for at most ``give_up`` seconds per
+    publication: what a client does, and all it does (it never reads history to guess whether
+    a failed attempt was stored). A failed attempt that the engine did store (it went away
+    after storing, before answering) makes the retry come back ``suppressed`` with the first
+    result: those are counted in ``stored_despite_failure``. Every failed attempt is kept in
+    ``failures``.
     """
 
     api: str
@@ -141,41 +143,22 @@ class Publisher:
 
     async def publish(self, http: httpx.AsyncClient, seq: int) -> None:
         deadline = time.monotonic() + self.give_up
+        body = {"channel": self.channel, "data": {"seq": seq}, "idempotency_key": f"seq-{seq}"}
         failed = False
         while True:
-            if failed:
-                stored = await self._newest_seq(http)
-                if stored == seq:
-                    self.stored_despite_failure.append(seq)
-                    self.acked += 1
-                    return
-                if stored is None:  # history unreadable: publishing would fail as well
-                    await self._pause(seq, deadline)
-                    continue
             started = time.monotonic()
-            result, error = await self.call(
-                http, "publish", {"channel": self.channel, "data": {"seq": seq}}
-            )
+            result, error = await self.call(http, "publish", body)
             if result is not None:
+                if result.get("suppressed"):
+                    assert failed, f"seq {seq} suppressed on its first attempt: {result}"
+                    assert result["suppress_reason"] == "idempotency", result
+                    self.stored_despite_failure.append(seq)
                 self.offsets.append(result["offset"])
                 self.epochs.add(result["epoch"])
                 self.acked += 1
                 return
             self.failures.append(Failure(seq, started, time.monotonic() - started, error))
             failed = True
-            await self._pause(seq, deadline)
-
-    async def _newest_seq(self, http: httpx.AsyncClient) -> int | None:
-        """The seq of the channel's newest publication kept, -1 for none, None if unknown."""
-        body = {"channel": self.channel, "limit": 1, "reverse": True}
-        result, _ = await self.call(http, "history", body)
-        if result is None:
-            return None
-        publications = result.get("publications") or []
-        return int(publications[0]["data"]["seq"]) if publications else -1
-
-    async def _pause(self, seq: int, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            last = self.failures[-1].error if self.failures else "history unreadable"
-            pytest.fail(f"publish of seq {seq} kept failing for {self.give_up}s: {last}")
-        await asyncio.sleep(0.05)
+            if time.monotonic() > deadline:
+                pytest.fail(f"publish of seq {seq} kept failing for {self.give_up}s: {error}")
+            await asyncio.sleep(0.05)

@@ -190,8 +190,8 @@ async def test_a_server_side_subscription_recovers_after_a_lost_connection(
         await publish(cent, channel, [(51, "")])
         await events.until(lambda: len(events.server_publications) == 52, "live", TIMEOUT)
 
-        seqs = [seq for _, seq, _ in events.server_publications]
-        offsets = [offset for _, _, offset in events.server_publications]
+        seqs = [p.pub.data["seq"] for p in events.server_publications]
+        offsets = [p.pub.offset for p in events.server_publications]
         assert seqs == list(range(52))  # every one, once, in order
         assert offsets[1:51] == [result.offset for result in missed]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from roomcast.engines.base import HistoryOptions
+from roomcast.engines.base import HistoryOptions, PublishGuards, Suppressed
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import Publication, StreamPosition
 from tests.engines.conftest import NATS_URL, WAIT, delete_nats_streams
@@ -112,5 +112,21 @@ async def test_a_stream_deleted_by_hand_is_created_again(prefix: str, tmp_path: 
         delete_nats_streams(tmp_path)
         page = await history.read("room")
         assert (page.publications, page.position.offset) == ([], 0)
+    finally:
+        await history.close()
+
+
+async def test_an_idempotency_key_is_kept_for_the_streams_duplicate_window(prefix: str) -> None:
+    history = NatsHistoryStore(NATS_URL, prefix=prefix, idempotency_ttl=1.0)
+    await history.start()
+    once = PublishGuards(idempotency_key="k")
+    try:
+        first = await history.add("room", Publication(data=b"1"), KEEP, once)
+        with pytest.raises(Suppressed) as repeat:
+            await history.add("room", Publication(data=b"1"), KEEP, once)
+        assert repeat.value.position == StreamPosition(first.offset, first.epoch)
+        await asyncio.sleep(1.5)  # the server's window passes
+        again = await history.add("room", Publication(data=b"1"), KEEP, once)
+        assert again.offset == first.offset + 1
     finally:
         await history.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from roomcast.engines.base import HistoryOptions
+from roomcast.engines.base import HistoryOptions, PublishGuards, Suppressed
 from roomcast.engines.sqlite.store import SqliteHistoryStore
 from roomcast.errors import EngineUnavailable, StateError
 from roomcast.publication import ClientInfo, Publication, StreamPosition
@@ -320,3 +320,35 @@ async def test_lifecycle_errors(db: Path, clock: FakeClock) -> None:
     query = "SELECT value FROM store_state WHERE key = 'clean_shutdown'"
     assert conn.execute(query).fetchone() == ("1",)
     conn.close()
+
+
+async def test_a_file_of_schema_1_is_migrated_and_keeps_its_streams(
+    db: Path, clock: FakeClock
+) -> None:
+    db.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript(
+            """
+            CREATE TABLE store_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+            CREATE TABLE streams (channel TEXT PRIMARY KEY, epoch TEXT NOT NULL,
+                top INTEGER NOT NULL, meta_expires_at REAL NOT NULL,
+                pub_expires_at REAL NOT NULL) WITHOUT ROWID;
+            INSERT INTO store_state VALUES ('schema_version', '1'), ('clean_shutdown', '1');
+            """
+        )
+        conn.execute("INSERT INTO streams VALUES ('room', 'old-epoch', 7, ?, 0)", (clock() + 99,))
+        conn.commit()
+    store = await started(db, clock)
+    try:
+        added = await store.add("room", pub(8), KEEP, PublishGuards(version=2))
+        assert (added.offset, added.epoch) == (8, "old-epoch")
+        with pytest.raises(Suppressed):
+            await store.add("room", pub(9), KEEP, PublishGuards(version=2))
+    finally:
+        await store.close()
+    again = await started(db, clock)  # the version was stored with the position
+    try:
+        with pytest.raises(Suppressed):
+            await again.add("room", pub(9), KEEP, PublishGuards(version=1))
+    finally:
+        await again.close()

@@ -6,27 +6,45 @@ Two kinds of message arrive there: events published by ``NatsBroker.publish`` (m
 republished, recognised by JetStream's ``Nats-Sequence`` header, whose offset and epoch are in
 their headers. The second kind is what makes ``publish_to_stream`` one step: one JetStream
 publish stores the publication and, once stored, the server delivers it to every node.
+
+Control messages travel on ``<prefix>.control``, which no channel's subject can be (those all
+start ``<prefix>.broker.``).
+
+A publication with an idempotency key into a channel without history goes through the
+JetStream stream ``<prefix>_once`` (subjects ``<prefix>.once.<token>``), with the key as its
+``Nats-Msg-Id``: JetStream stores it once within the stream's duplicate window and republishes
+what it stores to the channel's broker subject, so the check and the delivery are one step.
+The stream keeps each message only as long as that window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from typing import Final, Self
 
 import msgspec
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
     HistoryOptions,
     HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
 from roomcast.engines.nats.codec import StreamHead, decode_event, decode_stored, encode_event
 from roomcast.engines.nats.connection import (
@@ -39,13 +57,15 @@ from roomcast.engines.nats.connection import (
 from roomcast.engines.nats.history import NatsHistoryStore
 from roomcast.engines.nats.url import NatsURL
 from roomcast.errors import EngineUnavailable
-from roomcast.publication import ChannelEvent, Publication
+from roomcast.publication import ChannelEvent, Publication, StreamPosition
 
 __all__ = ["NatsBroker"]
 
 logger = logging.getLogger("roomcast.engines.nats")
 
 _STREAM_SEQUENCE: Final = "Nats-Sequence"
+_STREAM_NAME: Final = "Nats-Stream"
+_STREAM_EXISTS: Final = 10058  # JetStream: a stream of that name exists with another config
 
 
 class NatsBroker(Broker):
@@ -74,16 +94,24 @@ class NatsBroker(Broker):
         timeout: float | None = None,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self.url = NatsURL.parse(url, prefix=prefix, timeout=timeout)
         """Where and under which names this broker works."""
         self._subject_prefix = f"{self.url.prefix}.broker."
+        self._control_subject = f"{self.url.prefix}.control"
+        self._once_stream = f"{self.url.prefix}_once"
+        self._once_prefix = f"{self.url.prefix}.once."
+        self._idempotency_ttl = idempotency_ttl
+        self._once_ready = False
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._state = EngineState.NEW
         self._client: Client | None = None
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
+        self._control: Subscription | None = None
         self._subscriptions: dict[str, Subscription] = {}
         # Publishers waiting for a PING sent after their message to be answered.
         self._unconfirmed: list[asyncio.Future[None]] = []
@@ -98,11 +126,16 @@ class NatsBroker(Broker):
         """
         return cls(url)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
-        self._handler, self._on_gap = handler, on_gap
-        self._client = await connect(
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
+        client = await connect(
             self.url,
             "NATS broker",
             backoff=self._backoff,
@@ -110,11 +143,23 @@ class NatsBroker(Broker):
             on_disconnected=self._disconnected,
             on_reconnected=self._reconnected,
         )
+        self._client = client
         self._state = EngineState.RUNNING
+        if on_control is not None:
+            try:
+                with translate_errors("NATS broker", "subscribe", self.url.where):
+                    self._control = await client.subscribe(
+                        self._control_subject, cb=self._deliver_control
+                    )
+                await self._confirm("subscribe")
+            except EngineUnavailable:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
+        self._control = None
         self._subscriptions.clear()
         self._fail_unconfirmed(EngineUnavailable("the NATS broker closed"))
         confirmer, self._confirmer = self._confirmer, None
@@ -142,18 +187,85 @@ class NatsBroker(Broker):
             await client.publish(self._subject(channel), encode_event(event))
         await self._confirm("publish")
 
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """Publish through the ``<prefix>_once`` stream with ``key`` as the message ID (see
+        the module doc); the stream is created when first needed.
+
+        Raises:
+            Suppressed: JetStream holds a message of that key (the key was seen).
+            EngineUnavailable: not running, disconnected, or no answer within ``timeout``
+                (the publication may then still have been made).
+        """
+        client = self._connected("publish")
+        token = channel_token(channel)
+        msg_id = f"{token}.{base64.urlsafe_b64encode(key.encode()).decode('ascii')}"
+        with translate_errors("NATS broker", "publish", self.url.where):
+            for attempt in (1, 2):
+                if not self._once_ready:
+                    await self._create_once_stream(client)
+                try:
+                    ack = await client.jetstream(timeout=self.url.timeout).publish(
+                        self._once_prefix + token,
+                        encode_event(publication),
+                        headers={"Nats-Msg-Id": msg_id},
+                    )
+                    break
+                except nats.js.errors.NoStreamResponseError:
+                    self._once_ready = False  # deleted behind our back: create it again
+                    if attempt == 2:
+                        raise
+        if ack.duplicate:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+
+    async def _create_once_stream(self, client: Client) -> None:
+        config = StreamConfig(
+            name=self._once_stream,
+            description="roomcast: publications once per idempotency key, no history",
+            subjects=[f"{self._once_prefix}>"],
+            republish=RePublish(src=f"{self._once_prefix}>", dest=f"{self._subject_prefix}>"),
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self._idempotency_ttl,
+            duplicate_window=self._idempotency_ttl,
+        )
+        jsm = client.jsm(timeout=self.url.timeout)
+        try:
+            await jsm.add_stream(config)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code != _STREAM_EXISTS:
+                raise
+            await jsm.update_stream(config)
+        self._once_ready = True
+
+    async def publish_control(self, payload: bytes) -> None:
+        """Send ``payload`` to every node's control handler (see ``Broker.publish_control``).
+
+        Raises:
+            EngineUnavailable: not running, disconnected, or no answer within ``timeout``.
+            EngineError: the payload exceeds the server's ``max_payload``.
+        """
+        client = self._connected("publish a control message")
+        with translate_errors("NATS broker", "publish a control message", self.url.where):
+            await client.publish(self._control_subject, payload)
+        await self._confirm("publish a control message")
+
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a :class:`NatsHistoryStore` of this broker's servers and prefix: its
         stream republishes what it stores to this broker's subjects."""
         return isinstance(store, NatsHistoryStore) and store.url.same_names(self.url)
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         if not self.adds_atomically(store):
-            return await super().publish_to_stream(channel, publication, options, store)
+            return await super().publish_to_stream(channel, publication, options, store, guards)
         self._connected("publish")
-        return await store.add(channel, publication, options)  # the stream delivers it
+        return await store.add(channel, publication, options, guards)  # the stream delivers it
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and return once the server holds the subscription.
@@ -235,6 +347,15 @@ class NatsBroker(Broker):
             if not future.done():
                 future.set_exception(exc)
 
+    async def _deliver_control(self, msg: Msg) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            on_control(msg.data)
+        except Exception:
+            logger.exception("NATS broker: the control handler failed")
+
     async def _deliver(self, msg: Msg) -> None:
         handler = self._handler
         token = msg.subject[len(self._subject_prefix) :]
@@ -257,12 +378,13 @@ class NatsBroker(Broker):
         except Exception:
             logger.exception("NATS broker: the handler failed on channel %r", channel)
 
-    @staticmethod
-    def _decode(msg: Msg) -> ChannelEvent | None:
+    def _decode(self, msg: Msg) -> ChannelEvent | None:
         """The event in ``msg``; None for a stream position without a publication."""
         headers = msg.headers
         if not headers or _STREAM_SEQUENCE not in headers:
             return decode_event(msg.data)
+        if headers.get(_STREAM_NAME) == self._once_stream:
+            return decode_event(msg.data)  # an idempotent publication without history
         head = StreamHead.parse(headers, int(headers[_STREAM_SEQUENCE]))
         if head is None:
             raise ValueError("a stream message without roomcast's headers")

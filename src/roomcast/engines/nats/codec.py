@@ -9,6 +9,8 @@ the position and the deadlines, all a reader or the next writer needs::
     Roomcast-Floor          the oldest offset the size limit still keeps, as of this message
     Roomcast-Expires        when this publication expires (seconds since 1970)
     Roomcast-Meta-Expires   when the position expires unless another publication follows
+    Roomcast-Version        the last version a publication carried (absent: none), and its
+    Roomcast-Version-Epoch  version epoch, carried on by every later message of the epoch
 
 A presence entry is a msgpack array (expires at, info).
 """
@@ -72,6 +74,8 @@ _OFFSET: Final = "Roomcast-Offset"
 _FLOOR: Final = "Roomcast-Floor"
 _EXPIRES: Final = "Roomcast-Expires"
 _META_EXPIRES: Final = "Roomcast-Meta-Expires"
+_VERSION: Final = "Roomcast-Version"
+_VERSION_EPOCH: Final = "Roomcast-Version-Epoch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,9 @@ class StreamHead:
     meta_expires_at: float
     seq: int = 0
     """The message's sequence in the JetStream stream (0 before it is stored)."""
+    version: int = 0
+    """The stream's last version, as of this message (0 for none)."""
+    version_epoch: str = ""
 
     @classmethod
     def parse(cls, headers: Mapping[str, str] | None, seq: int) -> StreamHead | None:
@@ -100,18 +107,25 @@ class StreamHead:
                 float(headers[_EXPIRES]),
                 float(headers[_META_EXPIRES]),
                 seq,
+                int(headers.get(_VERSION, 0)),
+                headers.get(_VERSION_EPOCH, ""),
             )
         except (KeyError, ValueError):
             return None
 
     def headers(self) -> dict[str, str]:
-        return {
+        headers = {
             _EPOCH: self.epoch,
             _OFFSET: str(self.offset),
             _FLOOR: str(self.floor),
             _EXPIRES: repr(self.expires_at),
             _META_EXPIRES: repr(self.meta_expires_at),
         }
+        if self.version:
+            headers[_VERSION] = str(self.version)
+        if self.version_epoch:
+            headers[_VERSION_EPOCH] = self.version_epoch
+        return headers
 
     @property
     def kept(self) -> bool:

@@ -16,6 +16,12 @@ hence give the broker and this store the same URL (as ``--engine nats://...`` do
 of the same prefix under another spelling of the URL would not add atomically, and its
 subscribers would get the publication twice.
 
+Guards: the last version travels in every message's head, so an add checks it against the
+newest message it read, and the expected-sequence publish makes the check and the append one
+step. An idempotency key becomes the message's ``Nats-Msg-Id``: JetStream stores a second
+message with that ID within the stream's duplicate window (``idempotency_ttl``) as nothing
+and acknowledges it with the first one's sequence, whose head gives the first result.
+
 Expiry is decided against stored deadlines and "now", which is this process' clock (or the
 injected ``clock``), so nodes should keep their clocks in sync. Purges by subject reclaim what
 the size limit, a new epoch or ``remove`` drop; the stream's ``max_age`` (default 31 days, at
@@ -25,6 +31,7 @@ least the longest ``meta_ttl`` in use) reclaims channels nobody publishes to any
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import random
@@ -38,7 +45,17 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RePublish, StorageType, StreamConfig
 
-from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
+    EngineState,
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
+)
 from roomcast.engines.nats.codec import StreamHead, decode_stored, encode_stored
 from roomcast.engines.nats.connection import (
     channel_token,
@@ -56,6 +73,7 @@ from roomcast.engines.streams import (
     new_epoch,
     publication_expiry,
     size_floor,
+    version_is_stale,
 )
 from roomcast.errors import EngineUnavailable
 from roomcast.publication import Publication, StreamPosition
@@ -67,8 +85,14 @@ logger = logging.getLogger("roomcast.engines.nats")
 _T = TypeVar("_T")
 
 _EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
+_MSG_ID: Final = "Nats-Msg-Id"
 _WRONG_LAST: Final = 10071  # JetStream: the expected last subject sequence did not match
 _STREAM_EXISTS: Final = 10058  # JetStream: a stream of that name exists with another config
+
+
+def _token(key: str) -> str:
+    """An idempotency key as a header value can hold it (no CR or LF)."""
+    return base64.urlsafe_b64encode(key.encode()).decode("ascii")
 
 
 class _StreamMissing(EngineUnavailable):
@@ -100,6 +124,7 @@ class NatsHistoryStore(HistoryStore):
         prefix: str | None = None,
         clock: Callable[[], float] | None = None,
         max_age: float = 31 * 24 * 3600.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self.url = NatsURL.parse(url, prefix=prefix)
         """Where and under which names this store works."""
@@ -107,6 +132,7 @@ class NatsHistoryStore(HistoryStore):
         self._subject_prefix = f"{self.url.prefix}.history."
         self._clock = clock or time.time
         self._max_age = max_age
+        self._idempotency_ttl = idempotency_ttl
         self._client: Client | None = None
         self._state = EngineState.NEW
         self._locks: dict[str, _Lock] = {}
@@ -148,6 +174,7 @@ class NatsHistoryStore(HistoryStore):
             storage=StorageType.FILE,
             discard=DiscardPolicy.OLD,
             max_age=self._max_age,
+            duplicate_window=self._idempotency_ttl,
         )
         with translate_errors("NATS history store", "create its stream", self.url.where):
             jsm = client.jsm(timeout=self.url.timeout)
@@ -181,26 +208,43 @@ class NatsHistoryStore(HistoryStore):
         return self._subject_prefix + channel_token(channel)
 
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         client = self._running()
         return await self._recreating(
-            client, lambda: self._add(client, channel, publication, options)
+            client, lambda: self._add(client, channel, publication, options, guards)
         )
 
     async def _add(
-        self, client: Client, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        client: Client,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards,
     ) -> Publication:
         subject = self.subject(channel)
         payload = encode_stored(publication)
+        key = guards.idempotency_key
+        msg_id = f"{channel_token(channel)}.{_token(key)}" if key else ""
         deadline = asyncio.get_running_loop().time() + 5 * self.url.timeout
         async with self._serialized(channel):
             attempts = 0
             while True:
                 last = await self._last(client, subject)
-                head = self._next(last, options)
+                head = self._next(last, options, guards)
                 with translate_errors("NATS history store", "add", self.url.where):
-                    seq = await self._append(client, subject, payload, head, last)
+                    seq, duplicate = await self._append(
+                        client, subject, payload, head, last, msg_id
+                    )
+                if duplicate:
+                    raise Suppressed(
+                        SuppressReason.IDEMPOTENCY, await self._first(client, seq, last)
+                    )
                 if seq:
                     break
                 attempts += 1
@@ -323,21 +367,50 @@ class NatsHistoryStore(HistoryStore):
         # A message roomcast did not write still has to be expected as the last one.
         return head or StreamHead("", 0, 1, 0.0, 0.0, msg.seq or 0)
 
-    def _next(self, last: StreamHead | None, options: HistoryOptions) -> StreamHead:
+    def _next(
+        self, last: StreamHead | None, options: HistoryOptions, guards: PublishGuards
+    ) -> StreamHead:
         """The head of the publication that follows ``last``, by the rules of
-        :mod:`roomcast.engines.streams`."""
+        :mod:`roomcast.engines.streams`.
+
+        Raises:
+            Suppressed: ``guards`` carry a version not newer than ``last``'s.
+        """
         now = self._clock()
         if last is None or not last.epoch or last.meta_expires_at <= now:
             epoch, offset, floor, previous_expiry = new_epoch(), 1, 1, None
+            version, version_epoch = 0, ""
         else:
+            if version_is_stale(guards, last.version, last.version_epoch):
+                raise Suppressed(SuppressReason.VERSION, StreamPosition(last.offset, last.epoch))
             epoch, offset, floor = last.epoch, last.offset + 1, last.floor
             previous_expiry = last.expires_at if last.kept else None
+            version, version_epoch = last.version, last.version_epoch
+        if guards.version:
+            version, version_epoch = guards.version, guards.version_epoch
         meta_expires_at = now + options.meta_ttl
         if not keeps_publications(options):
-            return StreamHead(epoch, offset, offset + 1, now, meta_expires_at)
+            return StreamHead(
+                epoch, offset, offset + 1, now, meta_expires_at, 0, version, version_epoch
+            )
         expires_at = publication_expiry(now, options.ttl, previous_expiry)
         floor = max(floor, size_floor(offset, options.size))
-        return StreamHead(epoch, offset, floor, expires_at, meta_expires_at)
+        return StreamHead(
+            epoch, offset, floor, expires_at, meta_expires_at, 0, version, version_epoch
+        )
+
+    async def _first(self, client: Client, seq: int, last: StreamHead | None) -> StreamPosition:
+        """The position of the message at ``seq`` (what JetStream named as the original of a
+        duplicate); once that message is trimmed away, the stream's newest position."""
+        with translate_errors("NATS history store", "read", self.url.where):
+            try:
+                msg = await client.jsm(timeout=self.url.timeout).get_msg(self.stream, seq)
+            except nats.js.errors.NotFoundError:
+                msg = None
+        head = None if msg is None else StreamHead.parse(msg.headers, seq)
+        if head is not None:
+            return StreamPosition(head.offset, head.epoch)
+        return StreamPosition(0, "") if last is None else StreamPosition(last.offset, last.epoch)
 
     async def _append(
         self,
@@ -346,10 +419,15 @@ class NatsHistoryStore(HistoryStore):
         payload: bytes,
         head: StreamHead,
         last: StreamHead | None,
-    ) -> int:
-        """Publish ``head`` after ``last``; its stream sequence, or 0 if another came first."""
+        msg_id: str = "",
+    ) -> tuple[int, bool]:
+        """Publish ``head`` after ``last`` (with ``msg_id`` as its ``Nats-Msg-Id`` if given):
+        (its stream sequence, False), (0, False) if another came first, or (the original's
+        sequence, True) for a duplicate of ``msg_id``."""
         headers = head.headers()
         headers[_EXPECTED_LAST] = str(0 if last is None else last.seq)
+        if msg_id:
+            headers[_MSG_ID] = msg_id
         js = client.jetstream(timeout=self.url.timeout)
         try:
             ack = await js.publish(subject, payload, headers=headers)
@@ -357,9 +435,9 @@ class NatsHistoryStore(HistoryStore):
             raise _StreamMissing(f"no stream stores {subject}") from exc
         except nats.js.errors.APIError as exc:
             if exc.err_code == _WRONG_LAST:
-                return 0
+                return 0, False
             raise
-        return ack.seq
+        return ack.seq, bool(ack.duplicate)
 
     async def _position(self, client: Client, subject: str) -> StreamHead:
         """The channel's live position; when it has none, a new epoch at offset 0 is stored."""
@@ -370,7 +448,7 @@ class NatsHistoryStore(HistoryStore):
                 return last
             head = StreamHead(new_epoch(), 0, 1, now, now + READ_META_TTL)
             with translate_errors("NATS history store", "read", self.url.where):
-                seq = await self._append(client, subject, b"", head, last)
+                seq, _ = await self._append(client, subject, b"", head, last)
             if seq:
                 if last is not None:
                     await self._purge(client, subject, before=seq)

@@ -9,6 +9,9 @@ subscribing then costs no round trip. The price: every node receives every event
 installation and filters it (a dict lookup on the still-encoded channel name), which is cheap
 beside what PostgreSQL itself spends per NOTIFY.
 
+Control messages ride the same NOTIFY channel under a key no roomcast channel has
+(:data:`~roomcast.engines.postgres.codec.CONTROL_KEY`), so big ones take the side table too.
+
 Payloads over NOTIFY's limit (8000 bytes) are written to the side table ``<prefix>broker_large``
 by the same server-side call, and the notification carries the row's id; listeners fetch the
 row. A row is deleted by a later oversized publish once it is ``keep_large`` seconds old.
@@ -16,6 +19,7 @@ row. A row is deleted by a later oversized publish once it is ``keep_large`` sec
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -26,26 +30,35 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
     HistoryOptions,
     HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
 from roomcast.engines.postgres.codec import (
+    CONTROL_KEY,
     channel_key,
+    decode_control,
     decode_notification,
+    encode_control,
     encode_event,
     notification_key,
 )
-from roomcast.engines.postgres.connection import Pool, translate_errors
+from roomcast.engines.postgres.connection import Pool, sweep_forever, translate_errors
 from roomcast.engines.postgres.history import PostgresHistoryStore
 from roomcast.engines.postgres.listener import Listener
 from roomcast.engines.postgres.schema import Names
 from roomcast.engines.postgres.url import PostgresURL
 from roomcast.errors import ConfigurationError, EngineError, EngineUnavailable
-from roomcast.publication import ChannelEvent, Publication
+from roomcast.publication import ChannelEvent, Publication, StreamPosition
 
 __all__ = ["PostgresBroker"]
 
@@ -92,6 +105,8 @@ class PostgresBroker(Broker):
         ping_interval: float = 10.0,
         keep_large: float = 60.0,
         inbox_limit: int = 10_000,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        sweep_interval: float = 60.0,
     ) -> None:
         """``url`` as described in :mod:`.url`; the keyword arguments
         ``prefix``, ``schema`` and ``listen_url``, when given, override the URL's.
@@ -102,6 +117,9 @@ class PostgresBroker(Broker):
         self._url = PostgresURL.parse(url, prefix=prefix, schema=schema, listen_url=listen_url)
         self._timeout = timeout
         self._keep_large = keep_large
+        self._idempotency_ttl = idempotency_ttl
+        self._sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._listener = Listener(
             self._url,
             timeout=timeout,
@@ -117,6 +135,7 @@ class PostgresBroker(Broker):
         self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
         # Subscribed channels by the key notifications name them with.
         self._channels: dict[str, str] = {}
         self._nonce = itertools.count()
@@ -130,23 +149,38 @@ class PostgresBroker(Broker):
         """
         return cls(url)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
         pool = Pool(self._url, _WHAT, self._timeout)
         await pool.open()
-        self._handler, self._on_gap = handler, on_gap
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
         try:
             await self._listener.start(pool)
         except BaseException:
             await pool.close()
             raise
         self._pool, self._state = pool, EngineState.RUNNING
+        # Idempotency rows of channels without history are the broker's to reclaim.
+        self._sweeper = asyncio.create_task(
+            sweep_forever(pool, self._sweep_interval, lambda names: (names.idempotency,), None),
+            name="roomcast-postgresql-broker-sweep",
+        )
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
         self._channels.clear()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await self._listener.close()
         await self._pool.close()
 
@@ -166,16 +200,49 @@ class PostgresBroker(Broker):
             self._keep_large,
         )
 
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """Publish unless ``key`` was seen: one function inserts the key's row (kept
+        ``idempotency_ttl`` seconds) and notifies, in one transaction."""
+        names = self._names()
+        published = await self._pool.fetchval(
+            "publish",
+            f"SELECT {names.once}($1, $2, $3, $4, $5, $6, $7)",
+            channel,
+            key,
+            None,
+            self._idempotency_ttl,
+            names.notify_channel,
+            encode_event(next(self._nonce), channel, publication),
+            self._keep_large,
+        )
+        if not published:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+
+    async def publish_control(self, payload: bytes) -> None:
+        names = self._names()
+        await self._pool.execute(
+            "publish a control message",
+            f"SELECT {names.send}($1, $2, $3)",
+            names.notify_channel,
+            encode_control(next(self._nonce), payload),
+            self._keep_large,
+        )
+
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a ``PostgresHistoryStore`` on this broker's tables (same database, schema
         and prefix): one server-side call adds and notifies, in one transaction."""
         return isinstance(store, PostgresHistoryStore) and store.url.same_tables(self._url)
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         if not isinstance(store, PostgresHistoryStore) or not self.adds_atomically(store):
-            return await super().publish_to_stream(channel, publication, options, store)
+            return await super().publish_to_stream(channel, publication, options, store, guards)
         names = self._names()
         async with self._pool.connection("publish") as conn:
             return await store.add_on(
@@ -185,6 +252,7 @@ class PostgresBroker(Broker):
                 publication,
                 options,
                 self._announce(names, channel),
+                guards,
                 within=self._timeout,
             )
 
@@ -195,6 +263,7 @@ class PostgresBroker(Broker):
         publication: Publication,
         options: HistoryOptions | None,
         store: HistoryStore | None,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """Publish (and, with ``options`` and ``store``, add to the stream) on ``connection``,
         inside the transaction open on it: PostgreSQL delivers the notification, and keeps the
@@ -223,14 +292,31 @@ class PostgresBroker(Broker):
             )
         names = self._names()
         if options is None or store is None:
+            key = guards.idempotency_key
             with self._caller_errors(names):
-                await connection.execute(
-                    f"SELECT {names.send}($1, $2, $3)",
-                    names.notify_channel,
-                    encode_event(next(self._nonce), channel, publication),
-                    self._keep_large,
-                    timeout=self._timeout,
-                )
+                if key:
+                    published = await connection.fetchval(
+                        f"SELECT {names.once}($1, $2, $3, $4, $5, $6, $7)",
+                        channel,
+                        key,
+                        None,
+                        self._idempotency_ttl,
+                        names.notify_channel,
+                        encode_event(next(self._nonce), channel, publication),
+                        self._keep_large,
+                        timeout=self._timeout,
+                    )
+                else:
+                    await connection.execute(
+                        f"SELECT {names.send}($1, $2, $3)",
+                        names.notify_channel,
+                        encode_event(next(self._nonce), channel, publication),
+                        self._keep_large,
+                        timeout=self._timeout,
+                    )
+                    published = True
+            if not published:
+                raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
             return publication
         if not isinstance(store, PostgresHistoryStore) or not self.adds_atomically(store):
             raise ConfigurationError(
@@ -245,6 +331,7 @@ class PostgresBroker(Broker):
                 publication,
                 options,
                 self._announce(names, channel),
+                guards,
                 within=self._timeout,
             )
 
@@ -292,10 +379,13 @@ class PostgresBroker(Broker):
         self._channels.pop(channel_key(channel), None)
 
     def _holds(self, key: str) -> bool:
-        return key in self._channels
+        return key in self._channels or (key == CONTROL_KEY and self._on_control is not None)
 
     def _dispatch(self, payload: str) -> None:
         """Decode a notification of a held channel and hand it to the handler."""
+        if notification_key(payload) == CONTROL_KEY:
+            self._dispatch_control(payload)
+            return
         handler = self._handler
         channel = self._channels.get(notification_key(payload) or "")
         if channel is None or handler is None:
@@ -309,6 +399,20 @@ class PostgresBroker(Broker):
             handler(channel, event)
         except Exception:
             logger.exception("%s: the handler failed on channel %r", _WHAT, channel)
+
+    def _dispatch_control(self, notification: str) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            payload = decode_control(notification)
+        except ValueError as exc:
+            logger.warning("%s dropped an undecodable control message: %s", _WHAT, exc)
+            return
+        try:
+            on_control(payload)
+        except Exception:
+            logger.exception("%s: the control handler failed", _WHAT)
 
     def _report_gap(self) -> None:
         on_gap = self._on_gap

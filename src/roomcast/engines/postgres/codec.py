@@ -7,7 +7,11 @@ decoding anything (see :mod:`roomcast.engines.postgres.broker`)::
 
     P<offset>:<epoch>:<channel>:<stored publication>   added to a stream (composed in SQL)
     E<nonce>:<channel>:<event>                          any other event (msgpack, tagged)
+    E<nonce>:!control:<payload>                         a control message (raw bytes)
     L<id>:<channel>                                     too big: the text is in the side table
+
+``!control`` stands where a channel's key would: base64 never yields ``!``, so no channel's
+key is it, and an oversized control message takes the side table's path like any event.
 
 The nonce keeps two identical events of one transaction apart: PostgreSQL delivers only one of
 several identical notifications a transaction sends. Base64 and epochs never contain ``:``.
@@ -16,14 +20,21 @@ several identical notifications a transaction sends. Base64 and epochs never con
 from __future__ import annotations
 
 import base64
+from typing import Final
 
 from roomcast.engines import codec as shared_codec
 from roomcast.publication import ChannelEvent, Publication
 
+CONTROL_KEY: Final = "!control"
+"""The key control notifications carry instead of a channel's (see the module doc)."""
+
 __all__ = [
+    "CONTROL_KEY",
     "channel_key",
+    "decode_control",
     "decode_notification",
     "decode_publication",
+    "encode_control",
     "encode_event",
     "encode_publication",
     "notification_key",
@@ -56,6 +67,23 @@ def decode_publication(stored: bytes, offset: int, epoch: str) -> Publication:
 def encode_event(nonce: int, channel: str, event: ChannelEvent) -> str:
     """The ``E`` notification of ``event`` in ``channel``."""
     return f"E{nonce:x}:{channel_key(channel)}:{_b64(shared_codec.encode_event(event))}"
+
+
+def encode_control(nonce: int, payload: bytes) -> str:
+    """The notification of a control message."""
+    return f"E{nonce:x}:{CONTROL_KEY}:{_b64(payload)}"
+
+
+def decode_control(notification: str) -> bytes:
+    """The payload of a control notification.
+
+    Raises:
+        ValueError: ``notification`` is not one (``binascii.Error`` is a ``ValueError``).
+    """
+    parts = notification[1:].split(":")
+    if notification[:1] != "E" or len(parts) != 3 or parts[1] != CONTROL_KEY:
+        raise ValueError(f"not a control notification: {notification[:40]!r}")
+    return base64.b64decode(parts[2], validate=True)
 
 
 def notification_key(payload: str) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "Pool",
     "SweptStore",
     "now_argument",
+    "sweep_forever",
     "translate_errors",
 ]
 
@@ -182,7 +183,7 @@ class Pool:
             await conn.execute(query, *args, timeout=self.timeout)
 
 
-async def _sweep_forever(
+async def sweep_forever(
     pool: Pool,
     interval: float,
     tables: Callable[[Names], tuple[str, ...]],
@@ -254,7 +255,7 @@ class SweptStore:
             return
         await self._pool.open()
         self._sweeper = asyncio.create_task(
-            _sweep_forever(self._pool, self._sweep_interval, self._swept_tables, self._clock),
+            sweep_forever(self._pool, self._sweep_interval, self._swept_tables, self._clock),
             name=f"roomcast-{self._what.replace(' ', '-')}-sweep",
         )
 

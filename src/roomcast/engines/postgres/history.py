@@ -7,7 +7,19 @@ and the stream's position row lock orders it against every other process.
 
 from __future__ import annotations
 
-from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from collections.abc import Callable
+from typing import Final
+
+from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
+)
 from roomcast.engines.postgres.codec import decode_publication, encode_publication
 from roomcast.engines.postgres.connection import AnyConnection, SweptStore, now_argument
 from roomcast.engines.postgres.schema import Names
@@ -16,6 +28,8 @@ from roomcast.engines.streams import READ_META_TTL, fetch_bounds, history_window
 from roomcast.publication import Publication, StreamPosition
 
 __all__ = ["PostgresHistoryStore"]
+
+_SUPPRESSED: Final = {reason.value: reason for reason in SuppressReason}
 
 
 class PostgresHistoryStore(SweptStore, HistoryStore):
@@ -29,11 +43,34 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
 
     "Now" is the database server's clock unless ``clock`` is given. Every ``sweep_interval``
     seconds the store deletes expired rows of every channel (those of channels nobody
-    publishes to or reads any more). Each call is bounded by ``timeout`` seconds; all raise
-    ``EngineUnavailable`` when PostgreSQL cannot be reached, ``EngineError`` when it refuses.
+    publishes to or reads any more), and expired idempotency rows. Each call is bounded by
+    ``timeout`` seconds; all raise ``EngineUnavailable`` when PostgreSQL cannot be reached,
+    ``EngineError`` when it refuses. The guards are checked by the add function under the
+    position's lock; an idempotency key's result is kept ``idempotency_ttl`` seconds.
     """
 
     _what = "PostgreSQL history store"
+
+    def __init__(
+        self,
+        url: str = "postgresql://127.0.0.1:5432/postgres",
+        *,
+        prefix: str | None = None,
+        schema: str | None = None,
+        timeout: float = 5.0,
+        clock: Callable[[], float] | None = None,
+        sweep_interval: float = 60.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+    ) -> None:
+        super().__init__(
+            url,
+            prefix=prefix,
+            schema=schema,
+            timeout=timeout,
+            clock=clock,
+            sweep_interval=sweep_interval,
+        )
+        self._idempotency_ttl = idempotency_ttl
 
     @property
     def url(self) -> PostgresURL:
@@ -41,14 +78,18 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
         return self._pool.url
 
     def _swept_tables(self, names: Names) -> tuple[str, ...]:
-        return (names.history, names.meta)
+        return (names.history, names.meta, names.idempotency)
 
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         names = self._pool.names
         async with self._pool.connection("add") as conn:
-            return await self.add_on(conn, names, channel, publication, options, None)
+            return await self.add_on(conn, names, channel, publication, options, None, guards)
 
     async def add_on(
         self,
@@ -58,6 +99,7 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
         publication: Publication,
         options: HistoryOptions,
         announce: tuple[str, str, float] | None,
+        guards: PublishGuards = NO_GUARDS,
         *,
         within: float | None = None,
     ) -> Publication:
@@ -67,10 +109,14 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
         is bounded by ``within`` seconds (the store's timeout by default).
 
         Errors are not translated here: the caller knows whose connection it is.
+
+        Raises:
+            Suppressed: a guard stopped it.
         """
         notify, head, keep = announce if announce is not None else (None, None, 0.0)
         row = await conn.fetchrow(
-            f"SELECT o_epoch, o_top FROM {names.add}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            f"SELECT o_epoch, o_top, o_suppressed FROM {names.add}"
+            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             channel,
             now_argument(self._clock),
             new_epoch(),
@@ -81,9 +127,15 @@ class PostgresHistoryStore(SweptStore, HistoryStore):
             notify,
             head,
             keep,
+            guards.idempotency_key or None,
+            self._idempotency_ttl,
+            guards.version,
+            guards.version_epoch,
             timeout=self._pool.timeout if within is None else within,
         )
         assert row is not None
+        if row[2] is not None:
+            raise Suppressed(_SUPPRESSED[row[2]], StreamPosition(row[1], row[0]))
         return publication.placed(row[1], row[0])
 
     async def read(

@@ -3,12 +3,16 @@
 Every name starts with a prefix (default ``roomcast_``) in one schema (the connection's current
 schema unless the URL names one)::
 
-    <prefix>history_meta   channel -> epoch, top offset, expires_at (the position's expiry)
+    <prefix>history_meta   channel -> epoch, top offset, expires_at (the position's expiry),
+                           version, version_epoch (the last publication's version)
     <prefix>history        (channel, offset) -> expires_at, payload (msgpack publication)
+    <prefix>idempotency    (channel, key) -> epoch, offset, expires_at: the result of the
+                           publication made with an idempotency key
     <prefix>presence       (channel, client) -> user_id, conn_info, chan_info, expires_at
     <prefix>broker_large   id -> message: notifications too big for NOTIFY (UNLOGGED)
 
     <prefix>broker_send(channel, message, keep)    pg_notify, or the side table when too big
+    <prefix>broker_once(...)                        publish once per idempotency key (no history)
     <prefix>history_add(...)                        append (and announce) one publication
     <prefix>history_read(...)                       position and a range of one stream
 
@@ -21,8 +25,11 @@ A stream's rows change only under a lock on its ``history_meta`` row: ``history_
 with its upsert and holds it to the end of the transaction, so concurrent publishers of one
 channel get consecutive offsets and their NOTIFYs, delivered at commit in commit order, reach
 listeners in offset order; ``history_read`` takes it in share mode, so it reads a stream no
-writer is changing. Offsets never run backwards within an epoch: whoever replaces an expired or
-missing position deletes the old epoch's rows in the same transaction.
+writer is changing. ``history_add`` checks the guards (the idempotency key's row, the position's
+last version) under that lock, and records the key's result in the same transaction, so a key
+publishes once whichever node retries and however the first attempt ended. Offsets never run
+backwards within an epoch: whoever replaces an expired or missing position deletes the old
+epoch's rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -79,8 +86,16 @@ class Names:
         return self._qualified("broker_large")
 
     @property
+    def idempotency(self) -> str:
+        return self._qualified("idempotency")
+
+    @property
     def send(self) -> str:
         return self._qualified("broker_send")
+
+    @property
+    def once(self) -> str:
+        return self._qualified("broker_once")
 
     @property
     def add(self) -> str:
@@ -103,6 +118,17 @@ def _ddl(n: Names) -> list[str]:
             top bigint NOT NULL,
             expires_at double precision NOT NULL)""",
         f"CREATE INDEX IF NOT EXISTS {quote(p + 'history_meta_expiry')} ON {n.meta} (expires_at)",
+        f"ALTER TABLE {n.meta} ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0",
+        f"ALTER TABLE {n.meta} ADD COLUMN IF NOT EXISTS version_epoch text NOT NULL DEFAULT ''",
+        f"""CREATE TABLE IF NOT EXISTS {n.idempotency} (
+            channel text NOT NULL,
+            key text NOT NULL,
+            epoch text NOT NULL,
+            "offset" bigint NOT NULL,
+            expires_at double precision NOT NULL,
+            PRIMARY KEY (channel, key))""",
+        f"CREATE INDEX IF NOT EXISTS {quote(p + 'idempotency_expiry')} "
+        f"ON {n.idempotency} (expires_at)",
         f"""CREATE TABLE IF NOT EXISTS {n.history} (
             channel text NOT NULL,
             "offset" bigint NOT NULL,
@@ -145,24 +171,92 @@ def _ddl(n: Names) -> list[str]:
               END IF;
               PERFORM pg_notify(p_channel, 'L' || v_id || ':' || v_head);
             END $fn$""",
+        f"""CREATE OR REPLACE FUNCTION {n.once}(
+                p_channel text, p_key text, p_now double precision, p_ttl double precision,
+                p_notify text, p_message text, p_keep double precision)
+            RETURNS boolean LANGUAGE plpgsql AS $fn$
+            DECLARE
+              v_now double precision := {_NOW};
+            BEGIN
+              -- The key's row, unless a live one exists: the unique index orders concurrent
+              -- publishers of one key, and a rollback takes the row and the NOTIFY together.
+              INSERT INTO {n.idempotency} AS k (channel, key, epoch, "offset", expires_at)
+                VALUES (p_channel, p_key, '', 0, v_now + p_ttl)
+              ON CONFLICT (channel, key) DO UPDATE SET
+                epoch = '', "offset" = 0, expires_at = excluded.expires_at
+                WHERE k.expires_at <= v_now;
+              IF NOT FOUND THEN
+                RETURN false;
+              END IF;
+              PERFORM {n.send}(p_notify, p_message, p_keep);
+              RETURN true;
+            END $fn$""",
+        # The add of the release before guards took ten arguments: drop it, or it would stay
+        # beside this one as an overload.
+        f"""DROP FUNCTION IF EXISTS {n.add}(text, double precision, text, integer,
+            double precision, double precision, text, text, text, double precision)""",
         f"""CREATE OR REPLACE FUNCTION {n.add}(
                 p_channel text, p_now double precision, p_epoch text, p_size integer,
                 p_ttl double precision, p_meta_ttl double precision, p_payload text,
-                p_notify text, p_head text, p_keep double precision)
-            RETURNS TABLE (o_epoch text, o_top bigint) LANGUAGE plpgsql AS $fn$
+                p_notify text, p_head text, p_keep double precision,
+                p_key text, p_key_ttl double precision, p_version bigint,
+                p_version_epoch text)
+            RETURNS TABLE (o_epoch text, o_top bigint, o_suppressed text)
+            LANGUAGE plpgsql AS $fn$
             DECLARE
               v_now double precision := {_NOW};
               v_last double precision;
               v_first bigint;
+              v_live boolean;
+              v_version bigint;
+              v_version_epoch text;
+              v_key_epoch text;
+              v_key_offset bigint;
             BEGIN
-              -- Lock the position (held to commit), renewing it or starting a new epoch.
+              -- Lock the position (held to commit); a missing one starts at offset 0 of
+              -- p_epoch.
               INSERT INTO {n.meta} AS m (channel, epoch, top, expires_at)
-                VALUES (p_channel, p_epoch, 1, v_now + p_meta_ttl)
-              ON CONFLICT (channel) DO UPDATE SET
-                epoch = CASE WHEN m.expires_at > v_now THEN m.epoch ELSE excluded.epoch END,
-                top = CASE WHEN m.expires_at > v_now THEN m.top + 1 ELSE 1 END,
-                expires_at = excluded.expires_at
-              RETURNING m.epoch, m.top INTO o_epoch, o_top;
+                VALUES (p_channel, p_epoch, 0, v_now + p_meta_ttl)
+              ON CONFLICT (channel) DO UPDATE SET expires_at = m.expires_at
+              RETURNING m.epoch, m.top, m.expires_at > v_now, m.version, m.version_epoch
+                INTO o_epoch, o_top, v_live, v_version, v_version_epoch;
+              IF p_key IS NOT NULL THEN
+                SELECT k.epoch, k."offset" INTO v_key_epoch, v_key_offset FROM {n.idempotency} k
+                  WHERE k.channel = p_channel AND k.key = p_key AND k.expires_at > v_now;
+                IF FOUND THEN
+                  o_epoch := v_key_epoch;
+                  o_top := v_key_offset;
+                  o_suppressed := 'idempotency';
+                  RETURN NEXT;
+                  RETURN;
+                END IF;
+              END IF;
+              IF NOT v_live THEN  -- expired: a new epoch, and the old version goes with it
+                o_epoch := p_epoch;
+                o_top := 0;
+                v_version := 0;
+                v_version_epoch := '';
+              ELSIF p_version > 0 AND v_version > 0 AND p_version <= v_version
+                  AND (p_version_epoch = '' OR p_version_epoch = v_version_epoch) THEN
+                o_suppressed := 'version';
+                RETURN NEXT;
+                RETURN;
+              END IF;
+              IF p_version > 0 THEN
+                v_version := p_version;
+                v_version_epoch := p_version_epoch;
+              END IF;
+              o_top := o_top + 1;
+              UPDATE {n.meta} SET epoch = o_epoch, top = o_top,
+                expires_at = v_now + p_meta_ttl, version = v_version,
+                version_epoch = v_version_epoch
+                WHERE channel = p_channel;
+              IF p_key IS NOT NULL THEN
+                INSERT INTO {n.idempotency} (channel, key, epoch, "offset", expires_at)
+                  VALUES (p_channel, p_key, o_epoch, o_top, v_now + p_key_ttl)
+                ON CONFLICT (channel, key) DO UPDATE SET epoch = excluded.epoch,
+                  "offset" = excluded."offset", expires_at = excluded.expires_at;
+              END IF;
               IF o_top = 1 THEN  -- a new epoch: whatever is kept belongs to an old one
                 DELETE FROM {n.history} h WHERE h.channel = p_channel;
               END IF;
@@ -205,7 +299,8 @@ def _ddl(n: Names) -> list[str]:
                 INSERT INTO {n.meta} AS m (channel, epoch, top, expires_at)
                   VALUES (p_channel, p_epoch, 0, v_now + p_meta_ttl)
                 ON CONFLICT (channel) DO UPDATE SET
-                  epoch = excluded.epoch, top = 0, expires_at = excluded.expires_at
+                  epoch = excluded.epoch, top = 0, expires_at = excluded.expires_at,
+                  version = 0, version_epoch = ''
                   WHERE m.expires_at <= v_now
                 RETURNING m.epoch, m.top INTO o_epoch, o_top;
                 IF FOUND THEN
@@ -270,7 +365,7 @@ async def ensure_schema(conn: Any, schema: str | None, prefix: str) -> Names:
 
 async def drop_schema(conn: Any, names: Names) -> None:
     """Drop every table and function of the installation ``names`` (tests, uninstalling)."""
-    for function in (names.add, names.read, names.send):
+    for function in (names.add, names.read, names.send, names.once):
         await conn.execute(f"DROP FUNCTION IF EXISTS {function}")
-    for table in (names.meta, names.history, names.presence, names.large):
+    for table in (names.meta, names.history, names.presence, names.large, names.idempotency):
         await conn.execute(f"DROP TABLE IF EXISTS {table}")

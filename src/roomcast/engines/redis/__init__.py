@@ -5,11 +5,17 @@ Keys, under a configurable prefix (default ``roomcast:``); ``{channel}`` is a ha
 channel's keys share a cluster slot and one script can touch them all::
 
     <prefix>history.stream:{channel}    stream: entry ID "<offset>-0", fields e (expires at), d
-    <prefix>history.meta:{channel}      hash: epoch, top, expires (the position's expiry)
+    <prefix>history.meta:{channel}      hash: epoch, top, expires (the position's expiry),
+                                        version, vepoch (the last publication's version)
+    <prefix>history.result:{channel}:K  hash: epoch, offset, expires of the publication made
+                                        with idempotency key K
     <prefix>presence.infos:{channel}    hash: client -> ClientInfo (msgpack)
     <prefix>presence.expiry:{channel}   sorted set: client scored by its expiry
+    <prefix>once:{channel}:K            string: idempotency key K was published (no history)
 
-The broker uses no keys: it publishes on the pub/sub channel ``<prefix>broker:<channel>``.
+The broker publishes on the pub/sub channel ``<prefix>broker:<channel>``, and control messages
+on ``<prefix>control``; its only keys are the ``once`` records of idempotent publishes into
+channels without history, which expire by themselves.
 When the broker and the history store share their Redis, the history script also publishes the
 publication it added (see :mod:`.codec`), so streams reach every node in offset order however
 many nodes publish into them.

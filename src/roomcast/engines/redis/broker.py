@@ -14,20 +14,27 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
     Broker,
+    ControlHandler,
     EngineState,
     EventHandler,
     GapHandler,
     HistoryOptions,
     HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
 )
+from roomcast.engines.redis import scripts
 from roomcast.engines.redis.codec import decode_event, encode_event
 from roomcast.engines.redis.connection import client_for, pool_for, shard_of, translate_errors
 from roomcast.engines.redis.history import RedisHistoryStore
 from roomcast.engines.redis.pubsub_link import LinkState, PubSubLink
 from roomcast.engines.redis.url import DEFAULT_PREFIX, RedisURL, where_of
 from roomcast.errors import EngineUnavailable
-from roomcast.publication import ChannelEvent, Publication
+from roomcast.publication import ChannelEvent, Publication, StreamPosition
 
 __all__ = ["RedisBroker"]
 
@@ -47,12 +54,15 @@ class RedisBroker(Broker):
     ``on_gap`` is called once a broken link is restored so that clients recover.
 
     Each event is a msgpack message tagged by kind (``pub``, ``join``, ``leave``) published on
-    ``<prefix>broker:<channel>``. Channels are spread over the Redis instances the URL lists by
-    consistent hashing (the instance that keeps the channel's history, so the history script
-    can publish), and within an instance over ``pubsub_shards`` dedicated connections
-    (:class:`PubSubLink`), each read by its own task. Publishing uses a client per instance
-    with short socket timeouts, so a publish to an unreachable Redis raises
-    ``EngineUnavailable`` within about ``timeout`` seconds instead of hanging.
+    ``<prefix>broker:<channel>``. Control messages travel on ``<prefix>control`` of the first
+    instance the URL lists, which every node subscribes to on its first pub/sub connection
+    there (list the instances in the same order on every node). Channels are spread over the
+    Redis instances the URL lists by consistent hashing (the instance that keeps the channel's
+    history, so the history script can publish), and within an instance over
+    ``pubsub_shards`` dedicated connections (:class:`PubSubLink`), each read by its own task.
+    Publishing uses a client per instance with short socket timeouts, so a publish to an
+    unreachable Redis raises ``EngineUnavailable`` within about ``timeout`` seconds instead
+    of hanging.
     """
 
     def __init__(
@@ -65,12 +75,17 @@ class RedisBroker(Broker):
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         ping_interval: float = 10.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self._urls = (url,) if isinstance(url, str) else tuple(url)
         if not self._urls or pubsub_shards < 1:
             raise ValueError("a Redis broker needs at least one URL and one pub/sub shard")
         self._wheres = tuple(where_of(url) for url in self._urls)
         self._key_prefix = f"{prefix}broker:".encode()
+        self._control_key = f"{prefix}control".encode()
+        self._once_prefix = f"{prefix}once:"
+        self._idempotency_ttl = idempotency_ttl
+        self._once_scripts: list[Any] = []
         self._pubsub_shards = pubsub_shards
         self._timeout = timeout
         self._link_options = {
@@ -82,6 +97,7 @@ class RedisBroker(Broker):
         self._state = EngineState.NEW
         self._handler: EventHandler | None = None
         self._on_gap: GapHandler | None = None
+        self._on_control: ControlHandler | None = None
         self._clients: list[aioredis.Redis] = []
         self._pools: list[aioredis.ConnectionPool] = []
         self._links: list[PubSubLink] = []
@@ -98,7 +114,12 @@ class RedisBroker(Broker):
         parsed = RedisURL.parse(url)
         return cls(parsed.urls, prefix=parsed.prefix, pubsub_shards=parsed.pubsub_shards)
 
-    async def start(self, handler: EventHandler, on_gap: GapHandler | None = None) -> None:
+    async def start(
+        self,
+        handler: EventHandler,
+        on_gap: GapHandler | None = None,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         if self._state is EngineState.RUNNING:
             return
         options: dict[str, Any] = {
@@ -109,7 +130,7 @@ class RedisBroker(Broker):
             # push handler instead).
             "protocol": 2,
         }
-        self._handler, self._on_gap = handler, on_gap
+        self._handler, self._on_gap, self._on_control = handler, on_gap, on_control
         try:
             for url, where in zip(self._urls, self._wheres, strict=True):
                 client = client_for(url, **options)
@@ -128,14 +149,17 @@ class RedisBroker(Broker):
                     )
                     self._links.append(link)
                     await link.open()
+            if on_control is not None:
+                await self._links[0].subscribe(self._control_key)
         except EngineUnavailable:
             await self._release()
             raise
+        self._once_scripts = [client.register_script(scripts.ONCE) for client in self._clients]
         self._state = EngineState.RUNNING
 
     async def close(self) -> None:
         self._state = EngineState.CLOSED
-        self._handler = self._on_gap = None
+        self._handler = self._on_gap = self._on_control = None
         await self._release()
 
     @property
@@ -150,18 +174,45 @@ class RedisBroker(Broker):
         with translate_errors("Redis broker", "publish", where):
             await client.publish(self._key(channel), payload)
 
+    async def publish_once(self, channel: str, publication: Publication, key: str) -> None:
+        """Publish unless ``key`` was seen: one script on the channel's instance sets the
+        key's record (``SET NX``, for ``idempotency_ttl``) and publishes."""
+        _, where = self._client_of(channel)  # raises when not running
+        script = self._once_scripts[self._instance_of(channel)]
+        record = f"{self._once_prefix}{{{channel}}}:{key}"
+        ttl_ms = max(1, round(self._idempotency_ttl * 1000))
+        with translate_errors("Redis broker", "publish", where):
+            published = await script(
+                keys=[record, self._key(channel)], args=[encode_event(publication), ttl_ms]
+            )
+        if not int(published):
+            raise Suppressed(SuppressReason.IDEMPOTENCY, StreamPosition(0, ""))
+
+    async def publish_control(self, payload: bytes) -> None:
+        if self._state is not EngineState.RUNNING:
+            raise EngineUnavailable(f"the Redis broker is {self._state.value}, not running")
+        with translate_errors("Redis broker", "publish a control message", self._wheres[0]):
+            await self._clients[0].publish(self._control_key, payload)
+
     def adds_atomically(self, store: HistoryStore) -> bool:
         """True for a ``RedisHistoryStore`` on this broker's instances: its script publishes."""
         return isinstance(store, RedisHistoryStore) and store.shares_redis_with(self._urls)
 
     async def publish_to_stream(
-        self, channel: str, publication: Publication, options: HistoryOptions, store: HistoryStore
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        store: HistoryStore,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         if not self.adds_atomically(store):
-            return await super().publish_to_stream(channel, publication, options, store)
+            return await super().publish_to_stream(channel, publication, options, store, guards)
         assert isinstance(store, RedisHistoryStore)
         self._client_of(channel)  # raises when not running
-        return await store.add_and_announce(channel, publication, options, self._key(channel))
+        return await store.add_and_announce(
+            channel, publication, options, self._key(channel), guards
+        )
 
     async def subscribe(self, channel: str) -> None:
         """Subscribe and return once Redis confirmed it.
@@ -179,6 +230,9 @@ class RedisBroker(Broker):
             await self._link_of(channel).unsubscribe(self._key(channel))
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
+        if key == self._control_key:
+            self._deliver_control(payload)
+            return
         handler = self._handler
         if handler is None or not key.startswith(self._key_prefix):
             return
@@ -192,6 +246,15 @@ class RedisBroker(Broker):
             handler(channel, event)
         except Exception:
             logger.exception("Redis broker: the handler failed on channel %r", channel)
+
+    def _deliver_control(self, payload: bytes) -> None:
+        on_control = self._on_control
+        if on_control is None:
+            return
+        try:
+            on_control(payload)
+        except Exception:
+            logger.exception("Redis broker: the control handler failed")
 
     def _restored(self) -> None:
         on_gap = self._on_gap

@@ -8,16 +8,30 @@ announce what it added.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Final
 
-from roomcast.engines.base import HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
+)
 from roomcast.engines.codec import decode_stored, encode_stored
 from roomcast.engines.redis import scripts
 from roomcast.engines.redis.connection import ShardedStore
+from roomcast.engines.redis.url import DEFAULT_PREFIX
 from roomcast.engines.streams import READ_META_TTL, fetch_bounds, history_window, new_epoch
 from roomcast.publication import Publication, StreamPosition
 
 __all__ = ["RedisHistoryStore"]
+
+_SUPPRESSED: Final = {1: SuppressReason.IDEMPOTENCY, 2: SuppressReason.VERSION}
+"""What the add script's third answer means (0: added)."""
 
 
 class RedisHistoryStore(ShardedStore, HistoryStore):
@@ -28,10 +42,23 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
     (epoch, top offset) expires ``meta_ttl`` after the last add, and a read of a channel
     without a position creates one. ``add`` and ``read`` are one script each, so concurrent
     adds from any number of processes get consecutive offsets, and a read's ``complete`` is
-    decided on the same snapshot as the publications it returns.
+    decided on the same snapshot as the publications it returns. The guards are checked in
+    the add script: the last version lives in the position hash, each idempotency key's result
+    in a hash of its own beside the channel's keys, for ``idempotency_ttl`` seconds.
     """
 
     _what = "Redis history store"
+
+    def __init__(
+        self,
+        url: str | Sequence[str] = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] | None = None,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+    ) -> None:
+        super().__init__(url, prefix=prefix, clock=clock)
+        self._idempotency_ttl = idempotency_ttl
 
     _scripts: ClassVar[dict[str, str]] = {"add": scripts.ADD, "read": scripts.READ}
 
@@ -42,9 +69,13 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
         ]
 
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
-        return await self.add_and_announce(channel, publication, options, None)
+        return await self.add_and_announce(channel, publication, options, None, guards)
 
     async def add_and_announce(
         self,
@@ -52,19 +83,33 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
         publication: Publication,
         options: HistoryOptions,
         broker_key: bytes | None,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """``add``, and when ``broker_key`` is given, publish the added publication on that
-        pub/sub channel of the channel's instance in the same script (see the package doc)."""
+        pub/sub channel of the channel's instance in the same script (see the package doc).
+
+        Raises:
+            Suppressed: a guard stopped it.
+        """
         shard = self._shard(channel)
         payload = encode_stored(publication)
+        key = guards.idempotency_key
         args = [self._now(), new_epoch(), options.size, repr(options.ttl)]
         args += [repr(options.meta_ttl), payload, uuid.uuid4().hex]
-        keys: list[str | bytes] = list(self._keys(channel))
+        args += [repr(self._idempotency_ttl) if key else "", guards.version, guards.version_epoch]
+        keys: list[str | bytes] = [*self._keys(channel), self._result_key(channel, key)]
         if broker_key is not None:
             keys.append(broker_key)
         async with self._operation("add", shard):
-            epoch, top = await shard.scripts["add"](keys=keys, args=args)
-        return publication.placed(int(top), epoch.decode())
+            epoch, offset, suppressed = await shard.scripts["add"](keys=keys, args=args)
+        reason = _SUPPRESSED.get(int(suppressed))
+        if reason is not None:
+            raise Suppressed(reason, StreamPosition(int(offset), epoch.decode()))
+        return publication.placed(int(offset), epoch.decode())
+
+    def _result_key(self, channel: str, key: str) -> str:
+        """The hash keeping the result of the publication made with ``key`` in ``channel``."""
+        return f"{self._prefix}history.result:{{{channel}}}:{key}"
 
     async def read(
         self,

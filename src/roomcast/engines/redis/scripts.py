@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADD", "PRESENCE_ADD", "PRESENCE_GET", "READ"]
+__all__ = ["ADD", "ONCE", "PRESENCE_ADD", "PRESENCE_GET", "READ"]
 
 # Shared prologue: ARGV[1] is "now" in seconds, or empty to use the server's clock.
 _NOW: Final = """
@@ -19,7 +19,8 @@ local function ms(seconds) return math.max(1, math.ceil(seconds * 1000)) end
 """
 
 # Returns the live position {epoch, top}; a missing or expired one is replaced by a new epoch
-# (ARGV[2]) at offset 0, and the stream is dropped with it: its offsets belong to the old epoch.
+# (ARGV[2]) at offset 0, and the stream is dropped with it (its offsets belong to the old
+# epoch), and so is the last version (it belongs to the old position).
 _POSITION: Final = """
 local function position(meta_ttl_if_new)
   local meta = redis.call('HMGET', KEYS[2], 'epoch', 'top', 'expires')
@@ -27,6 +28,7 @@ local function position(meta_ttl_if_new)
     return meta[1], tonumber(meta[2])
   end
   redis.call('DEL', KEYS[1])
+  redis.call('HDEL', KEYS[2], 'version', 'vepoch')
   if meta_ttl_if_new then
     redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'top', 0, 'expires', deadline(meta_ttl_if_new))
     redis.call('PEXPIRE', KEYS[2], ms(meta_ttl_if_new))
@@ -35,26 +37,49 @@ local function position(meta_ttl_if_new)
 end
 """
 
-# KEYS: stream, meta, and the broker's pub/sub channel to announce it on (optional).
-# ARGV: now, new epoch, size, ttl, meta_ttl, payload, the add's unique ID. Returns {epoch, top}.
+# KEYS: stream, meta, the idempotency record of ARGV[8]'s key (read and written only with a
+# key), and the broker's pub/sub channel to announce it on (optional).
+# ARGV: now, new epoch, size, ttl, meta_ttl, payload, the add's unique ID, seconds the key's
+# record is kept ("" for no key), version (0 for none), version epoch.
+# Returns {epoch, offset, suppressed}: 0 added at offset; 1 the key was seen, offset and epoch
+# are the first publication's; 2 the version is not newer, they are the stream's top.
 ADD: Final = (
     _NOW
     + _POSITION
     + """
 local size, ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local epoch, top = position(nil)
--- A retry of the add that the position already holds (its reply was lost) adds nothing more.
-if redis.call('HGET', KEYS[2], 'add') == ARGV[7] then return {epoch, top} end
+-- A retry of the add that the position already holds (the client library sent it again after
+-- losing the reply) adds nothing more, and is that add's success, not a suppressed repeat.
+if redis.call('HGET', KEYS[2], 'add') == ARGV[7] then return {epoch, top, 0} end
+if ARGV[8] ~= '' then
+  local first = redis.call('HMGET', KEYS[3], 'epoch', 'offset', 'expires')
+  if first[1] and tonumber(first[3]) > now then return {first[1], tonumber(first[2]), 1} end
+end
+local version = tonumber(ARGV[9])
+if version > 0 then
+  local last = redis.call('HMGET', KEYS[2], 'version', 'vepoch')
+  local last_version = tonumber(last[1]) or 0
+  if last_version > 0 and (ARGV[10] == '' or ARGV[10] == last[2]) and version <= last_version then
+    return {epoch, top, 2}
+  end
+end
 top = top + 1
 redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', top, 'expires', deadline(meta_ttl),
            'add', ARGV[7])
+if version > 0 then redis.call('HSET', KEYS[2], 'version', ARGV[9], 'vepoch', ARGV[10]) end
 redis.call('PEXPIRE', KEYS[2], ms(meta_ttl))
-if KEYS[3] then
-  redis.call('PUBLISH', KEYS[3], 'P' .. top .. ':' .. epoch .. ':' .. ARGV[6])
+if ARGV[8] ~= '' then
+  local keep = tonumber(ARGV[8])
+  redis.call('HSET', KEYS[3], 'epoch', epoch, 'offset', top, 'expires', deadline(keep))
+  redis.call('PEXPIRE', KEYS[3], ms(keep))
+end
+if KEYS[4] then
+  redis.call('PUBLISH', KEYS[4], 'P' .. top .. ':' .. epoch .. ':' .. ARGV[6])
 end
 if size <= 0 or ttl <= 0 then
   redis.call('DEL', KEYS[1])
-  return {epoch, top}
+  return {epoch, top, 0}
 end
 -- Expiries never decrease along the stream, so expiry only ever trims a prefix (no gaps).
 local expires = now + ttl
@@ -63,9 +88,20 @@ if last then expires = math.max(expires, tonumber(last[2][2])) end
 redis.call('XADD', KEYS[1], 'MAXLEN', size, top .. '-0',
            'e', string.format('%.3f', expires), 'd', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ms(expires - now))
-return {epoch, top}
+return {epoch, top, 0}
 """
 )
+
+# The broker's publish of a channel without history under an idempotency key.
+# KEYS: the key's record, the channel's pub/sub channel. ARGV: payload, milliseconds the
+# record is kept. Returns 1 published, 0 the key was seen.
+ONCE: Final = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 # KEYS: stream, meta. ARGV: now, new epoch, meta_ttl for a new position, since epoch or
 # empty, 1 when since is given, 1 for reverse, first ID, last ID, limit (-1 for all).

@@ -31,9 +31,11 @@ from roomcast.engines.sqlite.operations import (
 from roomcast.engines.sqlite.schema import (
     FIRST_KEPT,
     INSERT,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     SELECT,
+    SELECT_STREAM,
     SET_STATE,
     UPSERT_STREAM,
     MetaRow,
@@ -191,6 +193,10 @@ class Committer:
             conn.execute(statement)
         state = dict(conn.execute("SELECT key, value FROM store_state").fetchall())
         version = state.get("schema_version", SCHEMA_VERSION)
+        for statement in MIGRATIONS.get(version, ()):
+            conn.execute(statement)
+        if version in MIGRATIONS:
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version} is not {SCHEMA_VERSION}; was it written by a newer "
@@ -274,10 +280,7 @@ class Committer:
             return None
         meta = self._dirty.get(channel)
         if meta is None:
-            meta = conn.execute(
-                "SELECT epoch, top, meta_expires_at, pub_expires_at FROM streams WHERE channel = ?",
-                (channel,),
-            ).fetchone()
+            meta = conn.execute(SELECT_STREAM, (channel,)).fetchone()
         return meta
 
     def _read(self, conn: sqlite3.Connection, op: Read) -> tuple[list[Publication], bool]:
@@ -301,7 +304,7 @@ class Committer:
             return
         now = self._now
         conn.executemany(UPSERT_STREAM, [(channel, *meta) for channel, meta in self._dirty.items()])
-        for channel, (_, top, _, _) in self._dirty.items():
+        for channel, (_, top, *_) in self._dirty.items():
             first = conn.execute(FIRST_KEPT, (channel, now)).fetchone()
             conn.execute(
                 "DELETE FROM publications WHERE channel = ? AND pub_offset < ?",

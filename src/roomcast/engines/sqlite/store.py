@@ -42,17 +42,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from roomcast.engines.base import EngineState, HistoryOptions, HistoryPage, HistoryStore
+from roomcast.engines.base import (
+    IDEMPOTENCY_TTL,
+    NO_GUARDS,
+    EngineState,
+    HistoryOptions,
+    HistoryPage,
+    HistoryStore,
+    PublishGuards,
+    Suppressed,
+    SuppressReason,
+)
 from roomcast.engines.sqlite.committer import Committer
 from roomcast.engines.sqlite.operations import Call, Cleanup, Flush, Load, Read, Stop, Write
 from roomcast.engines.sqlite.schema import MetaRow
 from roomcast.engines.sqlite.url import SqliteURL
 from roomcast.engines.streams import (
     READ_META_TTL,
+    ResultWindow,
     keeps_publications,
     new_epoch,
     publication_expiry,
     size_floor,
+    version_is_stale,
 )
 from roomcast.errors import EngineUnavailable, StateError
 from roomcast.publication import Publication, StreamPosition
@@ -78,9 +90,19 @@ class _Meta:
     pub_expires_at: float
     """Expiry of the newest publication; never decreases within an epoch, so that the kept
     publications are always a suffix of the stream (expiry trims a prefix, never a middle)."""
+    version: int = 0
+    version_epoch: str = ""
+    """The last publication's version (see ``PublishGuards``), 0 for none."""
 
     def row(self) -> MetaRow:
-        return (self.epoch, self.top, self.meta_expires_at, self.pub_expires_at)
+        return (
+            self.epoch,
+            self.top,
+            self.meta_expires_at,
+            self.pub_expires_at,
+            self.version,
+            self.version_epoch,
+        )
 
 
 def _tombstone() -> _Meta:
@@ -103,7 +125,8 @@ class SqliteHistoryStore(HistoryStore):
     it fails to start. A restart after ``close`` continues every stream's epoch and offsets;
     after a crash (see :meth:`abort`) every stream continues in a new epoch. ``timeout`` bounds
     every wait: for the file lock and for the committer's answers. ``clock`` returns seconds, like
-    ``time.time``, and dates expiries.
+    ``time.time``, and dates expiries. Versions are kept with each stream's position in the
+    file; idempotency keys (``idempotency_ttl`` seconds) in the process only.
 
     Raises ``EngineUnavailable`` (never a ``sqlite3`` exception) when the file cannot be
     opened or written. A non-synchronous batch that fails to commit cannot be reported to its
@@ -120,8 +143,10 @@ class SqliteHistoryStore(HistoryStore):
         clock: Callable[[], float] = time.time,
         timeout: float = 5.0,
         cleanup_interval: float = 5.0,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self._path = Path(path)
+        self._once = ResultWindow(idempotency_ttl, clock=clock)
         self._synchronous = synchronous
         self._flush_interval = flush_interval
         self._clock = clock
@@ -241,7 +266,11 @@ class SqliteHistoryStore(HistoryStore):
         await self._wait(future)
 
     async def add(
-        self, channel: str, publication: Publication, options: HistoryOptions
+        self,
+        channel: str,
+        publication: Publication,
+        options: HistoryOptions,
+        guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         committer = self._running()
         if self._failure is not None:
@@ -250,13 +279,24 @@ class SqliteHistoryStore(HistoryStore):
         if committer.backlog() >= _MAX_BACKLOG:
             await self._catch_up(committer)
         meta = self._streams.get(channel) or await self._load(channel)
+        # From here to the put, no await: the checks and the append are one step.
+        key = guards.idempotency_key
+        first = self._once.get(channel, key) if key else None
+        if first is not None:
+            raise Suppressed(SuppressReason.IDEMPOTENCY, first)
         now = self._clock()
         reset = meta.meta_expires_at <= now
         if reset:
             meta = self._streams[channel] = _Meta(new_epoch(), 0, 0.0, 0.0)
+        elif version_is_stale(guards, meta.version, meta.version_epoch):
+            raise Suppressed(SuppressReason.VERSION, StreamPosition(meta.top, meta.epoch))
+        if guards.version:
+            meta.version, meta.version_epoch = guards.version, guards.version_epoch
         meta.top += 1
         meta.meta_expires_at = now + options.meta_ttl
         added = publication.placed(meta.top, meta.epoch)
+        if key:
+            self._once.put(channel, key, StreamPosition(added.offset, added.epoch))
         row: tuple[Any, ...] | None = None
         if keeps_publications(options):
             meta.pub_expires_at = publication_expiry(now, options.ttl, meta.pub_expires_at)

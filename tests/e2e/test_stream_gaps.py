@@ -1,6 +1,9 @@
 """A subscriber whose stream shows a gap is sent an unsubscribe with code 2500 ("insufficient
 state") on the wire, and nothing past the gap; subscribing again with ``recover`` from where
-it stood then gets what it missed, or ``recovered: false`` when the stream is another one.
+it stood then gets what it missed, or ``recovered: false`` when the stream is another one. A
+subscription the server made (a token's ``channels``) cannot be subscribed again by the
+client, so its gap ends the connection with 3010 instead, and the SDK reconnects and resumes
+it through connect's ``subs``: centrifuge-python, through a relay, recovers what it missed.
 
 Raw ``websockets`` clients speak the Centrifuge client protocol v2 (JSON) to a real
 ``roomcast serve``. Two gaps: the stream is lost and starts a new epoch (``history_remove``),
@@ -23,8 +26,11 @@ from roomcast.engines import create_history_store
 from roomcast.engines.base import HistoryOptions
 from roomcast.publication import Publication
 from tests.support.protocol_client import ProtocolClient, protocol_client
+from tests.support.python_sdk import sdk_client
 from tests.support.server import RunningServer, start_server
 from tests.support.shared_engines import SHARED_ENGINES, unique_prefix
+from tests.support.tcp_proxy import proxy_to
+from tests.support.tokens import SECRET, connection_token
 from tests.support.wsclient import TIMEOUT
 
 API_KEY = "k"
@@ -158,3 +164,55 @@ async def test_a_skipped_offset_ends_the_subscription_with_2500_and_recovery_fil
         (first["offset"] + 1, {"n": 2}),
         (first["offset"] + 2, {"n": 3}),
     ]
+
+
+@pytest.fixture(scope="module")
+def redis_token_server(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The Redis node, with connection tokens instead of ``--insecure`` (a token's
+    ``channels`` are what makes a subscription server-side)."""
+    env = {
+        "ROOMCAST_CHANNEL__NAMESPACES": json.dumps([NAMESPACE]),
+        "ROOMCAST_CLIENT__TOKEN__HMAC_SECRET_KEY": SECRET,
+    }
+    server = start_server(
+        "--no-examples", "--api-key", API_KEY, "--engine", redis_url,
+        env=env, cwd=tmp_path_factory.mktemp("gaps-tokens"),
+    )  # fmt: skip
+    yield server
+    server.stop()
+    assert "Traceback" not in server.log, server.log
+
+
+async def test_a_gap_in_a_server_side_subscription_reconnects_the_sdk_which_recovers(
+    redis_token_server: RunningServer, redis_url: str
+) -> None:
+    channel = f"feed:{uuid.uuid4().hex[:12]}"
+    token = connection_token("owner", channels=[channel])
+    store = create_history_store(redis_url)
+    await store.start()
+    try:
+        async with (
+            proxy_to(redis_token_server.port) as relay,
+            sdk_client(relay, token) as (_client, events),
+        ):
+            await events.until(lambda: len(events.server_subscribed) == 1, "subscribed", TIMEOUT)
+            first = await publish(redis_token_server, channel, {"seq": 1})
+            await events.until(lambda: len(events.server_publications) == 1, "seq 1", TIMEOUT)
+            # Another writer adds to the stream without telling the nodes: offset 2 is missed.
+            await store.add(channel, Publication(data=b'{"seq":2}'), KEPT)
+            await publish(redis_token_server, channel, {"seq": 3})
+
+            await events.until(lambda: len(events.connected) == 2, "reconnected", TIMEOUT)
+            await events.until(lambda: len(events.server_publications) == 3, "recovered", TIMEOUT)
+            again = events.server_subscribed[-1]
+    finally:
+        await store.close()
+    # The SDK's own first connect, then the server's 3010, which it reconnects after.
+    assert [ctx.code for ctx in events.connecting][1:] == [3010]
+    assert (again.was_recovering, again.recovered) == (True, True)
+    seqs = [p.pub.data["seq"] for p in events.server_publications]
+    offsets = [p.pub.offset for p in events.server_publications]
+    assert seqs == [1, 2, 3]
+    assert offsets == [first["offset"], first["offset"] + 1, first["offset"] + 2]

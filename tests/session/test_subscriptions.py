@@ -91,6 +91,33 @@ async def test_a_gap_in_a_positioned_stream_ends_the_subscription_with_2500(
     assert hub.channels() == {}
 
 
+async def test_a_gap_in_a_server_side_subscription_ends_the_connection_with_3010(
+    harness: Harness,
+) -> None:
+    # The SDKs never subscribe again by themselves to a channel the server subscribed them
+    # to, so an unsubscribe 2500 would lose the subscription: the connection ends instead,
+    # and the SDK reconnects with the channel's position in connect's ``subs``.
+    hub = await harness.hub(channel=FEED)
+    client = await harness.connected(hub, channels=["feed:a"])
+    subscription = client.session.subscriptions["feed:a"]
+    assert subscription.server_side
+    assert subscription.features.positioned
+    subscription.resync("feed:a")
+    closed = await client.closed_with()
+    assert (closed.code, closed.reason) == (3010, "insufficient state")
+
+
+async def test_a_gap_in_an_api_subscription_ends_the_connection_with_3010(
+    harness: Harness,
+) -> None:
+    hub = await harness.hub(channel=FEED)
+    client = await harness.connected(hub)
+    await hub.subscribe_user("alice", "feed:b")
+    assert (await client.push())["subscribe"]["positioned"] is True
+    client.session.subscriptions["feed:b"].resync("feed:b")
+    assert (await client.closed_with()).code == 3010
+
+
 async def test_a_connection_ending_during_a_subscribe_leaves_nothing_subscribed(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

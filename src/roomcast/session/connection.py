@@ -415,7 +415,9 @@ class Session:
                 if entry is not None and entry.recover
                 else None
             )
-            entered = await self.subscriptions.enter(who, channel, recover_from=resume)
+            entered = await self.subscriptions.enter(
+                who, channel, recover_from=resume, server_side=True
+            )
             if not isinstance(entered, Entered):
                 return None  # the connection stopped meanwhile (no terms, so never an Error)
             subs[channel] = entered.result

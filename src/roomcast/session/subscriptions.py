@@ -149,6 +149,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         expire_at: int = 0,
         granted: SubscribeReply | None = None,
         override: Mapping[str, bool] | None = None,
+        server_side: bool = False,
     ) -> Entered | Error | None:
         """Subscribe ``who`` to ``channel`` on the node, still pending; for a positioned
         subscription, read history and merge it with what arrived meanwhile.
@@ -159,7 +160,9 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         ``expire_at`` come from a subscription token; ``granted`` is what the app's
         ``on_subscribe`` answered (its data for the reply, its channel info and options);
         ``override`` replaces namespace options (see :data:`OVERRIDABLE`, the server API's
-        subscribe). Returns None, with nothing left subscribed, if the connection stopped
+        subscribe); ``server_side`` marks a subscription the server made (a token's or a
+        hook's ``channels``, the server API), which the client cannot subscribe to again by
+        itself. Returns None, with nothing left subscribed, if the connection stopped
         meanwhile, and error 112 (nothing subscribed) when ``terms`` reject an unrecovered
         position and the recovery failed.
 
@@ -197,6 +200,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             on_gap=self._on_gap,
             max_kept_bytes=services.settings.client.queue_max_size,
         )
+        subscription.server_side = server_side
         node = services.node
         await node.subscribe(channel, subscription)
         expires = bool(expire_at)
@@ -390,10 +394,10 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             chan_info=options.chan_info,
             expire_at=options.expire_at,
             override=options.override,
+            server_side=True,
         )
         if not isinstance(entered, Entered):
             return entered
-        entered.subscription.server_side = True
         result, recovery = entered.result, entered.recovery
         replayed = recovery is not None and since is not None and recovery.recovered
         self._push(
@@ -478,9 +482,16 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
 
     def _on_gap(self, subscription: ChannelSubscription) -> None:
         """The channel's stream may have lost publications for this client: end the
-        subscription with ``insufficient state`` so the SDK subscribes again and recovers."""
-        if self._by_channel.get(subscription.channel) is subscription:
-            self._spawn(self.end(subscription.channel, UnsubscribeCode.INSUFFICIENT_STATE))
+        subscription with ``insufficient state`` (2500) so the SDK subscribes again and
+        recovers. An SDK never subscribes again by itself to a subscription the server made,
+        so for one of those the connection ends with ``insufficient state`` (3010) instead:
+        the SDK reconnects and resumes it from its position through connect's ``subs``."""
+        if self._by_channel.get(subscription.channel) is not subscription:
+            return
+        if subscription.server_side and self._disconnect is not None:
+            self._disconnect(Disconnect.of(DisconnectCode.INSUFFICIENT_STATE))
+            return
+        self._spawn(self.end(subscription.channel, UnsubscribeCode.INSUFFICIENT_STATE))
 
     def _schedule_expiry(self, subscription: ChannelSubscription) -> None:
         _cancel_expiry(subscription)

@@ -4,19 +4,32 @@ A Node keeps ``channel -> local subscribers``, subscribes its broker to a channe
 one local subscriber wants it, and fans every publication the broker delivers out to those
 subscribers. The fan-out is synchronous: one encoding per wire format, then one non-blocking
 ``deliver`` per subscriber; no task, no await, no per-recipient encoding.
+
+Metrics are recorded per publication, never per recipient: the broker's publish duration
+and, on arrival, the pub/sub lag (from the ``published_at`` the publishing node stamped), and
+the messages handed to subscribers, added once per wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from roomcast.engines.base import Broker, HistoryOptions, HistoryStore
+from roomcast.engines.timing import engine_label
 from roomcast.errors import StateError
+from roomcast.metrics import (
+    BROKER_PUBLISH_DURATION,
+    CENTRIFUGE_TRANSPORT,
+    MESSAGES_SENT,
+    PLAIN_TRANSPORT,
+    PUBSUB_LAG,
+)
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import Encoder, WireFormat, encode_text
 from roomcast.writer import Writer
@@ -26,6 +39,11 @@ __all__ = ["Node", "NodeStats", "Subscriber"]
 logger = logging.getLogger("roomcast.node")
 
 _LOCK_STRIPES = 64
+
+
+def _transport_of(wire_format: WireFormat) -> str:
+    """The ``transport`` label of the subscribers that take ``wire_format``."""
+    return CENTRIFUGE_TRANSPORT if wire_format is WireFormat.CENTRIFUGE_JSON else PLAIN_TRANSPORT
 
 
 class Subscriber(Protocol):
@@ -113,6 +131,14 @@ class Node:
         self._event_encoder = event_encoder
         self.history = history
         self._positions: dict[str, StreamPosition] = {}
+        engine = engine_label(type(broker))
+        self._publish_duration = BROKER_PUBLISH_DURATION.labels(engine)
+        self._pubsub_lag = PUBSUB_LAG.labels(engine)
+        self._sent = {
+            (wire_format, kind): MESSAGES_SENT.labels(_transport_of(wire_format), kind)
+            for wire_format in WireFormat
+            for kind in ("publication", "join", "leave")
+        }
 
     @property
     def channels(self) -> list[str]:
@@ -203,17 +229,21 @@ class Node:
         if history is not None and store is None:
             raise StateError("keep history", expected="a history store", actual="none")
         broker = self.broker
+        publication = replace(publication, published_at=time.time())
         if connection is not None:
             return await broker.publish_in_transaction(
                 connection, channel, publication, history, store if history else None
             )
+        started = time.perf_counter()
         if history is None or store is None:
             await broker.publish(channel, publication)
         elif broker.adds_atomically(store):
             publication = await broker.publish_to_stream(channel, publication, history, store)
         else:
             async with self._lock(channel):
+                started = time.perf_counter()  # the broker's time, not the wait for the lock
                 publication = await broker.publish_to_stream(channel, publication, history, store)
+        self._publish_duration.observe(time.perf_counter() - started)
         await self.settle()
         return publication
 
@@ -259,12 +289,15 @@ class Node:
             subscribers = self._channels.get(channel)
             if not subscribers:
                 return
+        if publication.published_at:
+            self._pubsub_lag.observe(max(0.0, time.time() - publication.published_at))
         stats = self.stats
         stats.publications += 1
         stats.deliveries += len(subscribers)
         encoded: dict[WireFormat, str | bytes] = {}
         # A copy, because a delivery that overflows a writer may end its subscription.
-        for subscriber in tuple(subscribers):
+        recipients = tuple(subscribers)
+        for subscriber in recipients:
             wire_format = subscriber.wire_format
             message = encoded.get(wire_format)
             if message is None:
@@ -273,6 +306,7 @@ class Node:
             writer = subscriber.writer
             if writer.queued_bytes > self._lag_bytes:
                 self._laggards[writer] = None
+        self._count_sent(encoded, recipients, "publication")
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""
@@ -288,11 +322,33 @@ class Node:
         if encode is None or not subscribers:
             return
         message: str | None = None
+        sent: dict[WireFormat, int] = {}
         for subscriber in tuple(subscribers):
             if subscriber.join_leave:
                 if message is None:
                     message = encode(channel, event)
                 subscriber.deliver(channel, message, event)
+                sent[subscriber.wire_format] = sent.get(subscriber.wire_format, 0) + 1
+        kind = "join" if isinstance(event, Join) else "leave"
+        for wire_format, count in sent.items():
+            self._sent[wire_format, kind].inc(count)
+
+    def _count_sent(
+        self,
+        encoded: dict[WireFormat, str | bytes],
+        recipients: tuple[Subscriber, ...],
+        kind: str,
+    ) -> None:
+        """Add the messages one fan-out handed to ``recipients``: one ``inc`` per wire format,
+        and a count per recipient only for a channel whose subscribers mix formats."""
+        if len(encoded) == 1:
+            self._sent[next(iter(encoded)), kind].inc(len(recipients))
+            return
+        counts = dict.fromkeys(encoded, 0)
+        for subscriber in recipients:
+            counts[subscriber.wire_format] += 1
+        for wire_format, count in counts.items():
+            self._sent[wire_format, kind].inc(count)
 
     def _breaks_stream(self, channel: str, publication: Publication) -> bool:
         """Record the channel's position; True when ``publication`` does not follow it."""

@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from roomcast.engines.timing import time_operations
 from roomcast.errors import ConfigurationError
+from roomcast.metrics import HISTORY_OPERATION_DURATION, PRESENCE_OPERATION_DURATION
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
 __all__ = [
@@ -181,7 +183,14 @@ class HistoryStore(ABC):
     that ``complete`` does not report. Writes may be batched, but a publication is readable
     as soon as ``add`` returns. All methods raise ``EngineUnavailable`` when the store cannot
     be reached.
+
+    Every subclass's ``add``, ``read`` and ``remove`` are timed into
+    ``roomcast_history_operation_duration_seconds`` (:mod:`roomcast.engines.timing`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        time_operations(cls, HISTORY_OPERATION_DURATION, ("add", "read", "remove"))
 
     @abstractmethod
     async def start(self) -> None:
@@ -232,7 +241,14 @@ class PresenceStore(ABC):
     Entries expire ``ttl`` seconds after they were last added, so the clients of a crashed
     process disappear by themselves; live sessions add their entries again well before that.
     Methods raise ``EngineUnavailable`` when the store cannot be reached.
+
+    Every subclass's ``add``, ``remove``, ``get`` and ``stats`` are timed into
+    ``roomcast_presence_operation_duration_seconds`` (:mod:`roomcast.engines.timing`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        time_operations(cls, PRESENCE_OPERATION_DURATION, ("add", "remove", "get", "stats"))
 
     @abstractmethod
     async def start(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import disable_created_metrics
 
 from roomcast.api import server_api_router
 from roomcast.api.metrics import metrics_router
@@ -44,9 +45,11 @@ def create_app(settings: Settings) -> FastAPI:
 def app_from_environment() -> DirectClientEndpoint:
     """uvicorn factory for ``roomcast serve``'s workers: settings as the CLI resolved them
     (``SETTINGS_ENV``; else loaded anew), client connections routed around FastAPI, and the
-    garbage collector tuned once the hub has started."""
+    garbage collector tuned once the hub has started. Counters go without their ``_created``
+    series (the process is roomcast's own)."""
     resolved = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(resolved) if resolved else Settings.load()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     app = create_app(settings)
     hub_lifespan = app.router.lifespan_context
 

@@ -36,6 +36,7 @@ from roomcast.engines.base import HistoryPage, PresenceStore
 from roomcast.errors import EngineError
 from roomcast.protocol import Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
+from roomcast.session import metering
 from roomcast.session.hooks import ClientContext
 from roomcast.session.namespaces import history_options
 from roomcast.session.permissions import can_read
@@ -173,6 +174,8 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             except BaseException:
                 await node.unsubscribe(channel, subscription)
                 raise
+            if recovering:
+                metering.recovered(recovery.recovered)
             if recovering and not recovery.recovered and terms.reject_unrecovered:
                 await node.unsubscribe(channel, subscription)
                 return _UNRECOVERABLE

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from roomcast.metrics import CENTRIFUGE_TRANSPORT, CLIENT_DISCONNECTS, close_code_label
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.session.connection import Session, SessionServices
 from roomcast.session.hooks import Credentials
@@ -75,11 +76,13 @@ async def serve_client(
         )
     limit = settings.websocket.message_size_limit
     gone = False
+    client_code = CloseCode.ABNORMAL_CLOSURE  # the client's close code, once it left
     try:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 gone = True
+                client_code = message.get("code", CloseCode.NO_STATUS_RECEIVED)
                 break
             frame: str | bytes | None = message.get("text")
             if frame is None:
@@ -90,6 +93,8 @@ async def serve_client(
                 continue
             await session.handle(frame)
     finally:
+        sent = writer.close_frame
+        _count_disconnect(client_code if sent is None else sent.code)
         await session.closed()
         if gone or writer.state is WriterState.CLOSED:
             writer.discard()
@@ -97,6 +102,11 @@ async def serve_client(
             # The loop ended by raising: an open writer closes with INTERNAL_ERROR, one closing
             # (a disconnect, a frame over the limit) sends the close it was given.
             await writer.close_and_flush(Close(CloseCode.INTERNAL_ERROR, "internal server error"))
+
+
+def _count_disconnect(code: int) -> None:
+    """Count a connection's end by its close code: the server's, else the client's."""
+    CLIENT_DISCONNECTS.labels(CENTRIFUGE_TRANSPORT, close_code_label(code)).inc()
 
 
 class DirectClientEndpoint:

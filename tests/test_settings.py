@@ -340,3 +340,13 @@ def test_channel_options_of_this_issue_load() -> None:
     assert (ns.force_recovery_mode, ns.auto_cache_recover) == ("cache", True)
     default = Settings.load(channel={"namespaces": [{"name": "dd", "force_recovery_mode": ""}]})
     assert default.channel.namespaces[0].force_recovery_mode == "stream"
+
+
+def test_the_shutdown_timeout_is_a_duration_defaulting_to_30s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.load().shutdown.timeout == 30.0
+    monkeypatch.setenv("ROOMCAST_SHUTDOWN__TIMEOUT", "2.5s")
+    assert Settings.load().shutdown.timeout == 2.5
+    with pytest.raises(ConfigurationError, match=r"shutdown\.timeout"):
+        Settings.load(shutdown={"timeout": "-1s"})

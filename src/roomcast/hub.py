@@ -44,7 +44,9 @@ from roomcast.session import (
     keeps_history,
     presence_store,
 )
+from roomcast.session.drain import DRAINING, Drain, DrainState
 from roomcast.settings import Settings
+from roomcast.transport.asgi import refuse_handshake
 from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
 from roomcast.version import __version__
 from roomcast.wire import WireFormat, encode_event_push, encode_pub_push
@@ -129,6 +131,9 @@ class Hub:
         self.router.add_api_route("/readyz", self._readyz, methods=["GET"], tags=["health"])
         dependency = authenticate or _no_app_credentials
         services = self.services
+        self.drain = Drain(self.registry, self.settings.shutdown.timeout)
+        """Closes this hub's clients in batches when the server stops (``session.drain``)."""
+        drain = self.drain
 
         # A default rather than Annotated[...]: annotations are strings here, and FastAPI
         # could not resolve the local ``dependency`` inside one.
@@ -136,6 +141,11 @@ class Hub:
             websocket: WebSocket,
             credentials: Credentials | None = Depends(dependency),  # noqa: B008
         ) -> None:
+            if drain.state is not DrainState.SERVING:
+                await refuse_handshake(
+                    websocket.scope, websocket.receive, websocket.send, 503, DRAINING, retry_after=1
+                )
+                return
             await serve_client(
                 websocket.scope, websocket.receive, websocket.send, services, credentials
             )
@@ -367,6 +377,8 @@ class Hub:
     async def _readyz(self) -> JSONResponse:
         if not self._ready:
             return JSONResponse({"status": "not ready"}, status_code=503)
+        if self.drain.state is not DrainState.SERVING:
+            return JSONResponse({"status": "not ready", "reason": DRAINING}, status_code=503)
         if not self.node.broker.connected:
             return JSONResponse(
                 {"status": "not ready", "reason": "the broker's engine is unreachable"},

@@ -48,6 +48,7 @@ __all__ = [
     "HttpApiSettings",
     "Namespace",
     "Settings",
+    "ShutdownSettings",
     "TokenSettings",
     "WebSocketSettings",
     "find_unknown_keys",
@@ -299,6 +300,14 @@ class ExamplesSettings(_Section):
     """The channel behind ``/ws/chat``."""
 
 
+class ShutdownSettings(_Section):
+    """How ``roomcast serve`` stops on SIGTERM or Ctrl-C (a second signal stops at once)."""
+
+    timeout: Seconds = 30.0
+    """How long the drain may take: client connections are closed in batches spread over
+    this time, with the protocol's shutdown code (3001), so SDKs reconnect elsewhere."""
+
+
 RESOLVED_SETTINGS_ENV: Final = "ROOMCAST_RESOLVED_SETTINGS"
 """The environment variable through which ``roomcast serve`` hands its resolved settings to
 its workers: not a setting, so never an unknown key."""
@@ -365,6 +374,7 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = WebSocketSettings()
     engine: EngineSettings = EngineSettings()
     examples: ExamplesSettings = ExamplesSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
 
     _unknown_keys: tuple[UnknownKey, ...] = PrivateAttr(default=())
 

@@ -1,8 +1,11 @@
 """The ASGI app each ``roomcast serve`` worker runs.
 
 A Hub with its routes, the HTTP server API (``/api``) and ``/metrics``, plus the seed
-endpoints and their chat page unless ``examples.enabled`` is off. ``/connection/websocket``
-bypasses FastAPI: :class:`DirectClientEndpoint` routes it straight to the client endpoint.
+endpoints and their chat page unless ``examples.enabled`` is off. ``/connection/websocket`` bypasses FastAPI:
+:class:`DirectClientEndpoint` routes it straight to the client endpoint. In front of both, the
+:class:`~roomcast.server.shutdown.DrainGate` refuses WebSocket handshakes while the worker
+drains, and the lifespan installs the drain on SIGTERM and Ctrl-C
+(:mod:`roomcast.server.shutdown`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from roomcast.api.metrics import metrics_router
 from roomcast.hub import Hub
 from roomcast.server.gc_tuning import tune_garbage_collector
 from roomcast.server.seeds import seed_router
+from roomcast.server.shutdown import DrainGate, GracefulShutdown
 from roomcast.settings import RESOLVED_SETTINGS_ENV, Settings
 from roomcast.transport.client_endpoint import DirectClientEndpoint
 
@@ -42,23 +46,24 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def app_from_environment() -> DirectClientEndpoint:
+def app_from_environment() -> DrainGate:
     """uvicorn factory for ``roomcast serve``'s workers: settings as the CLI resolved them
-    (``SETTINGS_ENV``; else loaded anew), client connections routed around FastAPI, and the
-    garbage collector tuned once the hub has started. Counters go without their ``_created``
-    series (the process is roomcast's own)."""
+    (``SETTINGS_ENV``; else loaded anew), client connections routed around FastAPI, the
+    garbage collector tuned and the graceful shutdown installed once the hub has started.
+    Counters go without their ``_created`` series (the process is roomcast's own)."""
     resolved = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(resolved) if resolved else Settings.load()
     disable_created_metrics()  # type: ignore[no-untyped-call]
     app = create_app(settings)
     hub_lifespan = app.router.lifespan_context
+    hub: Hub = app.state.hub
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with hub_lifespan(app):
             tune_garbage_collector()
+            GracefulShutdown(hub.drain, supervised=settings.workers > 1).install()
             yield
 
     app.router.lifespan_context = lifespan
-    hub: Hub = app.state.hub
-    return DirectClientEndpoint(app, hub.services)
+    return DrainGate(DirectClientEndpoint(app, hub.services), hub.drain)

@@ -52,6 +52,10 @@ class Registry(Generic[Member]):
         """The members of ``user`` (anonymous ones under ``""``), in the order they came."""
         return list(self._users.get(user, {}).values())
 
+    def members(self) -> list[Member]:
+        """Every member, in the order they came."""
+        return list(self._clients.values())
+
     def get(self, client: str) -> Member | None:
         """The member with client ID ``client``."""
         return self._clients.get(client)

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("transport", ("roomcast.transport",)),
     ("hub", ("roomcast.hub",)),
     ("api", ("roomcast.api",)),
+    ("admin", ("roomcast.admin",)),
     ("server", ("roomcast.server",)),
     ("entry points", ("roomcast", "roomcast.__main__")),
 ]

@@ -40,6 +40,7 @@ from roomcast.errors import ConfigurationError
 
 __all__ = [
     "RESOLVED_SETTINGS_ENV",
+    "AdminSettings",
     "ChannelOptions",
     "ChannelSettings",
     "ClientSettings",
@@ -300,6 +301,31 @@ class ExamplesSettings(_Section):
     """The channel behind ``/ws/chat``."""
 
 
+class AdminSettings(_Section):
+    """The admin web UI at ``/admin`` (Centrifugo v6's names): off unless ``enabled``, which
+    needs a ``password`` to log in with and a ``secret`` that signs admin sessions."""
+
+    enabled: bool = False
+    password: str = ""
+    secret: str = ""
+    """Signs the admin session cookie; give every node the same one, so that a session
+    opened on one node is good on the others."""
+
+    @model_validator(mode="after")
+    def _enabled_needs_credentials(self) -> AdminSettings:
+        missing = [
+            name
+            for name, value in (("admin.password", self.password), ("admin.secret", self.secret))
+            if not value
+        ]
+        if self.enabled and missing:
+            raise ValueError(
+                f"admin.enabled needs {' and '.join(missing)}: the password logs in, the "
+                "secret (a long random string, the same on every node) signs admin sessions"
+            )
+        return self
+
+
 class ShutdownSettings(_Section):
     """How ``roomcast serve`` stops on SIGTERM or Ctrl-C (a second signal stops at once)."""
 
@@ -374,6 +400,7 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = WebSocketSettings()
     engine: EngineSettings = EngineSettings()
     examples: ExamplesSettings = ExamplesSettings()
+    admin: AdminSettings = AdminSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
 
     _unknown_keys: tuple[UnknownKey, ...] = PrivateAttr(default=())

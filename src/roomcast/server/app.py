@@ -1,7 +1,8 @@
 """The ASGI app each ``roomcast serve`` worker runs.
 
-A Hub with its routes, the HTTP server API (``/api``) and ``/metrics``, plus the seed
-endpoints and their chat page unless ``examples.enabled`` is off. ``/connection/websocket`` bypasses FastAPI:
+A Hub with its routes, the HTTP server API (``/api``) and ``/metrics``, the admin UI
+(``/admin``) when ``admin.enabled``, plus the seed endpoints and their chat page unless
+``examples.enabled`` is off. ``/connection/websocket`` bypasses FastAPI:
 :class:`DirectClientEndpoint` routes it straight to the client endpoint. In front of both, the
 :class:`~roomcast.server.shutdown.DrainGate` refuses WebSocket handshakes while the worker
 drains, and the lifespan installs the drain on SIGTERM and Ctrl-C
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import disable_created_metrics
 
+from roomcast.admin import admin_router
 from roomcast.api import server_api_router
 from roomcast.api.metrics import metrics_router
 from roomcast.hub import Hub
@@ -41,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(hub.router)
     app.include_router(server_api_router(hub))
     app.include_router(metrics_router(hub))
+    if settings.admin.enabled:
+        app.include_router(admin_router(hub))
     if settings.examples.enabled:
         app.include_router(seed_router(hub.node, settings))
     return app

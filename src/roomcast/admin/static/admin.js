@@ -251,14 +251,15 @@
   // --- nodes ------------------------------------------------------------------------------
 
   async function refreshNodes() {
-    const result = await api("info");
+    // Clients and subscriptions add up over the nodes; a channel (or a user) may be on
+    // several, so the distinct channels come from the channels method instead.
+    const [result, channels] = await Promise.all([api("info"), api("channels")]);
     const nodes = result.nodes || [];
     const total = (field) => nodes.reduce((sum, node) => sum + (node[field] || 0), 0);
     $("#total-nodes").textContent = number(nodes.length);
     $("#total-clients").textContent = number(total("num_clients"));
-    $("#total-users").textContent = number(total("num_users"));
-    $("#total-channels").textContent = number(total("num_channels"));
     $("#total-subs").textContent = number(total("num_subs"));
+    $("#total-channels").textContent = number(Object.keys(channels.channels || {}).length);
     const list = $("#node-list");
     list.replaceChildren(...nodes.map((node, index) => nodeCard(node, index === 0)));
   }
@@ -270,9 +271,9 @@
     const name = element("span", "node-name", node.name);
     name.title = node.uid || node.name;
     head.append(name);
-    if (answering) head.append(element("span", "chip here", "serving this page"));
     const meta = element("div", "node-meta");
     meta.append(element("span", "", `v${node.version}`), element("span", "", `up ${duration(node.uptime)}`));
+    if (answering) meta.append(element("span", "chip here", "serving this page"));
     const stats = element("div", "node-stats");
     for (const [field, label] of [
       ["num_clients", "clients"],

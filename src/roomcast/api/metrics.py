@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from roomcast.hub import Hub
 from roomcast.metrics import REGISTRY
+from roomcast.session.drain import DrainState
 from roomcast.writer import Writer
 
 __all__ = ["HubCollector", "InstrumentsCollector", "metrics_router"]
@@ -45,6 +46,11 @@ class HubCollector(Collector):
             ("roomcast_users", "Distinct users among connected clients.", hub.registry.num_users),
             ("roomcast_channels", "Channels with local subscribers.", len(channels)),
             ("roomcast_subscriptions", "Local subscriptions.", sum(channels.values())),
+            (
+                "roomcast_draining",
+                "1 once this node's drain has begun (it is unready and closing its clients).",
+                int(hub.drain.state is not DrainState.SERVING),
+            ),
         ]
         for name, documentation, value in gauges:
             yield GaugeMetricFamily(name, documentation, value=value)
@@ -56,6 +62,16 @@ class HubCollector(Collector):
                 "roomcast_slow_disconnects",
                 "Connections closed as slow consumers.",
                 Writer.slow_cut_offs,
+            ),
+            (
+                "roomcast_lag_timeout_disconnects",
+                "Of the slow disconnects, those of subscribers still behind after the lag timeout.",
+                stats.lagging_cut_offs,
+            ),
+            (
+                "roomcast_broker_link_restores",
+                "Times the broker's link came back after a break (every subscriber resynced).",
+                stats.broker_gaps,
             ),
         ]
         for name, documentation, value in counters:

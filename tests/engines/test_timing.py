@@ -6,18 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client import Histogram
 
 from roomcast.engines.base import HistoryOptions
 from roomcast.engines.memory import MemoryHistoryStore, MemoryPresenceStore
 from roomcast.engines.timing import engine_label, time_operations
 from roomcast.metrics import HISTORY_OPERATION_DURATION, PRESENCE_OPERATION_DURATION, REGISTRY
+from roomcast.metrics.loop import LoopHistogram
 from roomcast.publication import ClientInfo, Publication
 
 
-def observed(histogram: Histogram, engine: str, operation: str) -> float:
+def observed(histogram: LoopHistogram, engine: str, operation: str) -> float:
     value = REGISTRY.get_sample_value(
-        f"{histogram._name}_count", {"engine": engine, "operation": operation}
+        f"{histogram.name}_count", {"engine": engine, "operation": operation}
     )
     return value or 0.0
 
@@ -58,7 +58,9 @@ async def test_the_memory_stores_operations_are_observed() -> None:
 
 
 async def test_a_failing_operation_is_observed_too_and_still_raises() -> None:
-    histogram = Histogram("test_timing_seconds", "Test.", ["engine", "operation"], registry=None)
+    histogram = LoopHistogram(
+        "test_timing_seconds", "Test.", ["engine", "operation"], None, buckets=[0.1, 1.0]
+    )
 
     class Flaky:
         async def read(self, fail: bool) -> str:
@@ -80,7 +82,9 @@ async def test_a_failing_operation_is_observed_too_and_still_raises() -> None:
 
 
 def test_only_what_a_class_defines_itself_is_wrapped() -> None:
-    histogram = Histogram("test_inherit_seconds", "Test.", ["engine", "operation"], registry=None)
+    histogram = LoopHistogram(
+        "test_inherit_seconds", "Test.", ["engine", "operation"], None, buckets=[1.0]
+    )
 
     class Base:
         async def get(self) -> int:

@@ -13,9 +13,9 @@ import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
-from prometheus_client import Histogram
+from roomcast.metrics.loop import HistogramChild, LoopHistogram
 
 __all__ = ["engine_label", "time_operations"]
 
@@ -35,7 +35,7 @@ def engine_label(cls: type) -> str:
     return cls.__name__
 
 
-def time_operations(cls: type, histogram: Histogram, operations: Iterable[str]) -> None:
+def time_operations(cls: type, histogram: LoopHistogram, operations: Iterable[str]) -> None:
     """Wrap each coroutine method of ``operations`` that ``cls`` defines itself so that its
     duration is observed in ``histogram`` (labels: engine, operation)."""
     engine = engine_label(cls)
@@ -46,7 +46,9 @@ def time_operations(cls: type, histogram: Histogram, operations: Iterable[str]) 
         setattr(cls, name, _timed(method, histogram.labels(engine, name)))
 
 
-def _timed(method: Callable[P, Awaitable[T]], observer: Any) -> Callable[P, Awaitable[T]]:
+def _timed(
+    method: Callable[P, Awaitable[T]], observer: HistogramChild
+) -> Callable[P, Awaitable[T]]:
     @functools.wraps(method)
     async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()

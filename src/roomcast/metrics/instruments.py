@@ -11,15 +11,17 @@ roomcast's own; close codes outside :data:`KNOWN_CLOSE_CODES` are counted as ``o
 that a client cannot grow the series by inventing codes.
 
 The hot path records per publication, never per recipient: the fan-out adds each batch of
-messages with one ``inc``.
+messages with one ``inc``. Counters and histograms are :mod:`roomcast.metrics.loop`'s, which
+record without a lock (roomcast records from its event loop only).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
 
+from roomcast.metrics.loop import LoopCounter, LoopHistogram
 from roomcast.version import __version__
 
 __all__ = [
@@ -96,14 +98,14 @@ BUILD_INFO: Final = Gauge(
 )
 BUILD_INFO.labels(__version__).set(1)
 
-MESSAGES_RECEIVED: Final = Counter(
+MESSAGES_RECEIVED: Final = LoopCounter(
     "roomcast_transport_messages_received",
     "Commands received from clients, by transport and command method.",
     ["transport", "method"],
     registry=REGISTRY,
 )
 
-MESSAGES_SENT: Final = Counter(
+MESSAGES_SENT: Final = LoopCounter(
     "roomcast_transport_messages_sent",
     "Messages handed to client connections, by transport and type (reply, publication, join, "
     "leave, ping).",
@@ -111,7 +113,7 @@ MESSAGES_SENT: Final = Counter(
     registry=REGISTRY,
 )
 
-CLIENT_COMMAND_DURATION: Final = Histogram(
+CLIENT_COMMAND_DURATION: Final = LoopHistogram(
     "roomcast_client_command_duration_seconds",
     "How long a client command took to serve, from decoded to replied, by method.",
     ["method"],
@@ -119,21 +121,21 @@ CLIENT_COMMAND_DURATION: Final = Histogram(
     registry=REGISTRY,
 )
 
-CLIENT_COMMAND_ERRORS: Final = Counter(
+CLIENT_COMMAND_ERRORS: Final = LoopCounter(
     "roomcast_client_command_errors",
     "Client commands answered with an error, by method and error code.",
     ["method", "code"],
     registry=REGISTRY,
 )
 
-CLIENT_CONNECTS: Final = Counter(
+CLIENT_CONNECTS: Final = LoopCounter(
     "roomcast_client_connects",
     "Clients admitted by a successful connect command, by transport.",
     ["transport"],
     registry=REGISTRY,
 )
 
-CLIENT_DISCONNECTS: Final = Counter(
+CLIENT_DISCONNECTS: Final = LoopCounter(
     "roomcast_client_disconnects",
     "Client connections ended, by transport and close code: the code the server sent, or the "
     "client's when it closed first.",
@@ -141,7 +143,7 @@ CLIENT_DISCONNECTS: Final = Counter(
     registry=REGISTRY,
 )
 
-CLIENT_RECOVERIES: Final = Counter(
+CLIENT_RECOVERIES: Final = LoopCounter(
     "roomcast_client_recoveries",
     "Subscriptions that asked to recover missed publications, by outcome "
     '(recovered="true": every missed publication was delivered).',
@@ -149,7 +151,7 @@ CLIENT_RECOVERIES: Final = Counter(
     registry=REGISTRY,
 )
 
-BROKER_PUBLISH_DURATION: Final = Histogram(
+BROKER_PUBLISH_DURATION: Final = LoopHistogram(
     "roomcast_broker_publish_duration_seconds",
     "How long the broker took to accept a publication (adding it to history included, where "
     "the engine does both in one step), by engine.",
@@ -158,7 +160,7 @@ BROKER_PUBLISH_DURATION: Final = Histogram(
     registry=REGISTRY,
 )
 
-PUBSUB_LAG: Final = Histogram(
+PUBSUB_LAG: Final = LoopHistogram(
     "roomcast_broker_pubsub_lag_seconds",
     "From a publication's publish to its fan-out on this node (wall clocks: keep the nodes' "
     "clocks in sync), by broker engine.",
@@ -167,7 +169,7 @@ PUBSUB_LAG: Final = Histogram(
     registry=REGISTRY,
 )
 
-HISTORY_OPERATION_DURATION: Final = Histogram(
+HISTORY_OPERATION_DURATION: Final = LoopHistogram(
     "roomcast_history_operation_duration_seconds",
     "How long a history store operation took, by engine and operation (add, read, remove).",
     ["engine", "operation"],
@@ -175,7 +177,7 @@ HISTORY_OPERATION_DURATION: Final = Histogram(
     registry=REGISTRY,
 )
 
-PRESENCE_OPERATION_DURATION: Final = Histogram(
+PRESENCE_OPERATION_DURATION: Final = LoopHistogram(
     "roomcast_presence_operation_duration_seconds",
     "How long a presence store operation took, by engine and operation (add, remove, get, stats).",
     ["engine", "operation"],
@@ -183,7 +185,7 @@ PRESENCE_OPERATION_DURATION: Final = Histogram(
     registry=REGISTRY,
 )
 
-API_COMMAND_DURATION: Final = Histogram(
+API_COMMAND_DURATION: Final = LoopHistogram(
     "roomcast_api_command_duration_seconds",
     "How long a server API method took (HTTP API and admin UI alike), by method.",
     ["method"],

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import disable_created_metrics
 
 from roomcast.admin import admin_router
 from roomcast.api import server_api_router
@@ -53,11 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
 def app_from_environment() -> DrainGate:
     """uvicorn factory for ``roomcast serve``'s workers: settings as the CLI resolved them
     (``SETTINGS_ENV``; else loaded anew), client connections routed around FastAPI, the
-    garbage collector tuned and the graceful shutdown installed once the hub has started.
-    Counters go without their ``_created`` series (the process is roomcast's own)."""
+    garbage collector tuned and the graceful shutdown installed once the hub has started."""
     resolved = os.environ.get(SETTINGS_ENV)
     settings = Settings.model_validate_json(resolved) if resolved else Settings.load()
-    disable_created_metrics()  # type: ignore[no-untyped-call]
     app = create_app(settings)
     hub_lifespan = app.router.lifespan_context
     hub: Hub = app.state.hub

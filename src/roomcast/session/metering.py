@@ -11,7 +11,6 @@ Labels stay bounded: a command's ``method`` is one of the protocol's methods, ``
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from roomcast.metrics import (
     CENTRIFUGE_TRANSPORT,
@@ -22,6 +21,7 @@ from roomcast.metrics import (
     MESSAGES_RECEIVED,
     MESSAGES_SENT,
 )
+from roomcast.metrics.loop import CounterChild, HistogramChild
 from roomcast.protocol import Disconnect, Error, Method
 from roomcast.session.outcome import Outcome
 
@@ -52,24 +52,24 @@ def command_label(method: Method | None, is_pong: bool) -> str:
 
 
 @cache
-def _received(label: str) -> Any:
+def _received(label: str) -> CounterChild:
     return MESSAGES_RECEIVED.labels(CENTRIFUGE_TRANSPORT, label)
 
 
 @cache
-def _duration(label: str) -> Any:
+def _duration(label: str) -> HistogramChild:
     return CLIENT_COMMAND_DURATION.labels(label)
 
 
 @cache
-def _error(label: str, code: int) -> Any:
+def _error(label: str, code: int) -> CounterChild:
     return CLIENT_COMMAND_ERRORS.labels(label, str(code))
 
 
-_REPLIES: Any = MESSAGES_SENT.labels(CENTRIFUGE_TRANSPORT, "reply")
-_PINGS: Any = MESSAGES_SENT.labels(CENTRIFUGE_TRANSPORT, "ping")
-_CONNECTS: Any = CLIENT_CONNECTS.labels(CENTRIFUGE_TRANSPORT)
-_RECOVERED: Any = {True: CLIENT_RECOVERIES.labels("true"), False: CLIENT_RECOVERIES.labels("false")}
+_REPLIES = MESSAGES_SENT.labels(CENTRIFUGE_TRANSPORT, "reply")
+_PINGS = MESSAGES_SENT.labels(CENTRIFUGE_TRANSPORT, "ping")
+_CONNECTS = CLIENT_CONNECTS.labels(CENTRIFUGE_TRANSPORT)
+_RECOVERED = {True: CLIENT_RECOVERIES.labels("true"), False: CLIENT_RECOVERIES.labels("false")}
 
 
 def received(label: str) -> None:

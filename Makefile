@@ -26,7 +26,7 @@ serve: $(VENV)/.run-installed
 system-deps:
 	./scripts/install-system-deps.sh
 
-## node-deps: npm packages the tests need (the centrifuge SDK under Node)
+## node-deps: npm packages the tests need (the centrifuge SDK under Node, dclint for compose.yaml)
 node-deps:
 	@if [ -f tests/e2e/js/package.json ]; then cd tests/e2e/js && npm ci --no-audit --no-fund --loglevel=error; fi
 

@@ -24,7 +24,7 @@ def test_known_keys_anywhere_in_the_tree_are_not_reported() -> None:
 
 def test_each_unknown_key_is_named_once_at_its_top() -> None:
     data = {
-        "admin": {"enabled": True, "password": "x"},
+        "grpc_api": {"enabled": True, "port": 10000},
         "client": {"proxy": {"connect": {"enabled": False}}, "tokn": {}},
         "channel": {
             "without_namespace": {"allow_tag_filter": True},
@@ -33,13 +33,13 @@ def test_each_unknown_key_is_named_once_at_its_top() -> None:
     }
     found = unknown_keys(data, Settings, "config file c.json")
     assert keys(found) == [
-        "admin",
+        "grpc_api",
         "client.proxy",
         "client.tokn",
         "channel.without_namespace.allow_tag_filter",
         "channel.namespaces[1].map",
     ]
-    assert str(found[0]) == "admin (config file c.json)"
+    assert str(found[0]) == "grpc_api (config file c.json)"
 
 
 def test_a_value_of_the_wrong_shape_is_left_to_validation() -> None:

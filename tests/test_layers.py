@@ -20,7 +20,7 @@ import roomcast
 PACKAGE_DIR = Path(roomcast.__file__).parent
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("roomcast.version", "roomcast.errors")),
+    ("foundation", ("roomcast.version", "roomcast.errors", "roomcast.metrics")),
     ("values", ("roomcast.settings", "roomcast.config_keys", "roomcast.publication")),
     ("protocol", ("roomcast.protocol",)),
     ("engines", ("roomcast.engines",)),
@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("hub", ("roomcast.hub",)),
     ("sockets", ("roomcast.sockets",)),
     ("api", ("roomcast.api",)),
+    ("admin", ("roomcast.admin",)),
     ("server", ("roomcast.server",)),
     ("entry points", ("roomcast", "roomcast.__main__", "roomcast.workers")),
 ]

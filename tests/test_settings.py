@@ -36,13 +36,18 @@ CENTRIFUGO_V6: dict[str, Any] = {
         ],
     },
     "http_api": {"key": "api-key"},
-    "admin": {"enabled": True, "password": "pw"},  # not a roomcast section
+    "admin": {"enabled": True, "password": "pw", "secret": "admin-secret"},
+    "prometheus": {"enabled": True},  # not a roomcast section: /metrics is always served
 }
 
 CENTRIFUGO_V6_TOML = """
 [admin]
 enabled = true
 password = "pw"
+secret = "admin-secret"
+
+[prometheus]
+enabled = true
 
 [client]
 allowed_origins = ["http://localhost:3000"]
@@ -117,11 +122,13 @@ def test_centrifugo_v6_config_file_loads(tmp_path: Path, name: str) -> None:
     assert (chat.name, chat.presence, chat.history_size) == ("chat", True, 10)
     assert (chat.history_ttl, chat.force_recovery) == (300.0, True)
     assert (news.name, news.allow_history_for_subscriber, news.presence) == ("news", True, False)
+    admin = settings.admin
+    assert (admin.enabled, admin.password, admin.secret) == (True, "pw", "admin-secret")
     # Centrifugo's keys roomcast does not read are recorded, each once, for the warnings.
     assert sorted(unknown.key for unknown in settings.unknown_keys) == [
-        "admin",
         "channel.namespaces[0].subscribe_proxy_enabled",
         "client.proxy",
+        "prometheus",
     ]
     assert {unknown.source for unknown in settings.unknown_keys} == {f"config file {path}"}
 
@@ -340,3 +347,35 @@ def test_channel_options_of_this_issue_load() -> None:
     assert (ns.force_recovery_mode, ns.auto_cache_recover) == ("cache", True)
     default = Settings.load(channel={"namespaces": [{"name": "dd", "force_recovery_mode": ""}]})
     assert default.channel.namespaces[0].force_recovery_mode == "stream"
+
+
+@pytest.mark.parametrize(
+    ("admin", "missing"),
+    [
+        ({"enabled": True}, "admin.password and admin.secret"),
+        ({"enabled": True, "password": "pw"}, "admin.secret"),
+        ({"enabled": True, "secret": "s"}, "admin.password"),
+    ],
+)
+def test_the_admin_ui_enabled_without_its_credentials_is_refused_by_name(
+    admin: dict[str, Any], missing: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.load(admin=admin)
+    assert f"admin.enabled needs {missing}:" in str(refused.value)
+    assert refused.value.problems[0].startswith("admin: ")
+
+
+def test_the_admin_ui_is_off_by_default_and_credentials_alone_do_not_enable_it() -> None:
+    assert Settings.load().admin.enabled is False
+    assert Settings.load(admin={"password": "pw"}).admin.enabled is False
+
+
+def test_the_shutdown_timeout_is_a_duration_defaulting_to_30s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings.load().shutdown.timeout == 30.0
+    monkeypatch.setenv("ROOMCAST_SHUTDOWN__TIMEOUT", "2.5s")
+    assert Settings.load().shutdown.timeout == 2.5
+    with pytest.raises(ConfigurationError, match=r"shutdown\.timeout"):
+        Settings.load(shutdown={"timeout": "-1s"})

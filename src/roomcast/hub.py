@@ -12,8 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from fastapi import APIRouter, Depends, FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from roomcast.cluster import (
     Command,
@@ -43,7 +42,6 @@ from roomcast.publication import ClientInfo, Publication, StreamPosition
 from roomcast.session import (
     ChannelRules,
     ConnectHook,
-    Credentials,
     DisconnectHook,
     Hooks,
     MessageHandler,
@@ -62,8 +60,10 @@ from roomcast.session import (
     presence_store,
 )
 from roomcast.session.actions import apply_command, is_json, subscribe_option_error
+from roomcast.session.drain import DRAINING, Drain, DrainState
 from roomcast.settings import Settings
-from roomcast.transport.client_endpoint import CLIENT_PATH, serve_client
+from roomcast.transport.client_endpoint import CLIENT_PATH
+from roomcast.transport.routes import hub_router
 from roomcast.version import __version__
 from roomcast.wire import WireFormat, encode_event_push, encode_pub_push
 
@@ -74,10 +74,6 @@ logger = logging.getLogger("roomcast.hub")
 _FORCE_DISCONNECT = Disconnect.of(DisconnectCode.FORCE_NO_RECONNECT)
 _counts_encoder = msgspec.msgpack.Encoder()
 _counts_decoder = msgspec.msgpack.Decoder(dict[str, int])
-
-
-async def _no_app_credentials() -> Credentials | None:
-    return None
 
 
 class Hub:
@@ -143,23 +139,14 @@ class Hub:
             registry=self.registry,
             presence=self.presence_store,
         )
-        self.router = APIRouter()
-        self.router.add_api_route("/healthz", self._healthz, methods=["GET"], tags=["health"])
-        self.router.add_api_route("/readyz", self._readyz, methods=["GET"], tags=["health"])
-        dependency = authenticate or _no_app_credentials
-        services = self.services
-
-        # A default rather than Annotated[...]: annotations are strings here, and FastAPI
-        # could not resolve the local ``dependency`` inside one.
-        async def client_connection(
-            websocket: WebSocket,
-            credentials: Credentials | None = Depends(dependency),  # noqa: B008
-        ) -> None:
-            await serve_client(
-                websocket.scope, websocket.receive, websocket.send, services, credentials
-            )
-
-        self.router.add_api_websocket_route(CLIENT_PATH, client_connection)
+        self.drain = Drain(self.registry, self.settings.shutdown.timeout)
+        """Closes this hub's clients in batches when the server stops (``session.drain``)."""
+        self.router = hub_router(
+            self.services,
+            authenticate=authenticate,
+            accepting=lambda: self.drain.state is DrainState.SERVING,
+            not_ready=self._not_ready,
+        )
         self.node_name = self.settings.node.name or f"{socket.gethostname()}-{os.getpid()}"
         self._started_at = time.monotonic()
         self._ready = False
@@ -576,15 +563,12 @@ class Hub:
 
     # --- health --------------------------------------------------------------------------------
 
-    async def _healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
-
-    async def _readyz(self) -> JSONResponse:
+    def _not_ready(self) -> str | None:
+        """Why this hub should not get new clients now (``/readyz``), or None."""
         if not self._ready:
-            return JSONResponse({"status": "not ready"}, status_code=503)
+            return "not started"
+        if self.drain.state is not DrainState.SERVING:
+            return DRAINING
         if not self.node.broker.connected:
-            return JSONResponse(
-                {"status": "not ready", "reason": "the broker's engine is unreachable"},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ready"})
+            return "the broker's engine is unreachable"
+        return None

@@ -4,12 +4,17 @@ A Node keeps ``channel -> local subscribers``, subscribes its broker to a channe
 one local subscriber wants it, and fans every publication the broker delivers out to those
 subscribers. The fan-out is synchronous: one encoding per wire format, then one non-blocking
 ``deliver`` per subscriber; no task, no await, no per-recipient encoding.
+
+Metrics are recorded per publication, never per recipient: the broker's publish duration
+and, on arrival, the pub/sub lag (from the ``published_at`` the publishing node stamped), and
+the messages handed to subscribers, added once per wire format.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +30,15 @@ from roomcast.engines.base import (
     PublishGuards,
     Suppressed,
 )
+from roomcast.engines.timing import engine_label
 from roomcast.errors import StateError
+from roomcast.metrics import (
+    BROKER_PUBLISH_DURATION,
+    CENTRIFUGE_TRANSPORT,
+    MESSAGES_SENT,
+    PLAIN_TRANSPORT,
+    PUBSUB_LAG,
+)
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import Encoder, WireFormat, encode_text
 from roomcast.writer import Writer
@@ -35,6 +48,11 @@ __all__ = ["Node", "NodeStats", "Subscriber"]
 logger = logging.getLogger("roomcast.node")
 
 _LOCK_STRIPES = 64
+
+
+def _transport_of(wire_format: WireFormat) -> str:
+    """The ``transport`` label of the subscribers that take ``wire_format``."""
+    return CENTRIFUGE_TRANSPORT if wire_format is WireFormat.CENTRIFUGE_JSON else PLAIN_TRANSPORT
 
 
 class Subscriber(Protocol):
@@ -122,6 +140,14 @@ class Node:
         self._event_encoder = event_encoder
         self.history = history
         self._positions: dict[str, StreamPosition] = {}
+        engine = engine_label(type(broker))
+        self._publish_duration = BROKER_PUBLISH_DURATION.labels(engine)
+        self._pubsub_lag = PUBSUB_LAG.labels(engine)
+        self._sent = {
+            (wire_format, kind): MESSAGES_SENT.labels(_transport_of(wire_format), kind)
+            for wire_format in WireFormat
+            for kind in ("publication", "join", "leave")
+        }
 
     @property
     def channels(self) -> list[str]:
@@ -223,6 +249,16 @@ class Node:
         if guards.version and history is None:
             raise ValueError("a publication's version needs history: the stream keeps the last")
         broker = self.broker
+        # Built directly: dataclasses.replace costs several times more, on every publish.
+        publication = Publication(
+            publication.data,
+            publication.offset,
+            publication.epoch,
+            publication.info,
+            publication.tags,
+            time.time(),
+        )
+        started = time.perf_counter()
         try:
             if connection is not None:
                 publication = await broker.publish_in_transaction(
@@ -239,6 +275,7 @@ class Node:
                 )
             else:
                 async with self._lock(channel):
+                    started = time.perf_counter()  # the broker's time, not the wait for the lock
                     publication = await broker.publish_to_stream(
                         channel, publication, history, store, guards
                     )
@@ -246,6 +283,7 @@ class Node:
             position = suppressed.position
             return Published(position.offset, position.epoch, suppressed.reason)
         if connection is None:
+            self._publish_duration.observe(time.perf_counter() - started)
             await self.settle()
         return Published(publication.offset, publication.epoch)
 
@@ -291,12 +329,15 @@ class Node:
             subscribers = self._channels.get(channel)
             if not subscribers:
                 return
+        if publication.published_at:
+            self._pubsub_lag.observe(max(0.0, time.time() - publication.published_at))
         stats = self.stats
         stats.publications += 1
         stats.deliveries += len(subscribers)
         encoded: dict[WireFormat, str | bytes] = {}
         # A copy, because a delivery that overflows a writer may end its subscription.
-        for subscriber in tuple(subscribers):
+        recipients = tuple(subscribers)
+        for subscriber in recipients:
             wire_format = subscriber.wire_format
             message = encoded.get(wire_format)
             if message is None:
@@ -305,6 +346,7 @@ class Node:
             writer = subscriber.writer
             if writer.queued_bytes > self._lag_bytes:
                 self._laggards[writer] = None
+        self._count_sent(encoded, recipients, "publication")
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""
@@ -320,11 +362,33 @@ class Node:
         if encode is None or not subscribers:
             return
         message: str | None = None
+        sent: dict[WireFormat, int] = {}
         for subscriber in tuple(subscribers):
             if subscriber.join_leave:
                 if message is None:
                     message = encode(channel, event)
                 subscriber.deliver(channel, message, event)
+                sent[subscriber.wire_format] = sent.get(subscriber.wire_format, 0) + 1
+        kind = "join" if isinstance(event, Join) else "leave"
+        for wire_format, count in sent.items():
+            self._sent[wire_format, kind].inc(count)
+
+    def _count_sent(
+        self,
+        encoded: dict[WireFormat, str | bytes],
+        recipients: tuple[Subscriber, ...],
+        kind: str,
+    ) -> None:
+        """Add the messages one fan-out handed to ``recipients``: one ``inc`` per wire format,
+        and a count per recipient only for a channel whose subscribers mix formats."""
+        if len(encoded) == 1:
+            self._sent[next(iter(encoded)), kind].inc(len(recipients))
+            return
+        counts = dict.fromkeys(encoded, 0)
+        for subscriber in recipients:
+            counts[subscriber.wire_format] += 1
+        for wire_format, count in counts.items():
+            self._sent[wire_format, kind].inc(count)
 
     def _breaks_stream(self, channel: str, publication: Publication) -> bool:
         """Record the channel's position; True when ``publication`` does not follow it."""

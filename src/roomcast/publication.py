@@ -25,7 +25,10 @@ class Publication:
 
     ``data`` is the payload as JSON bytes, kept as bytes end to end so that it is never decoded
     and re-encoded on the way to subscribers. ``offset`` and ``epoch`` place it in the channel's
-    history stream (zero and empty when the channel keeps no history).
+    history stream (zero and empty when the channel keeps no history). ``published_at`` is
+    the wall-clock time (seconds since the epoch) the node that published it handed it to the
+    broker, 0 when unknown; it travels between nodes so each can tell its pub/sub lag, and is
+    no part of what the publication is (it is left out of comparisons).
     """
 
     data: bytes
@@ -33,6 +36,7 @@ class Publication:
     epoch: str = ""
     info: ClientInfo | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    published_at: float = field(default=0.0, compare=False)
 
     def placed(self, offset: int, epoch: str) -> Publication:
         """This publication as a history store added it: at ``offset`` in ``epoch``, with

@@ -40,6 +40,7 @@ from roomcast.errors import ConfigurationError
 
 __all__ = [
     "RESOLVED_SETTINGS_ENV",
+    "AdminSettings",
     "ChannelOptions",
     "ChannelSettings",
     "ClientSettings",
@@ -49,6 +50,7 @@ __all__ = [
     "Namespace",
     "NodeSettings",
     "Settings",
+    "ShutdownSettings",
     "TokenSettings",
     "WebSocketSettings",
     "find_unknown_keys",
@@ -320,6 +322,39 @@ class ExamplesSettings(_Section):
     """The channel behind ``/ws/chat``."""
 
 
+class AdminSettings(_Section):
+    """The admin web UI at ``/admin`` (Centrifugo v6's names): off unless ``enabled``, which
+    needs a ``password`` to log in with and a ``secret`` that signs admin sessions."""
+
+    enabled: bool = False
+    password: str = ""
+    secret: str = ""
+    """Signs the admin session cookie; give every node the same one, so that a session
+    opened on one node is good on the others."""
+
+    @model_validator(mode="after")
+    def _enabled_needs_credentials(self) -> AdminSettings:
+        missing = [
+            name
+            for name, value in (("admin.password", self.password), ("admin.secret", self.secret))
+            if not value
+        ]
+        if self.enabled and missing:
+            raise ValueError(
+                f"admin.enabled needs {' and '.join(missing)}: the password logs in, the "
+                "secret (a long random string, the same on every node) signs admin sessions"
+            )
+        return self
+
+
+class ShutdownSettings(_Section):
+    """How ``roomcast serve`` stops on SIGTERM or Ctrl-C (a second signal stops at once)."""
+
+    timeout: Seconds = 30.0
+    """How long the drain may take: client connections are closed in batches spread over
+    this time, with the protocol's shutdown code (3001), so SDKs reconnect elsewhere."""
+
+
 RESOLVED_SETTINGS_ENV: Final = "ROOMCAST_RESOLVED_SETTINGS"
 """The environment variable through which ``roomcast serve`` hands its resolved settings to
 its workers: not a setting, so never an unknown key."""
@@ -387,6 +422,8 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     node: NodeSettings = NodeSettings()
     examples: ExamplesSettings = ExamplesSettings()
+    admin: AdminSettings = AdminSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
 
     _unknown_keys: tuple[UnknownKey, ...] = PrivateAttr(default=())
 

@@ -1,6 +1,8 @@
-"""Ctrl-C closes every WebSocket with 1001 (going away), as ``README.md`` says: the Centrifuge
-clients of ``/connection/websocket`` too, not only the seed endpoints (whose own test is in
-``tests/server/seeds``), so SDKs reconnect to another node. Every wait is bounded."""
+"""Ctrl-C drains, as ``README.md`` says: the connected Centrifuge clients of
+``/connection/websocket`` are closed with 3001 (shutdown), which the SDKs reconnect after,
+then every other WebSocket (a connection that never sent connect, the seed endpoints, whose
+own test is in ``tests/server/seeds``) with 1001 (going away). Every wait is bounded; the
+drain's own suite is ``tests/e2e/test_drain.py``."""
 
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from tests.support.server import start_server
 from tests.support.wsclient import TIMEOUT, closed_with, connect
 
 GOING_AWAY = (1001, "server shutting down")
+SHUTDOWN = (3001, "shutdown")
 
 
-async def test_ctrl_c_closes_centrifuge_clients_with_going_away(tmp_path: Path) -> None:
-    server = start_server("--insecure", cwd=tmp_path)
+async def test_ctrl_c_closes_centrifuge_clients_with_shutdown_and_the_rest_with_going_away(
+    tmp_path: Path,
+) -> None:
+    server = start_server("--insecure", cwd=tmp_path, env={"ROOMCAST_SHUTDOWN__TIMEOUT": "1"})
     try:
         async with (
             protocol_client(server.ws) as subscribed,
@@ -26,8 +31,8 @@ async def test_ctrl_c_closes_centrifuge_clients_with_going_away(tmp_path: Path) 
         ):
             await subscribed.subscribe("news")
             server.process.send_signal(signal.SIGINT)
-            assert await subscribed.closed_with() == GOING_AWAY
-            assert await connected.closed_with() == GOING_AWAY
+            assert await subscribed.closed_with() == SHUTDOWN
+            assert await connected.closed_with() == SHUTDOWN
             assert await closed_with(not_yet_connected) == GOING_AWAY
             assert await closed_with(seed) == GOING_AWAY
         # uvicorn re-raises the SIGINT after its graceful shutdown: 128 + 2, as for any Ctrl-C.

@@ -2,7 +2,8 @@
 to clients when nothing is configured (a 64 KiB frame limit, pings every 25 s), then as the
 settings model holds them, for the ones a short test cannot watch happen (an 8 s pong
 timeout, a 1 MiB queue, a 2 s lag timeout, a 60 s presence TTL, the engines, the seeds'
-timers, the five minutes an idempotency key is remembered). Every wait is bounded."""
+timers, the 30 s drain, the admin UI off, the five minutes an idempotency key is
+remembered). Every wait is bounded."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ def test_the_settings_model_holds_the_documented_defaults(
     assert (settings.examples.stream_interval, settings.examples.stream_count) == (1.0, 10)
     assert settings.examples.clock_interval == 10.0
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.shutdown.timeout == 30.0
+    assert settings.admin.enabled is False
 
 
 async def test_an_idempotency_key_is_remembered_for_five_minutes() -> None:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 import roomcast.server.app
 from roomcast.api import API_PREFIX
 from roomcast.server.app import SETTINGS_ENV, app_from_environment, create_app
+from roomcast.server.shutdown import DrainGate
 from roomcast.settings import Settings
 from roomcast.transport.client_endpoint import DirectClientEndpoint
 from roomcast.transport.close_codes import CloseCode
@@ -100,10 +101,13 @@ async def test_without_examples_the_app_serves_no_seed_endpoint() -> None:
 def test_the_factory_takes_the_settings_the_cli_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
     resolved = Settings(examples={"enabled": False}, client={"queue_max_size": 12345})
     monkeypatch.setenv(SETTINGS_ENV, resolved.model_dump_json())
-    endpoint = app_from_environment()
+    gate = app_from_environment()
+    assert isinstance(gate, DrainGate)
+    endpoint = gate.app
     assert isinstance(endpoint, DirectClientEndpoint)
     assert endpoint.services.settings == resolved
     assert endpoint.services is endpoint.app.state.hub.services
+    assert gate.drain is endpoint.app.state.hub.drain
 
 
 async def test_the_factory_tunes_the_collector_once_the_hub_has_started(
@@ -111,8 +115,9 @@ async def test_the_factory_tunes_the_collector_once_the_hub_has_started(
 ) -> None:
     broker_connected_at_tuning: list[bool] = []
     monkeypatch.setenv(SETTINGS_ENV, Settings().model_dump_json())
-    endpoint = app_from_environment()
-    app = endpoint.app
+    gate = app_from_environment()
+    assert isinstance(gate.app, DirectClientEndpoint)
+    app = gate.app.app
     assert isinstance(app, FastAPI)
     monkeypatch.setattr(
         roomcast.server.app,

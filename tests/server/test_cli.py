@@ -71,6 +71,18 @@ def test_serve_with_workers_on_the_memory_broker_is_refused(started: list[Settin
     assert started == []
 
 
+def test_serve_with_the_admin_ui_enabled_without_a_password_is_refused_by_name(
+    started: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROOMCAST_ADMIN__ENABLED", "true")
+    monkeypatch.setenv("ROOMCAST_ADMIN__SECRET", "s" * 32)
+    result, output = invoke("serve")
+    assert result.exit_code == 2
+    assert "admin.enabled needs admin.password" in output
+    assert "Traceback" not in output
+    assert started == []
+
+
 def test_serve_with_a_missing_config_file_says_so(tmp_path: Path, started: list[Settings]) -> None:
     missing = tmp_path / "absent.toml"
     result, output = invoke("serve", "--config", str(missing))
@@ -247,6 +259,7 @@ def test_checkconfig_lists_every_unknown_key_and_bad_value_and_exits_1(
         tmp_path / "bad.json",
         {
             "admin": {"enabled": True},
+            "grpc_api": {"enabled": True},
             "client": {"ping_interval": "soon", "token": {"hmac_secret_key": "k"}},
             "channel": {"namespaces": [{"name": "chat", "allow_tag_filter": True}]},
         },
@@ -256,10 +269,13 @@ def test_checkconfig_lists_every_unknown_key_and_bad_value_and_exits_1(
     assert result.exit_code == 1
     assert result.output.splitlines() == [
         "unknown key http_api.ky (environment variable ROOMCAST_HTTP_API__KY)",
-        f"unknown key admin (config file {path})",
+        f"unknown key grpc_api (config file {path})",
         f"unknown key channel.namespaces[0].allow_tag_filter (config file {path})",
         "invalid: client.ping_interval: Input should be a valid number, unable to parse string "
         "as a number",
+        "invalid: admin: Value error, admin.enabled needs admin.password and admin.secret: the "
+        "password logs in, the secret (a long random string, the same on every node) signs admin "
+        "sessions",
     ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from roomcast.protocol import DisconnectCode
-from roomcast.transport.asgi import asgi_frame_sender, close_reason, over_limit
+from roomcast.transport.asgi import asgi_frame_sender, close_reason, over_limit, refuse_handshake
 from roomcast.transport.close_codes import CloseCode
 from roomcast.writer import Close, Frame
 
@@ -66,3 +66,33 @@ def test_over_limit_counts_utf8_bytes_of_text() -> None:
     assert over_limit("é" * 6, 10)  # 6 characters, 12 bytes
     assert over_limit(b"x" * 11, 10)
     assert not over_limit(b"x" * 10, 10)
+
+
+async def refusal_events(extensions: dict[str, Any]) -> list[MutableMapping[str, Any]]:
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(event: MutableMapping[str, Any]) -> None:
+        sent.append(event)
+
+    scope = {"type": "websocket", "extensions": extensions}
+    await refuse_handshake(scope, receive, send, 503, "draining", retry_after=1)
+    return sent
+
+
+async def test_a_handshake_is_refused_with_an_http_status_where_the_server_offers_it() -> None:
+    start, body = await refusal_events({"websocket.http.response": {}})
+    assert start == {
+        "type": "websocket.http.response.start",
+        "status": 503,
+        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"1")],
+    }
+    assert body == {"type": "websocket.http.response.body", "body": b"draining"}
+
+
+async def test_without_the_denial_extension_a_handshake_is_closed_before_accepting() -> None:
+    assert await refusal_events({}) == [
+        {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": "draining"}
+    ]

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
@@ -45,6 +46,7 @@ from roomcast.api.schemas import (
 )
 from roomcast.errors import EngineUnavailable, RoomcastError
 from roomcast.hub import Hub
+from roomcast.metrics import API_COMMAND_DURATION
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode
 from roomcast.publication import StreamPosition
 from roomcast.session import (
@@ -70,18 +72,23 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ApiMethod(Generic[Req]):
-    """One API method: the type its body decodes into and the coroutine that serves it."""
+    """One API method: the type its body decodes into and the coroutine that serves it,
+    which is named after the method (the name labels the method's duration metric)."""
 
     request: type[Req]
     serve: Callable[[Hub, Req], Awaitable[Outcome]]
 
 
 async def call(hub: Hub, method: ApiMethod[Any], request: msgspec.Struct) -> Outcome:
-    """Run ``method`` with its decoded ``request``; engine failures become error 100."""
+    """Run ``method`` with its decoded ``request``; engine failures become error 100. Its
+    duration is observed in ``roomcast_api_command_duration_seconds``."""
+    started = time.perf_counter()
     try:
         return await method.serve(hub, request)
     except RoomcastError as exc:
         return _engine_error(exc)
+    finally:
+        API_COMMAND_DURATION.labels(method.serve.__name__).observe(time.perf_counter() - started)
 
 
 def _engine_error(exc: RoomcastError) -> ApiError:

@@ -27,7 +27,7 @@ from roomcast.api.schemas import ApiError, BatchRequest
 from roomcast.hub import Hub
 from roomcast.protocol import ErrorCode
 
-__all__ = ["API_PREFIX", "server_api_router"]
+__all__ = ["API_PREFIX", "answer_method", "server_api_router"]
 
 logger = logging.getLogger("roomcast.api")
 
@@ -54,21 +54,27 @@ def server_api_router(hub: Hub) -> APIRouter:
         refused = refusal(request.headers, settings)
         if refused is not None:
             return _reply(401, {"error": ApiError.of(ErrorCode.UNAUTHORIZED, refused)})
-        body = await request.body() or b"{}"
-        if method == "batch":
-            return await _batch(hub, body)
-        api_method = METHODS.get(method)
-        if api_method is None:
-            return _reply(404, {"error": ApiError.of(ErrorCode.METHOD_NOT_FOUND, method)})
-        try:
-            decoded = msgspec.json.decode(body, type=api_method.request)
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            return _reply(400, {"error": ApiError.of(ErrorCode.BAD_REQUEST, str(exc))})
-        outcome = await call(hub, api_method, decoded)
-        return _reply(200, _envelope(outcome))
+        return await answer_method(hub, method, await request.body())
 
     router.add_api_route("/{method}", serve_method, methods=["POST"], include_in_schema=False)
     return router
+
+
+async def answer_method(hub: Hub, method: str, body: bytes) -> Response:
+    """The HTTP reply to an allowed call of ``method`` with ``body``: steps 2 to 4 of the
+    module docstring. The admin UI's calls are answered here too."""
+    body = body or b"{}"
+    if method == "batch":
+        return await _batch(hub, body)
+    api_method = METHODS.get(method)
+    if api_method is None:
+        return _reply(404, {"error": ApiError.of(ErrorCode.METHOD_NOT_FOUND, method)})
+    try:
+        decoded = msgspec.json.decode(body, type=api_method.request)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        return _reply(400, {"error": ApiError.of(ErrorCode.BAD_REQUEST, str(exc))})
+    outcome = await call(hub, api_method, decoded)
+    return _reply(200, _envelope(outcome))
 
 
 async def _batch(hub: Hub, body: bytes) -> Response:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from roomcast.engines.timing import time_operations
 from roomcast.errors import ConfigurationError
+from roomcast.metrics import HISTORY_OPERATION_DURATION, PRESENCE_OPERATION_DURATION
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 
 __all__ = [
@@ -303,7 +305,14 @@ class HistoryStore(ABC):
     in the step that appends. A store shared by processes (Redis, PostgreSQL, NATS) checks for
     every process; one of a single process (memory, SQLite) within that process, and SQLite
     forgets the keys (not the versions) on restart.
+
+    Every subclass's ``add``, ``read`` and ``remove`` are timed into
+    ``roomcast_history_operation_duration_seconds`` (:mod:`roomcast.engines.timing`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        time_operations(cls, HISTORY_OPERATION_DURATION, ("add", "read", "remove"))
 
     @abstractmethod
     async def start(self) -> None:
@@ -364,7 +373,14 @@ class PresenceStore(ABC):
     Entries expire ``ttl`` seconds after they were last added, so the clients of a crashed
     process disappear by themselves; live sessions add their entries again well before that.
     Methods raise ``EngineUnavailable`` when the store cannot be reached.
+
+    Every subclass's ``add``, ``remove``, ``get`` and ``stats`` are timed into
+    ``roomcast_presence_operation_duration_seconds`` (:mod:`roomcast.engines.timing`).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        time_operations(cls, PRESENCE_OPERATION_DURATION, ("add", "remove", "get", "stats"))
 
     @abstractmethod
     async def start(self) -> None:

@@ -1,8 +1,10 @@
 """The msgpack forms every networked engine uses for what it sends and stores.
 
 A broker event is a msgpack array tagged by kind (``pub``, ``join``, ``leave``); a stored
-publication is (data, info, tags) without its position, which the engine keeps beside it.
-Redis, PostgreSQL and NATS write the same bytes, so a payload means one thing everywhere.
+publication is (data, info, tags, published_at) without its position, which the engine keeps
+beside it. Redis, PostgreSQL and NATS write the same bytes, so a payload means one thing
+everywhere. ``published_at`` came last, with a default: a payload without it decodes (as 0),
+and a release that does not know it ignores it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class _Stored(msgspec.Struct, array_like=True, frozen=True):
     data: bytes
     info: StoredInfo | None
     tags: dict[str, str]
+    published_at: float = 0.0
 
 
 class _Pub(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
@@ -47,6 +50,7 @@ class _Pub(msgspec.Struct, array_like=True, frozen=True, tag="pub"):
     epoch: str
     info: StoredInfo | None
     tags: dict[str, str]
+    published_at: float = 0.0
 
 
 class _Join(msgspec.Struct, array_like=True, frozen=True, tag="join"):
@@ -78,7 +82,9 @@ def encode_event(event: ChannelEvent) -> bytes:
     if isinstance(event, Leave):
         return encoder.encode(_Leave(store_info(event.info)))
     info = None if event.info is None else store_info(event.info)
-    return encoder.encode(_Pub(event.data, event.offset, event.epoch, info, dict(event.tags)))
+    return encoder.encode(
+        _Pub(event.data, event.offset, event.epoch, info, dict(event.tags), event.published_at)
+    )
 
 
 def decode_event(payload: bytes) -> ChannelEvent:
@@ -93,13 +99,17 @@ def decode_event(payload: bytes) -> ChannelEvent:
     if isinstance(message, _Leave):
         return Leave(load_info(message.info))
     info = None if message.info is None else load_info(message.info)
-    return Publication(message.data, message.offset, message.epoch, info, message.tags)
+    return Publication(
+        message.data, message.offset, message.epoch, info, message.tags, message.published_at
+    )
 
 
 def encode_stored(publication: Publication) -> bytes:
     """A publication as history keeps it: without offset and epoch."""
     info = None if publication.info is None else store_info(publication.info)
-    return encoder.encode(_Stored(publication.data, info, dict(publication.tags)))
+    return encoder.encode(
+        _Stored(publication.data, info, dict(publication.tags), publication.published_at)
+    )
 
 
 def decode_stored(payload: bytes, offset: int, epoch: str) -> Publication:
@@ -110,4 +120,4 @@ def decode_stored(payload: bytes, offset: int, epoch: str) -> Publication:
     """
     stored = _stored_decoder.decode(payload)
     info = None if stored.info is None else load_info(stored.info)
-    return Publication(stored.data, offset, epoch, info, stored.tags)
+    return Publication(stored.data, offset, epoch, info, stored.tags, stored.published_at)

@@ -22,12 +22,12 @@ import typer
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
-from uvicorn.supervisors import Multiprocess
 
 from roomcast.engines import create_broker, create_history_store, create_presence_store
 from roomcast.errors import ConfigurationError
 from roomcast.server.app import SETTINGS_ENV
 from roomcast.server.log_config import log_config
+from roomcast.server.shutdown import DrainingMultiprocess
 from roomcast.session.namespaces import keeps_history
 from roomcast.session.tokens import TokenVerifier
 from roomcast.settings import Settings, find_unknown_keys
@@ -165,7 +165,7 @@ def _run(settings: Settings) -> None:
         soft_wrap=True,
     )
     if settings.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        DrainingMultiprocess(config, sockets=[sock]).run()
     else:
         server.run(sockets=[sock])
 

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import partial
+from time import perf_counter
 from typing import Any, TypeVar, assert_never
 
 import msgspec
@@ -48,6 +49,7 @@ from roomcast import protocol
 from roomcast.errors import ClientError, EngineUnavailable
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, Method
 from roomcast.publication import StreamPosition
+from roomcast.session import metering
 from roomcast.session.commands import Commands
 from roomcast.session.hooks import (
     NO_CONNECT_DETAILS,
@@ -268,13 +270,18 @@ class Session:
         command the codec refused (fields ``client.proto`` does not have) is answered with its
         error, unless it comes before connect and is no connect."""
         if isinstance(command, protocol.RefusedCommand):
+            label = command.method.value
+            metering.received(label)
             if self.state is SessionState.CONNECTING and command.method is not Method.CONNECT:
                 self._bad_request("first command must be connect")
                 return
             self._log_client_mistake(command.error.message)
             self.writer.push(encode_answer(command.id, command.error))
+            metering.refused(label, command.error)
             return
         method = command.method
+        label = metering.command_label(method, command.is_pong)
+        metering.received(label)
         if command.is_pong:
             self._on_pong()
             return
@@ -287,7 +294,9 @@ class Session:
         if method is Method.CONNECT and self.state is SessionState.CONNECTED:
             self._bad_request("already connected")
             return
+        started = perf_counter()
         outcome = await self._outcome(method, command)
+        metering.served(label, outcome, perf_counter() - started)
         if outcome is None:
             return
         if isinstance(outcome, Disconnect):
@@ -404,6 +413,7 @@ class Session:
             self._stale_timer.cancel()
             self._stale_timer = None
         self.services.registry.add(self)
+        metering.connected()
 
         who = self.context
         subs: dict[str, protocol.SubscribeResult] = {}

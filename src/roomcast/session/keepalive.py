@@ -14,6 +14,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from roomcast import protocol
+from roomcast.session import metering
 from roomcast.writer import Writer
 
 __all__ = ["Keepalive", "PingState"]
@@ -84,6 +85,7 @@ class Keepalive:
         if self._stopped:
             return
         self._writer.push(_PING)
+        metering.pinged()
         self.state = PingState.AWAITING_PONG
         if self._pong_timeout > 0 and self._pong_timer is None:
             self._pong_timer = self._loop.call_later(self._pong_timeout, self._missed)

@@ -40,6 +40,7 @@ from roomcast.engines.base import HistoryPage, PresenceStore
 from roomcast.errors import EngineError
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, UnsubscribeCode
 from roomcast.publication import ClientInfo, Join, Leave, StreamPosition
+from roomcast.session import metering
 from roomcast.session.features import overridden, subscription_features
 from roomcast.session.hooks import ClientContext, SubscribeReply, UnsubscribeCause
 from roomcast.session.recovery import RecoveryOutcome, merge
@@ -224,6 +225,8 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             except BaseException:
                 await node.unsubscribe(channel, subscription)
                 raise
+            if recovering:
+                metering.recovered(recovery.recovered)
             if recovering and not recovery.recovered and terms.reject_unrecovered:
                 await node.unsubscribe(channel, subscription)
                 return _UNRECOVERABLE

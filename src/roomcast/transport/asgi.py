@@ -1,4 +1,5 @@
-"""The one adapter that turns writer frames into ASGI WebSocket send events."""
+"""The one adapter that turns writer frames into ASGI WebSocket send events, and the one way a
+WebSocket handshake is refused with an HTTP status."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, cast
 
+from roomcast.transport.close_codes import CloseCode
 from roomcast.writer import Frame, SendFrame, WriteNow
 
-__all__ = ["ASGISend", "asgi_frame_sender", "close_reason", "over_limit", "write_now_of"]
+__all__ = [
+    "ASGIReceive",
+    "ASGISend",
+    "asgi_frame_sender",
+    "close_reason",
+    "over_limit",
+    "refuse_handshake",
+    "write_now_of",
+]
 
 logger = logging.getLogger("roomcast.transport")
 
@@ -18,9 +28,13 @@ WRITE_NOW_EXTENSION = "roomcast.write_now"
 serve``, ``uvicorn --ws roomcast:RoomcastWebSocketProtocol`` and
 ``gunicorn -k roomcast.workers.UvicornWorker``."""
 
+DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
+"""The ASGI extension with which an app answers a WebSocket handshake with an HTTP response."""
+
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes, 2 for the code
 
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 def asgi_frame_sender(send: ASGISend) -> SendFrame:
@@ -72,3 +86,29 @@ def over_limit(message: str | bytes, limit: int) -> bool:
     if isinstance(message, bytes):
         return len(message) > limit
     return len(message) * 4 > limit and len(message.encode()) > limit
+
+
+async def refuse_handshake(
+    scope: Mapping[str, Any],
+    receive: ASGIReceive,
+    send: ASGISend,
+    status: int,
+    reason: str,
+    *,
+    retry_after: int = 0,
+) -> None:
+    """Refuse a WebSocket handshake that has not been answered yet: with HTTP ``status`` and
+    ``reason`` as its body where the server offers ASGI's denial response (uvicorn does),
+    else with a close before accepting, which servers answer with HTTP 403. ``retry_after``
+    (seconds) becomes a ``Retry-After`` header."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if DENIAL_RESPONSE_EXTENSION not in scope.get("extensions", {}):
+        close = {"code": CloseCode.POLICY_VIOLATION, "reason": close_reason(reason)}
+        await send({"type": "websocket.close", **close})
+        return
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": reason.encode()})

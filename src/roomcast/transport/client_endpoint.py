@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from roomcast.metrics import CENTRIFUGE_TRANSPORT, CLIENT_DISCONNECTS, close_code_label
 from roomcast.protocol import Disconnect, DisconnectCode
 from roomcast.session.connection import Session, SessionServices
 from roomcast.session.hooks import Credentials
@@ -105,11 +106,17 @@ async def serve_client(
         # The app hears the close the server sent, if it sent one, else the client's.
         sent = writer.close_frame
         code, reason = (sent.code, sent.reason) if sent is not None else gone or _NO_CLOSE
+        _count_disconnect(code)
         await session.closed(code, reason)
         if gone is not None or writer.state is WriterState.CLOSED:
             writer.discard()
         else:
             await writer.close_and_flush(_CRASHED)
+
+
+def _count_disconnect(code: int) -> None:
+    """Count a connection's end by its close code: the server's, else the client's."""
+    CLIENT_DISCONNECTS.labels(CENTRIFUGE_TRANSPORT, close_code_label(code)).inc()
 
 
 class DirectClientEndpoint:

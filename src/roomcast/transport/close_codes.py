@@ -1,5 +1,5 @@
 """The WebSocket protocol's own close codes (RFC 6455, section 7.4.1) that roomcast sends or
-reports (to ``on_disconnect``).
+reports (to ``on_disconnect``, and how a peer left in metrics).
 
 Each close code has exactly one owner. This enum owns 1000-2999, the codes of WebSocket
 itself. Codes from 3000 up belong to the Centrifuge client protocol and are owned by

@@ -32,6 +32,9 @@ class Sizes:
     history_window: int
     history_rounds: int
     history_timeout: float
+    formats_subscribers: int
+    formats_messages: int
+    formats_timeout: float
     crossnode_subscribers: int
     crossnode_messages: int
     crossnode_seconds: float
@@ -51,6 +54,7 @@ FULL = Sizes(
     idle_clients=5000, idle_settle=2.0,
     history_subscribers=100, history_messages=5000, history_window=64, history_rounds=5,
     history_timeout=60.0,
+    formats_subscribers=200, formats_messages=500, formats_timeout=60.0,
     crossnode_subscribers=1000, crossnode_messages=200, crossnode_seconds=5.0,
     crossnode_history_messages=3000, crossnode_timeout=20.0,
     connect_deadline=120.0,
@@ -63,6 +67,7 @@ QUICK = Sizes(
     idle_clients=500, idle_settle=1.0,
     history_subscribers=100, history_messages=500, history_window=64, history_rounds=1,
     history_timeout=15.0,
+    formats_subscribers=50, formats_messages=100, formats_timeout=20.0,
     crossnode_subscribers=100, crossnode_messages=20, crossnode_seconds=1.0,
     crossnode_history_messages=200, crossnode_timeout=10.0,
     connect_deadline=30.0,

@@ -37,6 +37,15 @@ class Row:
 _HISTORY = [("off", "off"), ("on", "on (sqlite)"), ("sync", "on (sqlite, synchronous)")]
 """The history scenario's variants: metric key prefix, label."""
 
+_FORMATS = [
+    ("json", "JSON 100 B"),
+    ("protobuf", "Protobuf 100 B"),
+    ("docs_json", "2 KB docs JSON whole"),
+    ("docs_delta_json", "2 KB docs JSON fossil"),
+    ("docs_delta_protobuf", "2 KB docs Protobuf fossil"),
+]
+"""The formats scenario's variants: metric key prefix, label."""
+
 _FIXED = [("fixed", "fixed 50/s"), ("fixed100", "fixed 100/s"), ("fixed200", "fixed 200/s")]
 """The fixed-load scenarios: name, label."""
 
@@ -67,6 +76,10 @@ ROWS = [
     *[Row("history", f"{v}_server_cpu_us_per_publish", f"history: server CPU µs/publish {label}",
           "down", 0) for v, label in _HISTORY],
     Row("history", "offsets", "history: offsets in hist channels", ""),
+    *[Row("formats", f"{v}_bytes_per_delivery", f"formats: bytes/delivery {label}", "down", 0)
+      for v, label in _FORMATS],
+    *[Row("formats", f"{v}_server_cpu_us_per_delivery",
+          f"formats: server CPU µs/delivery {label}", "down", 2) for v, label in _FORMATS],
 ]  # fmt: skip
 
 CROSSNODE_COLUMNS = [

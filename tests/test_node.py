@@ -12,8 +12,9 @@ from roomcast.engines.base import HistoryOptions
 from roomcast.engines.memory import MemoryBroker, MemoryHistoryStore
 from roomcast.errors import ConfigurationError, StateError
 from roomcast.node import Node
+from roomcast.protocol import fossil
 from roomcast.publication import ChannelEvent, ClientInfo, Join, Publication
-from roomcast.wire import WireFormat, text_publication
+from roomcast.wire import CENTRIFUGE_ENCODERS, WireFormat, encode_pub_push, text_publication
 from roomcast.writer import Close, Frame, Writer, WriterState
 
 SLOW = Close(3008, "slow")
@@ -284,7 +285,7 @@ async def test_join_and_leave_reach_only_subscribers_that_want_them() -> None:
         encoded.append(channel)
         return "joined"
 
-    node = Node(MemoryBroker(), event_encoder=encode)
+    node = Node(MemoryBroker(), event_encoders={WireFormat.TEXT: encode})
     await node.start()
     wants, ignores = Inbox(), Inbox()
     wants.join_leave = True
@@ -357,3 +358,59 @@ async def test_concurrent_publishes_into_history_are_added_and_delivered_in_orde
 async def test_publishing_inside_a_transaction_needs_a_database_broker(node: Node) -> None:
     with pytest.raises(ConfigurationError, match="PostgreSQL broker"):
         await node.publish("room", Publication(b'"x"'), connection=object())
+
+
+# --- fossil deltas ------------------------------------------------------------------------------
+
+
+class DeltaInbox(Inbox):
+    """A delta subscriber: like a session's DeltaSubscription, its base is the last publication
+    it was delivered."""
+
+    def __init__(self, wire_format: WireFormat) -> None:
+        super().__init__(wire_format)
+        self.delta_base: Publication | None = None
+
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
+        super().deliver(channel, message, event)
+        if isinstance(event, Publication):
+            self.delta_base = event
+
+
+async def test_deltas_are_computed_once_per_publication_and_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up-to-date subscribers share one delta (one fossil computation for JSON and one for
+    Protobuf, here with the same payload); a subscriber without a base gets the whole one;
+    plain subscribers never pay for deltas."""
+    calls: list[tuple[bytes, bytes]] = []
+    create = fossil.create
+
+    def counted(source: bytes, target: bytes) -> bytes:
+        calls.append((source, target))
+        return create(source, target)
+
+    monkeypatch.setattr(fossil, "create", counted)
+    node = Node(MemoryBroker(), CENTRIFUGE_ENCODERS)
+    await node.start()
+    json_deltas = [DeltaInbox(WireFormat.CENTRIFUGE_JSON_DELTA) for _ in range(3)]
+    proto_delta = DeltaInbox(WireFormat.CENTRIFUGE_PROTOBUF_DELTA)
+    plain = Inbox(WireFormat.CENTRIFUGE_JSON)
+    for subscriber in (*json_deltas, proto_delta, plain):
+        await node.subscribe("doc", subscriber)
+    first = Publication(data=b'{"text":"' + b"x" * 300 + b'","n":1}')
+    second = Publication(data=b'{"text":"' + b"x" * 300 + b'","n":2}')
+    await node.publish("doc", first)
+    assert calls == []  # nobody had a base: everyone got it whole
+    late = DeltaInbox(WireFormat.CENTRIFUGE_JSON_DELTA)
+    await node.subscribe("doc", late)
+    await node.publish("doc", second)
+    assert len(calls) == 2  # one per payload view (JSON, Protobuf), not per subscriber
+    shared = json_deltas[0].messages[1]
+    assert all(inbox.messages[1] is shared for inbox in json_deltas)
+    assert isinstance(shared, str)
+    assert '"delta":true' in shared
+    assert len(shared) < len(second.data) // 3
+    assert '"delta"' not in str(late.messages[0])  # no base yet: whole
+    assert isinstance(proto_delta.messages[1], bytes)
+    assert plain.messages[1] == encode_pub_push("doc", second)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from roomcast.errors import ConfigurationError
-from roomcast.settings import Settings, find_unknown_keys, parse_duration
+from roomcast.settings import ChannelOptions, Settings, find_unknown_keys, parse_duration
 
 CENTRIFUGO_V6: dict[str, Any] = {
     "client": {
@@ -379,3 +379,17 @@ def test_the_shutdown_timeout_is_a_duration_defaulting_to_30s(
     assert Settings.load().shutdown.timeout == 2.5
     with pytest.raises(ConfigurationError, match=r"shutdown\.timeout"):
         Settings.load(shutdown={"timeout": "-1s"})
+
+
+def test_delta_publish_needs_an_allowed_delta_type() -> None:
+    with pytest.raises(ValueError, match="delta_publish needs allowed_delta_types"):
+        ChannelOptions(delta_publish=True)
+    options = ChannelOptions(allowed_delta_types=["fossil"], delta_publish=True)
+    assert options.allowed_delta_types == ["fossil"]
+    with pytest.raises(ValueError, match="fossil"):
+        ChannelOptions(allowed_delta_types=["zstd"])  # type: ignore[list-item]
+
+
+def test_protobuf_is_served_unless_turned_off() -> None:
+    assert Settings().websocket.protobuf is True
+    assert Settings.load(websocket={"protobuf": False}).websocket.protobuf is False

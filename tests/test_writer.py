@@ -95,6 +95,27 @@ async def test_coalesce_never_joins_binary_messages() -> None:
     assert transport.sent == ["a", b"b", b"c", "d\ne", BYE]
 
 
+async def test_join_binary_concatenates_queued_binary_messages_into_one_frame() -> None:
+    """Length-delimited Protobuf messages (the Centrifuge Protobuf protocol) may share a frame;
+    text around them keeps its own frames, and no frame passes ``max_frame_bytes``."""
+    transport = Transport()
+    writer = Writer(
+        transport.send,
+        max_queue_bytes=1 << 20,
+        overflow=Close(DisconnectCode.SLOW, "slow"),
+        coalesce=True,
+        join_binary=True,
+        max_frame_bytes=6,
+    )
+    for message in (b"\x01a", b"\x01b", "t", b"\x02cd", b"\x01e", b"\x03fgh"):
+        writer.push(message)
+    writer.start()
+    writer.close(BYE)
+    await finish(writer)
+    assert transport.sent == [b"\x01a\x01b", "t", b"\x02cd\x01e", b"\x03fgh", BYE]
+    assert writer.queued_bytes == 0
+
+
 async def test_coalesce_starts_new_frames_at_max_frame_bytes_keeping_order() -> None:
     transport = Transport()
     writer = make_writer(transport, coalesce=True, max_frame_bytes=10)

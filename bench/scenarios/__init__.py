@@ -8,6 +8,8 @@
 * ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
 * ``history`` - roomcast's publish throughput with history off / on (SQLite, batched or
   synchronous), roomcast only (:mod:`.history`);
+* ``formats`` - bytes and server CPU per delivery for JSON and Protobuf subscribers, and for
+  2 KB documents sent whole or as fossil deltas, roomcast only (:mod:`.formats`);
 * ``crossnode`` - burst, fixed-rate and history figures with subscribers and publisher on two
   processes sharing an engine (Redis, PostgreSQL, NATS) beside one process on the memory
   engine, roomcast only (:mod:`.crossnode`).
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bench.scenarios import burst, crossnode, fixed, history, idle, slow
+from bench.scenarios import burst, crossnode, fixed, formats, history, idle, slow
 from bench.scenarios.common import (
     EXPECTED_ERRORS,
     Context,
@@ -50,16 +52,19 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "slow": slow.run,
     "idle": idle.run,
     "history": history.run,
+    "formats": formats.run,
     "crossnode": crossnode.run,
 }
 
 ONLY: dict[str, tuple[frozenset[str], str]] = {
     "history": (frozenset({"roomcast"}), "n/a: no history"),
+    "formats": (frozenset({"roomcast"}), "n/a: one format"),
     "crossnode": (frozenset({"roomcast"}), "n/a: no engines"),
 }
 """scenario -> (the servers it runs on, the table's note for the others)."""
 
 PREPARE: dict[str, Callable[[Target], Target]] = {
     "history": history.prepare,
+    "formats": formats.prepare,
     "crossnode": crossnode.prepare,
 }

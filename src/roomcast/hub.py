@@ -65,7 +65,7 @@ from roomcast.settings import Settings
 from roomcast.transport.client_endpoint import CLIENT_PATH
 from roomcast.transport.routes import hub_router
 from roomcast.version import __version__
-from roomcast.wire import WireFormat, encode_event_push, encode_pub_push
+from roomcast.wire import CENTRIFUGE_ENCODERS, EVENT_ENCODERS
 
 __all__ = ["CLIENT_PATH", "Hub"]
 
@@ -114,8 +114,8 @@ class Hub:
         self.presence_store = create_presence_store(engine.presence_url)
         self.node = Node(
             create_broker(engine.broker_url),
-            encoders={WireFormat.CENTRIFUGE_JSON: encode_pub_push},
-            event_encoder=encode_event_push,
+            encoders=CENTRIFUGE_ENCODERS,
+            event_encoders=EVENT_ENCODERS,
             history=(
                 create_history_store(engine.history_url)
                 if keeps_history(self.settings.channel)

@@ -3,7 +3,10 @@
 A Node keeps ``channel -> local subscribers``, subscribes its broker to a channel while at least
 one local subscriber wants it, and fans every publication the broker delivers out to those
 subscribers. The fan-out is synchronous: one encoding per wire format, then one non-blocking
-``deliver`` per subscriber; no task, no await, no per-recipient encoding.
+``deliver`` per subscriber; no task, no await, no per-recipient encoding. Subscribers that take
+fossil deltas (a ``_DELTA`` wire format) get either a delta against the publication their
+client holds or the whole one, each computed once per publication and base (``wire.DeltaForms``):
+subscribers that are up to date share one base, the previous publication.
 
 Metrics are recorded per publication, never per recipient: the broker's publish duration
 and, on arrival, the pub/sub lag (from the ``published_at`` the publishing node stamped), and
@@ -15,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from roomcast.engines.base import (
     NO_GUARDS,
@@ -40,10 +43,10 @@ from roomcast.metrics import (
     PUBSUB_LAG,
 )
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
-from roomcast.wire import Encoder, WireFormat, encode_text
+from roomcast.wire import DeltaForms, Encoder, EventEncoder, WireFormat, encode_text
 from roomcast.writer import Writer
 
-__all__ = ["Node", "NodeStats", "Subscriber"]
+__all__ = ["DeltaSubscriber", "Node", "NodeStats", "Subscriber"]
 
 logger = logging.getLogger("roomcast.node")
 
@@ -74,6 +77,14 @@ class Subscriber(Protocol):
 
     def resync(self, channel: str) -> None:
         """The channel's stream has a gap this subscriber may have missed publications in."""
+
+
+class DeltaSubscriber(Subscriber, Protocol):
+    """A subscriber of a delta wire format: it says which publication its client holds."""
+
+    @property
+    def delta_base(self) -> Publication | None:
+        """The publication whose payload the client has last been sent, or None."""
 
 
 @dataclass(slots=True)
@@ -108,8 +119,10 @@ class Node:
 
     Args:
         broker: carries publications between processes (the memory broker within one).
-        encoders: extra wire formats beyond TEXT, keyed by format.
-        event_encoder: encodes join and leave events for subscribers that want them.
+        encoders: extra wire formats beyond TEXT, keyed by format (a delta format's encoder
+            makes its whole form).
+        event_encoders: how join and leave events are encoded, by format, for subscribers
+            that want them; a format without one gets none.
         history: where channels with history keep their streams.
         lag_bytes: the backlog past which a subscriber paces publishers.
         lag_timeout: the longest a publish waits for lagging subscribers.
@@ -120,7 +133,7 @@ class Node:
         broker: Broker,
         encoders: dict[WireFormat, Encoder] | None = None,
         *,
-        event_encoder: Callable[[str, Join | Leave], str] | None = None,
+        event_encoders: dict[WireFormat, EventEncoder] | None = None,
         history: HistoryStore | None = None,
         lag_bytes: int = 1 << 19,
         lag_timeout: float = 2.0,
@@ -137,7 +150,7 @@ class Node:
         self._lag_timeout = lag_timeout
         self._laggards: dict[Writer, None] = {}
         self.stats = NodeStats()
-        self._event_encoder = event_encoder
+        self._event_encoders = event_encoders or {}
         self.history = history
         self._positions: dict[str, StreamPosition] = {}
         engine = engine_label(type(broker))
@@ -335,18 +348,26 @@ class Node:
         stats.publications += 1
         stats.deliveries += len(subscribers)
         encoded: dict[WireFormat, str | bytes] = {}
+        deltas: DeltaForms | None = None
         # A copy, because a delivery that overflows a writer may end its subscription.
         recipients = tuple(subscribers)
         for subscriber in recipients:
             wire_format = subscriber.wire_format
             message = encoded.get(wire_format)
             if message is None:
-                message = encoded[wire_format] = self._encoders[wire_format](channel, publication)
+                if wire_format.delta:
+                    if deltas is None:
+                        deltas = DeltaForms(channel, publication)
+                    base = cast(DeltaSubscriber, subscriber).delta_base
+                    message = deltas.message(wire_format, base)
+                else:
+                    message = self._encoders[wire_format](channel, publication)
+                    encoded[wire_format] = message
             subscriber.deliver(channel, message, publication)
             writer = subscriber.writer
             if writer.queued_bytes > self._lag_bytes:
                 self._laggards[writer] = None
-        self._count_sent(encoded, recipients, "publication")
+        self._count_sent(encoded, recipients, "publication", deltas is not None)
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""
@@ -357,16 +378,21 @@ class Node:
                 subscriber.resync(channel)
 
     def _fan_out_event(self, channel: str, event: Join | Leave) -> None:
-        encode = self._event_encoder
+        encoders = self._event_encoders
         subscribers = self._channels.get(channel)
-        if encode is None or not subscribers:
+        if not encoders or not subscribers:
             return
-        message: str | None = None
+        encoded: dict[WireFormat, str | bytes] = {}
         sent: dict[WireFormat, int] = {}
         for subscriber in tuple(subscribers):
             if subscriber.join_leave:
+                wire_format = subscriber.wire_format
+                message = encoded.get(wire_format)
                 if message is None:
-                    message = encode(channel, event)
+                    encode = encoders.get(wire_format)
+                    if encode is None:
+                        continue
+                    message = encoded[wire_format] = encode(channel, event)
                 subscriber.deliver(channel, message, event)
                 sent[subscriber.wire_format] = sent.get(subscriber.wire_format, 0) + 1
         kind = "join" if isinstance(event, Join) else "leave"
@@ -378,15 +404,17 @@ class Node:
         encoded: dict[WireFormat, str | bytes],
         recipients: tuple[Subscriber, ...],
         kind: str,
+        deltas: bool,
     ) -> None:
         """Add the messages one fan-out handed to ``recipients``: one ``inc`` per wire format,
-        and a count per recipient only for a channel whose subscribers mix formats."""
-        if len(encoded) == 1:
+        and a count per recipient only for a channel whose subscribers mix formats (delta
+        forms are never in ``encoded``: they differ by base)."""
+        if len(encoded) == 1 and not deltas:
             self._sent[next(iter(encoded)), kind].inc(len(recipients))
             return
-        counts = dict.fromkeys(encoded, 0)
+        counts: dict[WireFormat, int] = {}
         for subscriber in recipients:
-            counts[subscriber.wire_format] += 1
+            counts[subscriber.wire_format] = counts.get(subscriber.wire_format, 0) + 1
         for wire_format, count in counts.items():
             self._sent[wire_format, kind].inc(count)
 

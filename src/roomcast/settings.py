@@ -168,6 +168,14 @@ class ChannelOptions(_Section):
     """In cache mode, recover on every subscribe, asked or not (server-side subscriptions
     included): every subscriber gets the channel's latest publication. Needs
     ``force_recovery`` and ``force_recovery_mode = "cache"``."""
+    allowed_delta_types: list[Literal["fossil"]] = []
+    """Delta types subscribers may negotiate (``delta: "fossil"`` in the SDKs' subscribe
+    options). Served with ``delta_publish``; a subscribe asking for a type not listed here is
+    declined (its reply has no ``delta``), so the SDK takes whole publications."""
+    delta_publish: bool = False
+    """Publications of the namespace go as fossil deltas against the previous one to every
+    subscriber that negotiated deltas (the first after subscribing goes whole, as does one whose
+    delta would not be smaller). Needs ``allowed_delta_types``."""
 
     @field_validator("channel_regex")
     @classmethod
@@ -186,6 +194,12 @@ class ChannelOptions(_Section):
             raise ValueError(
                 'auto_cache_recover needs force_recovery and force_recovery_mode = "cache"'
             )
+        return self
+
+    @model_validator(mode="after")
+    def _delta_publish_needs_a_delta_type(self) -> ChannelOptions:
+        if self.delta_publish and not self.allowed_delta_types:
+            raise ValueError('delta_publish needs allowed_delta_types, e.g. ["fossil"]')
         return self
 
     @model_validator(mode="after")
@@ -243,6 +257,10 @@ class WebSocketSettings(_Section):
     """Largest frame accepted from a client, in bytes; a larger one closes with 1009."""
     compression: bool = False
     """permessage-deflate; off by default because it costs CPU per recipient."""
+    protobuf: bool = True
+    """Serve the Centrifuge protocol in Protobuf to clients that ask for it (the
+    ``centrifuge-protobuf`` subprotocol, ``?format=protobuf``); off, they are closed with 3506
+    and a reason saying so. JSON is always served."""
 
 
 DEFAULT_HISTORY_URL = "sqlite:///roomcast-data/history.sqlite3"

@@ -5,8 +5,10 @@ server's synchronous ``write_now``, the first message a writer gets in an event-
 iteration is written at once, and what follows it in the same iteration is written together
 at the end of the iteration; what the transport cannot take now goes to a task that awaits
 it. Queued text messages are joined into one newline-separated
-frame when the connection's protocol allows it (the Centrifuge JSON protocol does), so a busy
-connection costs one write per batch, not per message.
+frame when the connection's protocol allows it (the Centrifuge JSON protocol does), and queued
+binary messages are concatenated into one binary frame when they are length-delimited (the
+Centrifuge Protobuf protocol's are), so a busy connection costs one write per batch, not per
+message.
 
 An idle writer holds no task, no queue and no future: a server with many quiet connections
 pays for them only while they have something to send.
@@ -112,6 +114,8 @@ class Writer:
         max_queue_bytes: unsent bytes allowed before the connection is closed with ``overflow``.
         overflow: the close sent when the queue overflows (the slow-consumer code).
         coalesce: join queued text messages into one frame with ``\\n`` between them.
+        join_binary: concatenate queued binary messages into one frame (each must carry its
+            own length, as length-delimited Protobuf messages do).
         max_frame_bytes: when coalescing, the largest frame built by joining messages; a
             single larger message is still sent, alone.
         write_now: a synchronous write offered by the server (see ``WriteNow``).
@@ -129,6 +133,7 @@ class Writer:
         max_queue_bytes: int,
         overflow: Close,
         coalesce: bool = False,
+        join_binary: bool = False,
         max_frame_bytes: int = 65536,
         write_now: WriteNow | None = None,
     ) -> None:
@@ -137,6 +142,7 @@ class Writer:
         self._max_queue_bytes = max_queue_bytes
         self._overflow = overflow
         self._coalesce = coalesce
+        self._join_binary = join_binary
         self._max_frame_bytes = max_frame_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[str | bytes] | None = None
@@ -329,7 +335,13 @@ class Writer:
         queue = self._queue
         assert queue is not None
         first = queue.popleft()
-        if not self._coalesce or isinstance(first, bytes) or not queue:
+        if isinstance(first, bytes):
+            if self._join_binary and queue:
+                return self._joined_binary(first, queue)
+            self._release_if_empty()
+            self._queued_bytes -= len(first)
+            return first, len(first)
+        if not self._coalesce or not queue:
             self._release_if_empty()
             self._queued_bytes -= len(first)
             return first, len(first)
@@ -346,6 +358,22 @@ class Writer:
         accounted = size - (len(parts) - 1)
         self._queued_bytes -= accounted
         return "\n".join(parts), accounted
+
+    def _joined_binary(self, first: bytes, queue: deque[str | bytes]) -> tuple[bytes, int]:
+        """``first`` and the binary messages queued after it, up to ``max_frame_bytes``, as
+        one frame."""
+        parts = [first]
+        size = len(first)
+        while queue:
+            nxt = queue[0]
+            if not isinstance(nxt, bytes) or size + len(nxt) > self._max_frame_bytes:
+                break
+            queue.popleft()
+            parts.append(nxt)
+            size += len(nxt)
+        self._release_if_empty()
+        self._queued_bytes -= size
+        return b"".join(parts), size
 
     def _release_if_empty(self) -> None:
         if not self._queue:

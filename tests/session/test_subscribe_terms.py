@@ -10,9 +10,11 @@ never do.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+from centrifuge.fossil import apply_delta  # type: ignore[import-untyped]  # the SDK's decoder
 
 from roomcast.hub import Hub
 from roomcast.protocol import FilterNode, SubscribeFlag, SubscribeRequest
@@ -311,3 +313,72 @@ def test_check_resume_accepts_what_the_sdks_send() -> None:
     refused = check_resume("c", SubscribeRequest(recover=True, token="t"))
     assert refused is not None
     assert refused.message == "connect subs['c']: token not supported there"
+
+
+# --- fossil deltas ------------------------------------------------------------------------------
+
+DELTAS: dict[str, Any] = {
+    "namespaces": [
+        {
+            "name": "docs",
+            "allow_subscribe_for_client": True,
+            "allow_tags_filter": True,
+            "allowed_delta_types": ["fossil"],
+            "delta_publish": True,
+        },
+        {"name": "allowed", "allow_subscribe_for_client": True, "allowed_delta_types": ["fossil"]},
+    ]
+}
+
+
+async def test_fossil_delta_is_served_where_the_namespace_publishes_deltas(
+    harness: Harness,
+) -> None:
+    """The reply says ``delta``; the first publication goes whole, the next as a fossil delta
+    against it, both as JSON strings (the SDKs' form), which the SDK's decoder turns back
+    into the published JSON; a subscriber that did not ask gets plain JSON."""
+    hub = await harness.hub(channel=DELTAS)
+    client, plain = await harness.connected(hub), await harness.connected(hub)
+    reply = await client.subscribe("docs:1", delta="fossil")
+    assert reply == {"id": 2, "subscribe": {"delta": True}}
+    assert await plain.subscribe("docs:1") == {"id": 2, "subscribe": {}}
+    first, second = {"text": "x" * 200, "n": 1}, {"text": "x" * 200, "n": 2}
+    await hub.publish("docs:1", first)
+    await hub.publish("docs:1", second)
+    whole, delta = (await client.push())["pub"], (await client.push())["pub"]
+    assert "delta" not in whole
+    assert json.loads(whole["data"]) == first
+    assert delta["delta"] is True
+    base = whole["data"].encode()
+    rebuilt = bytes(apply_delta(base, delta["data"].encode()))
+    assert json.loads(rebuilt) == second
+    assert len(delta["data"]) < len(json.dumps(second)) // 4
+    assert [(await plain.push())["pub"]["data"] for _ in range(2)] == [first, second]
+
+
+async def test_fossil_delta_is_declined_without_delta_publish(harness: Harness) -> None:
+    hub = await harness.hub(channel=DELTAS)
+    client = await harness.connected(hub)
+    assert await client.subscribe("allowed:1", delta="fossil") == {"id": 2, "subscribe": {}}
+    await hub.publish("allowed:1", {"n": 1})
+    assert (await client.push())["pub"] == {"data": {"n": 1}}
+
+
+async def test_fossil_delta_with_a_tags_filter_is_refused(harness: Harness) -> None:
+    hub = await harness.hub(channel=DELTAS)
+    client = await harness.connected(hub)
+    reply = await client.subscribe("docs:2", delta="fossil", tf=IS_A)
+    assert error_code(reply) == 107
+    assert "delta and a tags filter" in reply["error"]["message"]
+
+
+def test_delta_terms_follow_the_namespace() -> None:
+    publishing = ChannelOptions(allowed_delta_types=["fossil"], delta_publish=True)
+    served = check_subscribe(SubscribeRequest(channel="c", delta="fossil"), publishing)
+    assert served == SubscribeTerms(delta=True)
+    declined = check_subscribe(
+        SubscribeRequest(channel="c", delta="fossil"),
+        ChannelOptions(allowed_delta_types=["fossil"]),
+    )
+    assert declined is NO_TERMS
+    assert check_subscribe(SubscribeRequest(channel="c"), publishing) is NO_TERMS

@@ -4,12 +4,14 @@ subscriptions') and a subscription's events, each with a bounded wait for a cond
 was recorded; and a client behind a relay whose link a test can cut and give back.
 
 The SDK does not deduplicate publications, so a :class:`Feed` holds exactly what the SDK
-delivered, in order, duplicates included. Publications are expected to carry ``{"seq": n}``.
+delivered, in order, duplicates included. Publications are expected to carry ``{"seq": n}``
+(as JSON bytes for a Protobuf client).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -164,7 +166,10 @@ class Feed(_Waitable, SubscriptionEventHandler):  # type: ignore[misc]
         self._recorded()
 
     async def on_publication(self, ctx: PublicationContext) -> None:
-        self.publications.append((ctx.pub.data["seq"], ctx.pub.offset))
+        data = ctx.pub.data
+        if isinstance(data, bytes):  # a Protobuf client's: the JSON bytes as published
+            data = json.loads(data)
+        self.publications.append((data["seq"], ctx.pub.offset))
         self._recorded()
 
     async def on_error(self, ctx: Any) -> None:
@@ -182,9 +187,11 @@ class Feed(_Waitable, SubscriptionEventHandler):  # type: ignore[misc]
 
 
 @asynccontextmanager
-async def sdk_client(relay: Proxy, token: str) -> AsyncIterator[tuple[Client, ClientEvents]]:
-    """An SDK client connected through ``relay`` with ``token``, reconnecting quickly by
-    itself; disconnected when the block ends."""
+async def sdk_client(
+    relay: Proxy, token: str, *, use_protobuf: bool = False
+) -> AsyncIterator[tuple[Client, ClientEvents]]:
+    """An SDK client connected through ``relay`` with ``token`` (in Protobuf with
+    ``use_protobuf``), reconnecting quickly by itself; disconnected when the block ends."""
     events = ClientEvents()
     client = Client(
         relay.url("ws", "/connection/websocket"),
@@ -194,6 +201,7 @@ async def sdk_client(relay: Proxy, token: str) -> AsyncIterator[tuple[Client, Cl
         timeout=TIMEOUT,
         min_reconnect_delay=0.05,
         max_reconnect_delay=0.3,
+        use_protobuf=use_protobuf,
     )
     try:
         await asyncio.wait_for(client.connect(), TIMEOUT)

@@ -38,6 +38,8 @@ class Proxy:
         self.mute_replies_after: bytes | None = None
         self.refusing = False
         self.refused = asyncio.Event()
+        self.bytes_to_clients = 0
+        """Bytes relayed from the server to clients, over every connection so far."""
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self._connections: set[asyncio.Task[None]] = set()
@@ -100,6 +102,8 @@ class Proxy:
                 while data := await source.read(65536):
                     if not self.frozen and not (replies and self.mute_replies):
                         sink.write(data)
+                        if replies:
+                            self.bytes_to_clients += len(data)
                         await sink.drain()
                     marker = self.mute_replies_after
                     if not replies and marker:

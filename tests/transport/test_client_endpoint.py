@@ -23,6 +23,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
+from roomcast.protocol import protobuf
+from roomcast.protocol.protobuf_schema import message_classes
 from tests.support.server import RunningServer, start_server
 from tests.support.tokens import SECRET, connection_token, subscription_token
 from tests.support.wsclient import TIMEOUT, closed_with, connect
@@ -341,11 +343,68 @@ async def test_replies_before_a_bad_command_arrive_before_the_close(main: Runnin
         assert await p.closed() == (3501, "bad request: unknown method")
 
 
-async def test_protobuf_subprotocol_is_refused(main: RunningServer) -> None:
-    async with bystander(main), peer(main, subprotocols=[Subprotocol("centrifuge-protobuf")]) as p:
-        code, reason = await p.closed()
+async def test_protobuf_subprotocol_is_named_in_the_reply_and_spoken(main: RunningServer) -> None:
+    """A binary frame of two length-delimited commands (connect, then a bad subscribe) gets
+    their two replies; the protocol's own checks hold in Protobuf too."""
+    command = message_classes()["Command"]
+    hello = command(id=1)
+    hello.connect.token = connection_token("alice")
+    subscribe = command(id=2)
+    subscribe.subscribe.channel = "nowhere:x"
+    frame = b"".join(
+        protobuf.varint(m.ByteSize()) + m.SerializeToString() for m in (hello, subscribe)
+    )
+    async with connect(endpoint(main), subprotocols=[Subprotocol("centrifuge-protobuf")]) as ws:
+        assert ws.subprotocol == "centrifuge-protobuf"
+        await ws.send(frame)
+        replies: list[Any] = []
+        while len(replies) < 2:
+            data = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            assert isinstance(data, bytes)
+            replies += _replies(data)
+        assert replies[0].id == 1
+        assert replies[0].connect.client
+        assert (replies[1].id, replies[1].error.code) == (2, 102)
+        await ws.send("not binary")
+        assert await closed_with(ws) == (
+            3501,
+            "bad request: the protobuf protocol takes binary frames, not text",
+        )
+
+
+def _replies(frame: bytes) -> list[Any]:
+    reply, found, pos = message_classes()["Reply"], [], 0
+    while pos < len(frame):
+        size, shift = 0, 0
+        while frame[pos] & 0x80:
+            size |= (frame[pos] & 0x7F) << shift
+            shift, pos = shift + 7, pos + 1
+        size |= frame[pos] << shift
+        pos += 1
+        found.append(reply.FromString(frame[pos : pos + size]))
+        pos += size
+    return found
+
+
+async def test_an_unknown_subprotocol_is_named_back_and_closed_with_3506(
+    main: RunningServer,
+) -> None:
+    async with bystander(main), connect(endpoint(main), subprotocols=[Subprotocol("mqtt")]) as ws:
+        assert ws.subprotocol == "mqtt"
+        code, reason = await closed_with(ws)
         assert code == 3506
-        assert "JSON" in reason
+        assert "centrifuge-protobuf" in reason
+
+
+async def test_format_protobuf_in_the_query_speaks_protobuf(main: RunningServer) -> None:
+    async with connect(f"{main.ws}/connection/websocket?format=protobuf") as ws:
+        assert ws.subprotocol is None
+        connect_command = message_classes()["Command"](id=1)
+        connect_command.connect.token = connection_token("bob")
+        body = connect_command.SerializeToString()
+        await ws.send(protobuf.varint(len(body)) + body)
+        [reply] = _replies(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert reply.connect.client
 
 
 async def test_frame_over_the_size_limit_closes_with_1009(main: RunningServer) -> None:

@@ -55,6 +55,7 @@ from roomcast.session import (
     read_presence,
     read_presence_stats,
 )
+from roomcast.wire import BASE64, BINARY_TAG, binary_publication
 
 __all__ = ["CONCURRENCY", "METHODS", "ApiMethod", "Outcome", "call", "gather_bounded"]
 
@@ -153,25 +154,53 @@ def _json_field(raw: msgspec.Raw, b64: str, name: str) -> bytes | ApiError:
     return bytes(raw)
 
 
-def _payload(data: msgspec.Raw, b64data: str) -> bytes | ApiError:
-    """The publication's JSON bytes from ``data``, or from ``b64data``."""
-    payload = _json_field(data, b64data, "data")
-    if not payload:
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    """A publication's data as JSON bytes, and whether it stands for binary bytes (tagged
+    ``BINARY_TAG``: the base64 string JSON clients get, the bytes Protobuf clients get)."""
+
+    data: bytes
+    binary: bool = False
+
+
+def _payload(data: msgspec.Raw, b64data: str) -> _Payload | ApiError:
+    """The publication from ``data`` (JSON), or from ``b64data``: JSON it decodes to is
+    published as JSON, other bytes as a binary publication."""
+    if b64data:
+        try:
+            decoded = base64.b64decode(b64data, validate=True)
+        except binascii.Error:
+            return ApiError.of(ErrorCode.BAD_REQUEST, "b64data must be base64")
+        try:
+            msgspec.json.decode(decoded)
+        except msgspec.DecodeError:
+            return _Payload(binary_publication(decoded).data, binary=True)
+        return _Payload(decoded)
+    if not data:
         return ApiError.of(ErrorCode.BAD_REQUEST, "data required")
-    return payload
+    return _Payload(bytes(data))
 
 
 async def _publish_one(
-    hub: Hub, channel: str, data: bytes, request: PublishRequest | BroadcastRequest
+    hub: Hub, channel: str, payload: _Payload, request: PublishRequest | BroadcastRequest
 ) -> PublishResult | ApiError:
-    error = _channel_error(hub, channel)
-    if error is not None:
-        return error
+    resolved = _resolve(hub, channel)
+    if isinstance(resolved, ApiError):
+        return resolved
+    if request.delta and not resolved.options.delta_publish:
+        return ApiError.of(
+            ErrorCode.NOT_AVAILABLE,
+            f"delta: {channel}'s namespace does not publish deltas; turn on delta_publish "
+            "(and allowed_delta_types) there",
+        )
+    tags = request.tags
+    if payload.binary:
+        tags = {**(tags or {}), BINARY_TAG: BASE64}
     try:
         published = await hub.publish(
             channel,
-            msgspec.Raw(data),
-            tags=request.tags,
+            msgspec.Raw(payload.data),
+            tags=tags,
             idempotency_key=request.idempotency_key,
             skip_history=request.skip_history,
             version=request.version,
@@ -190,14 +219,6 @@ async def _publish_one(
     )
 
 
-def _delta_error(delta: bool) -> ApiError | None:
-    if delta:
-        return ApiError.of(
-            ErrorCode.NOT_AVAILABLE, "delta: roomcast has no delta compression; publish in full"
-        )
-    return None
-
-
 # --- methods ------------------------------------------------------------------------------------
 
 
@@ -208,7 +229,7 @@ async def publish(hub: Hub, request: PublishRequest) -> Outcome:
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    return _delta_error(request.delta) or await _publish_one(hub, request.channel, data, request)
+    return await _publish_one(hub, request.channel, data, request)
 
 
 async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
@@ -218,9 +239,6 @@ async def broadcast(hub: Hub, request: BroadcastRequest) -> Outcome:
     data = _payload(request.data, request.b64data)
     if isinstance(data, ApiError):
         return data
-    delta = _delta_error(request.delta)
-    if delta is not None:
-        return delta
     outcomes = await gather_bounded(
         _publish_one(hub, channel, data, request) for channel in request.channels
     )

@@ -80,14 +80,18 @@ _Version = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class PublishRequest(msgspec.Struct, frozen=True):
-    """``publish``: put ``data`` (any JSON), or ``b64data`` decoding to JSON, into ``channel``.
+    """``publish``: put ``data`` (any JSON), or ``b64data`` (any bytes), into ``channel``.
 
     ``tags`` travel with the publication. A publication with an ``idempotency_key`` is made
     once per channel and key within five minutes, whichever node is asked; a repeat gets the
     first one's result (``suppressed``, ``suppress_reason`` "idempotency"). ``skip_history``:
     delivered, not kept in history. ``version`` (with ``version_epoch``): dropped
     (``suppress_reason`` "version") unless greater than the channel's last version; needs
-    history. ``delta`` (Centrifugo's delta compression) is refused: roomcast has none.
+    history. ``b64data`` that decodes to JSON is published as that JSON; other bytes go as a
+    binary publication: Protobuf clients get the bytes, JSON clients their base64 string
+    tagged ``roomcast.binary``. ``delta``: the publication may go as a fossil delta, which is
+    what every publication of a namespace with ``delta_publish`` does; refused (108) in
+    other namespaces, whose publications always go whole.
     """
 
     channel: str = ""

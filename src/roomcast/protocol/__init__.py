@@ -1,4 +1,4 @@
-"""The Centrifuge client protocol v2 in JSON, as pure functions and immutable values.
+"""The Centrifuge client protocol v2 in JSON and Protobuf, as pure functions and immutable values.
 
 No I/O, no event loop, nothing from the rest of roomcast: bytes a client sent go into
 :func:`decode_frame`; replies and pushes come out of the ``encode_*`` functions as bytes for a
@@ -7,9 +7,14 @@ never raised.
 
 Modules: :mod:`.codes` (error, unsubscribe and disconnect codes and values),
 :mod:`.messages` (the typed wire messages), :mod:`.codec` (decoding and encoding),
-:mod:`.unserved` (the fields roomcast decodes only to refuse them by name).
+:mod:`.unserved` (the fields roomcast decodes only to refuse them by name); the Protobuf
+encoding of the same messages in :mod:`.protobuf` (its schema in :mod:`.protobuf_schema`),
+the choice between the two in :mod:`.client_codec`, and the fossil delta algorithm in
+:mod:`.fossil`.
 """
 
+from . import fossil, protobuf, protobuf_schema
+from .client_codec import JSON, PROTOBUF, ClientCodec, Encoding, codec_for
 from .codec import (
     PING,
     RefusedCommand,
@@ -72,15 +77,19 @@ from .messages import (
 from .unserved import UNSERVED_FIELDS, unserved_fields
 
 __all__ = [
+    "JSON",
     "MAX_REASON_BYTES",
     "PING",
+    "PROTOBUF",
     "UNSERVED_FIELDS",
+    "ClientCodec",
     "ClientInfo",
     "Command",
     "ConnectRequest",
     "ConnectResult",
     "Disconnect",
     "DisconnectCode",
+    "Encoding",
     "Error",
     "ErrorCode",
     "FilterNode",
@@ -119,11 +128,15 @@ __all__ = [
     "UnsubscribePush",
     "UnsubscribeRequest",
     "UnsubscribeResult",
+    "codec_for",
     "decode_frame",
     "encode_error_reply",
     "encode_publication_push",
     "encode_push",
     "encode_reply",
+    "fossil",
+    "protobuf",
+    "protobuf_schema",
     "raw",
     "reconnects",
     "unserved_fields",

@@ -24,7 +24,8 @@ from roomcast.session.channel_reads import (
     read_presence,
     read_presence_stats,
 )
-from roomcast.session.connection import RefreshMode, Session, SessionServices, SessionState
+from roomcast.session.connection import Session, SessionServices, SessionState
+from roomcast.session.expiry import RefreshMode
 from roomcast.session.features import OVERRIDABLE
 from roomcast.session.hooks import (
     ClientContext,

@@ -19,7 +19,7 @@ from roomcast.engines.base import HistoryStore, PresenceStore
 from roomcast.protocol import Error, ErrorCode
 from roomcast.publication import StreamPosition
 from roomcast.session.namespaces import ResolvedChannel, history_options
-from roomcast.wire import wire_info, wire_publication
+from roomcast.wire import WireFormat, wire_info, wire_publication
 
 __all__ = [
     "history_store",
@@ -51,10 +51,12 @@ async def read_history(
     since: StreamPosition | None,
     limit: int,
     reverse: bool,
+    wire_format: WireFormat = WireFormat.CENTRIFUGE_JSON,
 ) -> protocol.HistoryResult | Error:
     """The publications kept for ``channel`` after ``since``, with the stream's position.
 
-    ``limit`` and ``reverse`` as in ``HistoryStore.read`` (0 gives only the position). Error
+    ``limit`` and ``reverse`` as in ``HistoryStore.read`` (0 gives only the position); the
+    publications take the form ``wire_format`` gives them (Protobuf: payloads as bytes). Error
     108 when the channel keeps no history; 112 when ``since`` is from another epoch or older
     than what is kept.
 
@@ -68,7 +70,7 @@ async def read_history(
     if not page.complete:
         return _UNRECOVERABLE
     return protocol.HistoryResult(
-        publications=[wire_publication(p) for p in page.publications],
+        publications=[wire_publication(p, wire_format) for p in page.publications],
         epoch=page.position.epoch,
         offset=page.position.offset,
     )

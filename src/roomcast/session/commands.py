@@ -11,10 +11,17 @@ No handler writes anything: each returns an :data:`~roomcast.session.outcome.Out
 the session's dispatcher alone turns into the reply or the disconnect. A subscribe returns
 ``ReplyThen``, so that what the subscription kept aside reaches the client only after the
 reply. Errors a hook raises (``ClientError``) and engine failures are left to the dispatcher.
+
+Payloads: a JSON client's are JSON, and hooks get them decoded. A Protobuf client's are bytes:
+those that are JSON are taken as JSON, exactly as a JSON client's (:func:`decoded_payload`);
+others reach hooks as ``bytes``, and a publication of them is a binary one
+(:func:`roomcast.wire.binary_publication`), which Protobuf subscribers receive as the same
+bytes and JSON subscribers as base64.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -33,8 +40,9 @@ from roomcast.session.services import ChannelServices
 from roomcast.session.subscribe_terms import check_subscribe
 from roomcast.session.subscriptions import Entered, Subscriptions
 from roomcast.session.tokens import SUB_REFRESH_TOKEN, SUBSCRIBE_TOKEN, announced_ttl, token_verdict
+from roomcast.wire import binary_publication, wire_format_for
 
-__all__ = ["Commands"]
+__all__ = ["Commands", "decoded_payload"]
 
 _UNKNOWN_CHANNEL = Error.of(ErrorCode.UNKNOWN_CHANNEL)
 _PERMISSION_DENIED = Error.of(ErrorCode.PERMISSION_DENIED)
@@ -52,11 +60,19 @@ class Commands:
         services: what every session of the hub shares.
         subscriptions: the connection's subscriptions, which subscribe, unsubscribe and
             sub_refresh change and the permission checks read.
+        codec: the encoding the connection speaks (its payloads and replies take it).
     """
 
-    def __init__(self, services: ChannelServices, subscriptions: Subscriptions) -> None:
+    def __init__(
+        self,
+        services: ChannelServices,
+        subscriptions: Subscriptions,
+        codec: protocol.ClientCodec = protocol.JSON,
+    ) -> None:
         self._services = services
         self._subscriptions = subscriptions
+        self._codec = codec
+        self._wire_format = wire_format_for(codec)
 
     # --- subscriptions ------------------------------------------------------------------------
 
@@ -155,11 +171,15 @@ class Commands:
         if unserved:
             return _unserved("publish", unserved)
         data = bytes(request.data) if request.data else b"null"
-        if not await self._may_publish(who, resolved, data):
+        value = decoded_payload(data)
+        publication = Publication(data=data)
+        if isinstance(value, bytes):  # a Protobuf client's bytes that are not JSON
+            publication = binary_publication(data)
+        if not await self._may_publish(who, resolved, value):
             return _PERMISSION_DENIED
         model = self._services.hooks.publication_models.get(resolved.namespace)
         if model is not None:
-            problem = _validation_problem(model, data)
+            problem = _validation_problem(model, publication.data)
             if problem is not None:
                 return Error.of(ErrorCode.BAD_REQUEST, problem)
         subscription = self._subscriptions.get(channel)
@@ -171,7 +191,7 @@ class Commands:
         )
         await self._services.node.publish(
             channel,
-            Publication(data=data, info=info),
+            replace(publication, info=info),
             history=history_options(resolved.options),
         )
         return _PUBLISHED
@@ -206,6 +226,7 @@ class Commands:
             since=None if since is None else StreamPosition(since.offset, since.epoch),
             limit=request.limit,
             reverse=request.reverse,
+            wire_format=self._wire_format,
         )
 
     # --- the app's own commands ------------------------------------------------------------------
@@ -215,15 +236,16 @@ class Commands:
         handler = self._services.hooks.rpc.get(request.method)
         if handler is None:
             return Error.of(ErrorCode.METHOD_NOT_FOUND)
-        argument = msgspec.json.decode(request.data) if request.data else None
-        result = await handler(who, argument)
+        result = await handler(who, decoded_payload(request.data))
+        if isinstance(result, bytes) and self._codec.binary:
+            return protocol.RPCResult(data=protocol.raw(result))
         return protocol.RPCResult(data=protocol.raw(msgspec.json.encode(result)))
 
     async def send(self, who: ClientContext, request: protocol.SendRequest) -> Outcome:
         """Hand the data to the app's message handler, if any; nothing is replied."""
         handler = self._services.hooks.message
         if handler is not None:
-            await handler(who, msgspec.json.decode(request.data) if request.data else None)
+            await handler(who, decoded_payload(request.data))
         return None
 
     # --- checks -------------------------------------------------------------------------------
@@ -251,12 +273,10 @@ class Commands:
             resolved, rules, user=who.user, insecure=self._services.settings.client.insecure
         )
 
-    async def _may_publish(
-        self, who: ClientContext, resolved: ResolvedChannel, data: bytes
-    ) -> bool:
+    async def _may_publish(self, who: ClientContext, resolved: ResolvedChannel, value: Any) -> bool:
         hook = self._services.hooks.publish
         if hook is not None:
-            return await hook(who, resolved.name, msgspec.json.decode(data))
+            return await hook(who, resolved.name, value)
         return can_publish(
             resolved.options,
             user=who.user,
@@ -280,6 +300,17 @@ class Commands:
             insecure=self._services.settings.client.insecure,
         )
         return resolved if allowed else _PERMISSION_DENIED
+
+
+def decoded_payload(data: bytes | msgspec.Raw) -> Any:
+    """A client's payload as hooks get it: None when empty, the decoded JSON, or, for bytes
+    that are not JSON (only a Protobuf client can send those), the bytes themselves."""
+    if not data:
+        return None
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return bytes(data)
 
 
 def _unserved(method: str, fields: list[str]) -> Error:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,14 +49,14 @@ from roomcast.errors import ClientError, EngineUnavailable
 from roomcast.protocol import Disconnect, DisconnectCode, Error, ErrorCode, Method
 from roomcast.publication import StreamPosition
 from roomcast.session import metering
-from roomcast.session.commands import Commands
+from roomcast.session.commands import Commands, decoded_payload
+from roomcast.session.expiry import Expiry, RefreshMode, capped
 from roomcast.session.hooks import (
     NO_CONNECT_DETAILS,
     ClientContext,
     ConnectDetails,
     ConnectReply,
     Credentials,
-    RefreshReply,
 )
 from roomcast.session.keepalive import Keepalive
 from roomcast.session.outcome import Outcome, ReplyThen, encode_answer
@@ -69,18 +68,16 @@ from roomcast.session.tokens import (
     CONNECT_TOKEN,
     REFRESH_TOKEN,
     TokenVerifier,
-    announced_ttl,
     expiry_error,
     seconds_left,
     token_verdict,
 )
 from roomcast.writer import Close, Writer
 
-__all__ = ["RefreshMode", "Session", "SessionServices", "SessionState"]
+__all__ = ["Session", "SessionServices", "SessionState"]
 
 logger = logging.getLogger("roomcast.session")
 
-_MAX_TTL = 365 * 24 * 3600
 _VERSION = "roomcast"
 _TOKEN_REQUIRED = Disconnect.of(
     DisconnectCode.BAD_REQUEST, "bad request: connection token required"
@@ -102,19 +99,6 @@ class SessionState(Enum):
     CLOSED = "closed"
 
 
-class RefreshMode(Enum):
-    """How an expiring connection is kept alive.
-
-    TOKEN: the client sends ``refresh`` with a new connection token before its ``ttl`` runs
-    out (the SDKs call their ``getToken``). APP: the connection was authenticated by the app
-    (``Hub(authenticate=...)``) and the app has an ``on_refresh`` hook, which the server asks
-    at ``expire_at``; the client is told the connection does not expire.
-    """
-
-    TOKEN = "token"
-    APP = "app"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionServices(ChannelServices):
     """What every session of one hub shares: the channel side's services, plus what only the
@@ -134,26 +118,40 @@ class Session:
         writer: this connection's writer; every reply, push and close goes through it.
         credentials: who the app's connect hook says the client is, or None to rely on the
             connection token (or on anonymous / insecure access).
+        codec: the encoding the client chose (JSON unless it asked for Protobuf); every
+            frame in and every reply, push and ping out takes it.
     """
 
     def __init__(
-        self, services: SessionServices, writer: Writer, credentials: Credentials | None = None
+        self,
+        services: SessionServices,
+        writer: Writer,
+        credentials: Credentials | None = None,
+        codec: protocol.ClientCodec = protocol.JSON,
     ) -> None:
         self.services = services
         self.writer = writer
+        self.codec = codec
         self.client = str(uuid.uuid4())
         self.user = ""
         self.conn_info = b""
         self.state = SessionState.CONNECTING
-        self.subscriptions = Subscriptions(services, writer, lambda: self.context, self.disconnect)
+        self.subscriptions = Subscriptions(
+            services, writer, lambda: self.context, self.disconnect, codec
+        )
         """The channels this client is subscribed to."""
-        self._commands = Commands(services, self.subscriptions)
+        self._commands = Commands(services, self.subscriptions, codec)
         self._app_credentials = credentials
         self._app_state: Any = None
         self._connect_details = NO_CONNECT_DETAILS
-        self._expire_at = 0
-        self._refresh_mode = RefreshMode.TOKEN
-        self._refresh_task: asyncio.Task[None] | None = None
+        self._expiry = Expiry(
+            client=self.client,
+            close_delay=services.settings.client.expired_close_delay,
+            disconnect=self.disconnect,
+            ask_app=self._ask_app_to_refresh,
+            renewed_info=self._take_info,
+            connected=lambda: self.state is SessionState.CONNECTED,
+        )
         self._loop = asyncio.get_running_loop()
         client_settings = services.settings.client
         self._keepalive = Keepalive(
@@ -161,8 +159,8 @@ class Session:
             interval=client_settings.ping_interval,
             pong_timeout=client_settings.pong_timeout,
             on_missed=partial(self.disconnect, Disconnect.of(DisconnectCode.NO_PONG)),
+            ping=codec.ping,
         )
-        self._expire_timer: asyncio.TimerHandle | None = None
         self._stale_timer: asyncio.TimerHandle | None = self._loop.call_later(
             services.settings.client.stale_close_delay,
             self.disconnect,
@@ -180,7 +178,7 @@ class Session:
 
     async def handle(self, frame: str | bytes) -> None:
         """Process every command in one frame, in order; never raises for client input."""
-        decoded = protocol.decode_frame(frame)
+        decoded = self.codec.decode_frame(frame)
         if isinstance(decoded, Disconnect):
             self._log_client_mistake(decoded.reason)
             self.disconnect(decoded)
@@ -247,16 +245,12 @@ class Session:
         if conn_info:
             self.conn_info = conn_info
             self.subscriptions.change_conn_info(conn_info)
-        self._set_expiry(min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0)
+        self._expiry.set(capped(expire_at))
+        expires, ttl = self._expiry.announced(to_client=False)
         self.writer.push(
-            protocol.encode_push(
-                protocol.Push(
-                    refresh=protocol.RefreshPush(
-                        expires=bool(self._expire_at),
-                        ttl=announced_ttl(self._expire_at) if self._expire_at else 0,
-                    )
-                )
-            ).decode()
+            self.codec.encode_push(
+                protocol.Push(refresh=protocol.RefreshPush(expires=expires, ttl=ttl))
+            )
         )
 
     async def server_unsubscribe(self, channel: str) -> None:
@@ -276,7 +270,7 @@ class Session:
                 self._bad_request("first command must be connect")
                 return
             self._log_client_mistake(command.error.message)
-            self.writer.push(encode_answer(command.id, command.error))
+            self.writer.push(encode_answer(command.id, command.error, self.codec))
             metering.refused(label, command.error)
             return
         method = command.method
@@ -304,10 +298,10 @@ class Session:
             self.disconnect(outcome)
             return
         if isinstance(outcome, ReplyThen):
-            self.writer.push(encode_answer(command.id, outcome.result))
+            self.writer.push(encode_answer(command.id, outcome.result, self.codec))
             await self._after_reply(method, outcome.then)
             return
-        self.writer.push(encode_answer(command.id, outcome))
+        self.writer.push(encode_answer(command.id, outcome, self.codec))
 
     async def _outcome(self, method: Method, command: protocol.Command) -> Outcome:
         """The handler's outcome; what it raises becomes an error reply."""
@@ -406,8 +400,8 @@ class Session:
         self.user = credentials.user
         self._app_state = credentials.state
         if self._app_credentials is not None and self.services.hooks.refresh is not None:
-            self._refresh_mode = RefreshMode.APP
-        self._set_expiry(_capped(credentials.expire_at))
+            self._expiry.mode = RefreshMode.APP
+        self._expiry.set(capped(credentials.expire_at))
         self.state = SessionState.CONNECTED
         if self._stale_timer is not None:
             self._stale_timer.cancel()
@@ -442,12 +436,12 @@ class Session:
             )
         ping = math.ceil(client_settings.ping_interval)
         # A connection the app refreshes by itself does not expire, as far as the client knows.
-        expires = bool(self._expire_at) and self._refresh_mode is RefreshMode.TOKEN
+        expires, ttl = self._expiry.announced()
         result = protocol.ConnectResult(
             client=self.client,
             version=_VERSION,
             expires=expires,
-            ttl=announced_ttl(self._expire_at) if expires else 0,
+            ttl=ttl,
             data=reply_data,
             subs=subs,
             ping=ping,
@@ -488,63 +482,20 @@ class Session:
             return token
         if token.info:
             self.conn_info = token.info
-        self._set_expiry(token.expire_at)
+        self._expiry.set(token.expire_at)
+        expires, ttl = self._expiry.announced(to_client=False)
         return protocol.RefreshResult(
-            client=self.client,
-            version=_VERSION,
-            expires=bool(self._expire_at),
-            ttl=announced_ttl(self._expire_at) if self._expire_at else 0,
+            client=self.client, version=_VERSION, expires=expires, ttl=ttl
         )
 
-    def _set_expiry(self, expire_at: int) -> None:
-        self._expire_at = expire_at
-        if self._expire_timer is not None:
-            self._expire_timer.cancel()
-            self._expire_timer = None
-        if not expire_at:
-            return
-        if self._refresh_mode is RefreshMode.APP:
-            # The server asks the app at the expiry itself: there is no client to wait for.
-            due = max(0.0, expire_at - time.time())
-            self._expire_timer = self._loop.call_later(due, self._refresh_by_app)
-            return
-        delay = seconds_left(expire_at) + self.services.settings.client.expired_close_delay
-        self._expire_timer = self._loop.call_later(delay, self._expire)
-
-    def _expire(self) -> None:
-        self._expire_timer = None
-        if self._expire_at and seconds_left(self._expire_at) == 0:
-            self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
-
-    def _refresh_by_app(self) -> None:
-        self._expire_timer = None
-        if self.state is SessionState.CONNECTED and self._refresh_task is None:
-            self._refresh_task = self._loop.create_task(self._ask_app_to_refresh())
-
-    async def _ask_app_to_refresh(self) -> None:
-        """``on_refresh``'s answer: a new expiry, or the end with 3005. A hook that raises or
-        answers something else is logged, once, and the connection ends with 3004 (the
-        client reconnects), never left to expire silently."""
+    async def _ask_app_to_refresh(self) -> Any:
+        """The app's ``on_refresh`` answer for this connection (``RefreshMode.APP``)."""
         hook = self.services.hooks.refresh
-        try:
-            assert hook is not None, "RefreshMode.APP is set only with an on_refresh hook"
-            reply = await hook(self.context)
-            if not isinstance(reply, RefreshReply):
-                raise TypeError(f"on_refresh must return a RefreshReply, not {reply!r}")
-        except Exception:
-            logger.exception("on_refresh failed for client %s", self.client)
-            self.disconnect(Disconnect.of(DisconnectCode.SERVER_ERROR))
-            return
-        finally:
-            self._refresh_task = None
-        if self.state is not SessionState.CONNECTED:
-            return
-        if reply.expired or (reply.expire_at and seconds_left(reply.expire_at) == 0):
-            self.disconnect(Disconnect.of(DisconnectCode.EXPIRED))
-            return
-        if reply.info is not None:
-            self.conn_info = msgspec.json.encode(reply.info)
-        self._set_expiry(_capped(reply.expire_at))
+        assert hook is not None, "RefreshMode.APP is set only with an on_refresh hook"
+        return await hook(self.context)
+
+    def _take_info(self, info: Any) -> None:
+        self.conn_info = msgspec.json.encode(info)
 
     def _on_pong(self) -> None:
         if self.state is not SessionState.CONNECTED or not self._keepalive.pong():
@@ -561,13 +512,10 @@ class Session:
 
     def _cancel_timers(self) -> None:
         self._keepalive.stop()
-        for timer in (self._expire_timer, self._stale_timer):
-            if timer is not None:
-                timer.cancel()
-        self._expire_timer = self._stale_timer = None
-        if self._refresh_task is not None and self._refresh_task is not asyncio.current_task():
-            self._refresh_task.cancel()
-            self._refresh_task = None
+        self._expiry.stop()
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None
         self.subscriptions.stop()
 
 
@@ -578,15 +526,10 @@ def _details(request: protocol.ConnectRequest) -> ConnectDetails:
     return ConnectDetails(
         name=request.name,
         version=request.version,
-        data=msgspec.json.decode(request.data) if request.data else None,
+        data=decoded_payload(request.data),
         headers={name.lower(): value for name, value in request.headers.items()},
         profile=request.profile,
     )
-
-
-def _capped(expire_at: int) -> int:
-    """``expire_at`` (0 for never) no further than a year from now."""
-    return min(expire_at, int(time.time()) + _MAX_TTL) if expire_at else 0
 
 
 def _given(request: Request | None) -> Request:

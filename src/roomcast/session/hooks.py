@@ -169,10 +169,12 @@ says, a ``SubscribeReply`` allows with data and options of its own; may raise ``
 to refuse with its own code."""
 
 PublishHook = Callable[[ClientContext, str, Any], Awaitable[bool]]
-"""``(client, channel, data) -> allowed``; may raise ``ClientError``."""
+"""``(client, channel, data) -> allowed``; may raise ``ClientError``. ``data`` is the decoded
+JSON, or ``bytes`` when a Protobuf client sent bytes that are not JSON (so in every hook)."""
 
 RPCHandler = Callable[[ClientContext, Any], Awaitable[Any]]
-"""``(client, data) -> result``, any JSON-encodable result; may raise ``ClientError``."""
+"""``(client, data) -> result``, any JSON-encodable result; may raise ``ClientError``. A
+``bytes`` result reaches a Protobuf client as those bytes (a JSON client gets their base64)."""
 
 MessageHandler = Callable[[ClientContext, Any], Awaitable[None]]
 """``(client, data)`` for a client's asynchronous ``send``; nothing is replied."""

@@ -19,8 +19,6 @@ from roomcast.writer import Writer
 
 __all__ = ["Keepalive", "PingState"]
 
-_PING = protocol.PING.decode()
-
 
 class PingState(Enum):
     """IDLE until the next ping is due; AWAITING_PONG from a ping until its pong."""
@@ -37,6 +35,7 @@ class Keepalive:
         interval: seconds between pings; 0 sends none.
         pong_timeout: seconds a ping may go unanswered; 0 waits for no pong.
         on_missed: called once a ping went unanswered for ``pong_timeout``.
+        ping: the ping message of the connection's codec (JSON's ``{}`` by default).
     """
 
     def __init__(
@@ -46,8 +45,10 @@ class Keepalive:
         interval: float,
         pong_timeout: float,
         on_missed: Callable[[], None],
+        ping: str | bytes = protocol.JSON.ping,
     ) -> None:
         self._writer = writer
+        self._ping_message = ping
         self._interval = interval
         self._pong_timeout = pong_timeout
         self._on_missed = on_missed
@@ -84,7 +85,7 @@ class Keepalive:
         self._ping_timer = None
         if self._stopped:
             return
-        self._writer.push(_PING)
+        self._writer.push(self._ping_message)
         metering.pinged()
         self.state = PingState.AWAITING_PONG
         if self._pong_timeout > 0 and self._pong_timer is None:

@@ -62,9 +62,12 @@ _REPLY_FIELDS: Final[dict[type[Any], str]] = {
 }
 
 
-def encode_answer(command_id: int, answer: Result | Error) -> str:
-    """The reply to command ``command_id``: ``answer`` in its result field, or as its error."""
+def encode_answer(
+    command_id: int, answer: Result | Error, codec: protocol.ClientCodec = protocol.JSON
+) -> str | bytes:
+    """The reply to command ``command_id`` in ``codec``: ``answer`` in its result field, or as
+    its error."""
     if isinstance(answer, Error):
-        return protocol.encode_error_reply(command_id, answer).decode()
+        return codec.encode_error_reply(command_id, answer)
     fields: dict[str, Any] = {_REPLY_FIELDS[type(answer)]: answer}
-    return protocol.encode_reply(protocol.Reply(id=command_id, **fields)).decode()
+    return codec.encode_reply(protocol.Reply(id=command_id, **fields))

@@ -10,8 +10,12 @@ it was not:
   that fails is error 112); :attr:`~roomcast.protocol.SubscribeFlag.CHANNEL_COMPACTION` is an
   offer the reply declines by carrying no ``id``, as the protocol provides; any other bit is
   error 107.
-* ``delta``: ``"fossil"`` is declined the protocol's way, by a reply without ``delta``, so the
-  SDKs go on with whole publications; any other type is error 107.
+* ``delta``: ``"fossil"`` is served where the namespace lists it in ``allowed_delta_types`` and
+  publishes deltas (``delta_publish``): the reply carries ``delta`` and publications may come as
+  fossil deltas. Elsewhere it is declined the protocol's way, by a reply without ``delta``, so
+  the SDKs go on with whole publications. Any other type is error 107, and so is ``delta`` with
+  a tags filter (the SDKs refuse the pair too: a filtered stream has no previous publication
+  both sides agree on).
 * ``data``: no hook reads a subscribe's data, so it is error 107 rather than dropped.
 * the map and shared-poll fields (:mod:`roomcast.protocol.unserved`): error 107 naming them.
 
@@ -29,10 +33,10 @@ from roomcast.protocol import Error, ErrorCode, SubscribeFlag
 from roomcast.session.tags_filter import TagsFilter, compile_tags_filter
 from roomcast.settings import ChannelOptions
 
-__all__ = ["DECLINED_DELTA_TYPES", "SubscribeTerms", "check_resume", "check_subscribe"]
+__all__ = ["DELTA_TYPES", "SubscribeTerms", "check_resume", "check_subscribe", "delta_served"]
 
-DECLINED_DELTA_TYPES: Final = frozenset({"fossil"})
-"""Delta types the SDKs know: asked for, they are declined (the reply has no ``delta``)."""
+DELTA_TYPES: Final = frozenset({"fossil"})
+"""Delta types the SDKs know: served where the namespace allows them, else declined."""
 
 # An int: the complement of an IntFlag keeps only the flag's own bits.
 _KNOWN_FLAGS: Final = int(SubscribeFlag.CHANNEL_COMPACTION | SubscribeFlag.REJECT_UNRECOVERED)
@@ -47,6 +51,8 @@ class SubscribeTerms:
     """Only publications it matches reach the client."""
     reject_unrecovered: bool = False
     """A recovery that cannot be made is error 112, not ``recovered: false``."""
+    delta: bool = False
+    """Publications may go as fossil deltas (the reply says ``delta``)."""
 
 
 NO_TERMS: Final = SubscribeTerms()
@@ -69,9 +75,11 @@ def check_subscribe(
         )
     if request.data:
         return _bad("subscribe data is not supported: nothing on this server reads it")
-    delta = _delta_problem(request.delta)
-    if delta is not None:
-        return delta
+    delta_refused = _delta_problem(request.delta)
+    if delta_refused is not None:
+        return delta_refused
+    if request.delta and request.tf is not None:
+        return _bad("delta and a tags filter cannot be used together")
     unknown_flags = request.flag & ~_KNOWN_FLAGS
     if unknown_flags:
         return _bad(f"unknown subscribe flag bits {unknown_flags:#x}")
@@ -84,9 +92,17 @@ def check_subscribe(
             return compiled
         tags_filter = compiled
     reject = bool(request.flag & SubscribeFlag.REJECT_UNRECOVERED)
-    if tags_filter is None and not reject:
+    delta = delta_served(request.delta, options)
+    if tags_filter is None and not reject and not delta:
         return NO_TERMS
-    return SubscribeTerms(tags_filter=tags_filter, reject_unrecovered=reject)
+    return SubscribeTerms(tags_filter=tags_filter, reject_unrecovered=reject, delta=delta)
+
+
+def delta_served(delta: str, options: ChannelOptions) -> bool:
+    """Whether a subscribe asking for ``delta`` (a type of :data:`DELTA_TYPES`, or empty) in a
+    namespace with ``options`` gets it: the type is allowed and the namespace publishes
+    deltas."""
+    return bool(delta) and options.delta_publish and delta in options.allowed_delta_types
 
 
 def check_resume(channel: str, request: protocol.SubscribeRequest) -> Error | None:
@@ -110,6 +126,6 @@ _DEFAULTS: Final = {
 
 
 def _delta_problem(delta: str) -> Error | None:
-    if not delta or delta in DECLINED_DELTA_TYPES:
+    if not delta or delta in DELTA_TYPES:
         return None
     return _bad(f"unknown delta type {delta!r}")

@@ -1,7 +1,9 @@
 """ChannelSubscription: one session's subscription to one channel, as the Node sees it.
 
-A subscription with a tags filter is a :class:`FilteredSubscription`, so that the others pay
-nothing for filters on the fan-out's path.
+A subscription with a tags filter is a :class:`FilteredSubscription`, and one that negotiated
+fossil deltas a :class:`DeltaSubscription`, so that the others pay nothing for either on the
+fan-out's path. Each names the wire format its connection speaks (JSON or Protobuf, whole or
+delta), which is what the Node encodes for it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from roomcast.writer import Writer
 
 __all__ = [
     "ChannelSubscription",
+    "DeltaSubscription",
     "FilteredSubscription",
     "SubscriptionFeatures",
     "SubscriptionState",
@@ -62,12 +65,11 @@ class ChannelSubscription:
         on_gap: called once if the node reports a gap in the channel's stream.
         max_kept_bytes: what may be kept aside while pending before the connection is cut
             off as slow.
+        wire_format: the form the Node delivers publications in (the connection's codec).
 
     A subscription starts PENDING: the node delivers to it from the moment it subscribes,
     but nothing reaches the client before the reply to its subscribe (``go_live``).
     """
-
-    wire_format = WireFormat.CENTRIFUGE_JSON
 
     def __init__(
         self,
@@ -79,7 +81,9 @@ class ChannelSubscription:
         expire_at: int = 0,
         on_gap: Callable[[ChannelSubscription], None] | None = None,
         max_kept_bytes: int = 1 << 20,
+        wire_format: WireFormat = WireFormat.CENTRIFUGE_JSON,
     ) -> None:
+        self.wire_format = wire_format
         self._writer = writer
         self.channel = channel
         self.info = info
@@ -179,6 +183,7 @@ class FilteredSubscription(ChannelSubscription):
         expire_at: int = 0,
         on_gap: Callable[[ChannelSubscription], None] | None = None,
         max_kept_bytes: int = 1 << 20,
+        wire_format: WireFormat = WireFormat.CENTRIFUGE_JSON,
     ) -> None:
         super().__init__(
             writer,
@@ -188,6 +193,7 @@ class FilteredSubscription(ChannelSubscription):
             expire_at=expire_at,
             on_gap=on_gap,
             max_kept_bytes=max_kept_bytes,
+            wire_format=wire_format,
         )
         self._matches = tags_filter.matches
 
@@ -201,4 +207,29 @@ class FilteredSubscription(ChannelSubscription):
             and not self._matches(event.tags)
         ):
             return
+        super().deliver(channel, message, event)
+
+
+class DeltaSubscription(ChannelSubscription):
+    """A subscription that negotiated fossil deltas (its wire format is a ``_DELTA`` one).
+
+    It remembers the publication whose payload its client holds (:attr:`delta_base`): the
+    last one it pushed, or kept aside to push, so that the Node can send the next one as a
+    delta against it. Whoever pushes publications to the client past the Node (the subscribe
+    reply, what recovery sends after it) sets :attr:`delta_base` to the last of them.
+    """
+
+    delta_base: Publication | None = None
+
+    def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
+        if isinstance(event, Publication) and self.state is not SubscriptionState.STALE:
+            position = self._position
+            # The same rule as ChannelSubscription.deliver: what the client has is not sent.
+            if not (
+                position is not None
+                and event.offset
+                and event.epoch == position.epoch
+                and event.offset <= position.offset
+            ):
+                self.delta_base = event
         super().deliver(channel, message, event)

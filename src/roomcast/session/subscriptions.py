@@ -48,12 +48,13 @@ from roomcast.session.services import ChannelServices
 from roomcast.session.subscribe_terms import NO_TERMS, SubscribeTerms
 from roomcast.session.subscription import (
     ChannelSubscription,
+    DeltaSubscription,
     FilteredSubscription,
     SubscriptionState,
 )
 from roomcast.session.tokens import announced_ttl, seconds_left
 from roomcast.settings import ChannelOptions
-from roomcast.wire import encode_pub_push, wire_publication
+from roomcast.wire import CENTRIFUGE_ENCODERS, wire_format_for, wire_publication
 from roomcast.writer import Writer
 
 __all__ = ["Entered", "ServerSubscribeOptions", "Subscriptions"]
@@ -98,6 +99,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         writer: the connection's writer, which each subscription delivers into.
         who: the client as hooks see it now, for ``on_unsubscribe``.
         disconnect: ends the connection (a server-side subscription that expired does).
+        codec: the encoding the connection speaks, which its pushes and publications take.
     """
 
     def __init__(
@@ -106,9 +108,11 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         writer: Writer,
         who: Callable[[], ClientContext],
         disconnect: Callable[[Disconnect], None] | None = None,
+        codec: protocol.ClientCodec = protocol.JSON,
     ) -> None:
         self._services = services
         self._writer = writer
+        self._codec = codec
         self._who = who
         self._disconnect = disconnect
         self._by_channel: dict[str, ChannelSubscription] = {}
@@ -187,11 +191,11 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 chan_info = msgspec.json.encode(granted.info)
             if granted.data is not None:
                 data = protocol.raw(msgspec.json.encode(granted.data))
-        make: Callable[..., ChannelSubscription] = (
-            ChannelSubscription
-            if terms.tags_filter is None
-            else partial(FilteredSubscription, tags_filter=terms.tags_filter)
-        )
+        make: Callable[..., ChannelSubscription] = ChannelSubscription
+        if terms.tags_filter is not None:
+            make = partial(FilteredSubscription, tags_filter=terms.tags_filter)
+        elif terms.delta:
+            make = DeltaSubscription
         subscription = make(
             self._writer,
             channel,
@@ -200,13 +204,14 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             expire_at=expire_at,
             on_gap=self._on_gap,
             max_kept_bytes=services.settings.client.queue_max_size,
+            wire_format=wire_format_for(self._codec, delta=terms.delta),
         )
         subscription.server_side = server_side
         node = services.node
         await node.subscribe(channel, subscription)
         expires = bool(expire_at)
         ttl = announced_ttl(expire_at) if expires else 0
-        result = protocol.SubscribeResult(expires=expires, ttl=ttl, data=data)
+        result = protocol.SubscribeResult(expires=expires, ttl=ttl, data=data, delta=terms.delta)
         recovery: RecoveryOutcome | None = None
         if features.positioned and node.history is not None:
             since = recover_from
@@ -238,11 +243,14 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
                 epoch=recovery.position.epoch,
                 offset=recovery.position.offset,
                 publications=[
-                    wire_publication(p) for p in recovery.publications if subscription.wants(p)
+                    wire_publication(p, subscription.wire_format)
+                    for p in recovery.publications
+                    if subscription.wants(p)
                 ],
                 recovered=recovery.recovered,
                 was_recovering=recovering,
                 data=data,
+                delta=terms.delta,
             )
         if self._stopped:
             await node.unsubscribe(channel, subscription)
@@ -289,10 +297,13 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             position = (
                 StreamPosition(then[-1].offset, then[-1].epoch) if then else recovery.position
             )
-            pushes: list[str | bytes] = [
-                encode_pub_push(channel, p) for p in then if subscription.wants(p)
-            ]
+            encode = CENTRIFUGE_ENCODERS[subscription.wire_format]
+            pushes = [encode(channel, p) for p in then if subscription.wants(p)]
             subscription.go_live(pushes, position)
+            if isinstance(subscription, DeltaSubscription):
+                # What the client holds now: the last publication of the reply or after it.
+                sent = then or recovery.publications
+                subscription.delta_base = sent[-1] if sent else None
             if not recovery.consistent or subscription.state is SubscriptionState.STALE:
                 self._on_gap(subscription)
                 return
@@ -416,9 +427,10 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
             )
         )
         subscription = entered.subscription
+        encode = CENTRIFUGE_ENCODERS[subscription.wire_format]
         for publication in recovery.publications if recovery is not None else ():
             if subscription.wants(publication):
-                self._writer.push(encode_pub_push(channel, publication))
+                self._writer.push(encode(channel, publication))
         await self.activate(entered)
         return None
 
@@ -547,7 +559,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         task.add_done_callback(self._tasks.discard)
 
     def _push(self, push: protocol.Push) -> None:
-        self._writer.push(protocol.encode_push(push).decode())
+        self._writer.push(self._codec.encode_push(push))
 
 
 _EMPTY_DATA = protocol.raw(b"")

@@ -4,6 +4,10 @@ It speaks raw ASGI, so ``roomcast serve`` routes ``/connection/websocket`` strai
 (``DirectClientEndpoint``) and a connection carries no web-framework middleware for its
 whole life; an embedding app reaches it through the Hub's FastAPI route instead, where the
 app's own dependencies authenticate the client.
+
+The handshake decides the encoding (:mod:`roomcast.transport.negotiation`): JSON in text
+frames, or Protobuf in binary frames of length-delimited messages, which the writer joins into
+one frame when several are queued.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from roomcast.metrics import CENTRIFUGE_TRANSPORT, CLIENT_DISCONNECTS, close_code_label
-from roomcast.protocol import Disconnect, DisconnectCode
+from roomcast.protocol import DisconnectCode
 from roomcast.session.connection import Session, SessionServices
 from roomcast.session.hooks import Credentials
 from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
 from roomcast.transport.close_codes import CloseCode
+from roomcast.transport.negotiation import PROTOBUF_SUBPROTOCOL, Negotiated, negotiate
 from roomcast.transport.origins import origin_allowed
 from roomcast.writer import Close, Writer, WriterState
 
@@ -27,9 +32,6 @@ logger = logging.getLogger("roomcast.transport")
 
 CLIENT_PATH = "/connection/websocket"
 """Where SDKs connect by default."""
-
-PROTOBUF_SUBPROTOCOL = "centrifuge-protobuf"
-"""The subprotocol of the protobuf wire format, which is refused: only JSON is served."""
 
 _CRASHED = Close(CloseCode.INTERNAL_ERROR, "internal server error")
 _NO_CLOSE = (CloseCode.ABNORMAL_CLOSURE, "")
@@ -67,20 +69,30 @@ async def serve_client(
         logger.info("refused a connection from origin %r", origin)
         await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
         return
-    await send({"type": "websocket.accept"})
+    negotiated = negotiate(
+        list(scope.get("subprotocols") or ()),
+        scope.get("query_string") or b"",
+        protobuf=settings.websocket.protobuf,
+    )
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if negotiated.subprotocol is not None:
+        accept["subprotocol"] = negotiated.subprotocol
+    await send(accept)
     writer = Writer(
         asgi_frame_sender(send),
         max_queue_bytes=settings.client.queue_max_size,
         overflow=Close(DisconnectCode.SLOW, DisconnectCode.SLOW.reason),
         coalesce=True,
+        join_binary=True,
         write_now=write_now_of(scope),
     )
     writer.start()
-    session = Session(services, writer, credentials)
-    if PROTOBUF_SUBPROTOCOL in scope.get("subprotocols", []):
-        session.disconnect(
-            Disconnect.of(DisconnectCode.INAPPROPRIATE_PROTOCOL, "only the JSON protocol is served")
-        )
+    if isinstance(negotiated, Negotiated):
+        session = Session(services, writer, credentials, negotiated.codec)
+    else:
+        logger.info("refused a connection: %s", negotiated.disconnect.reason)
+        session = Session(services, writer, credentials)
+        session.disconnect(negotiated.disconnect)
     limit = settings.websocket.message_size_limit
     gone: tuple[int, str] | None = None  # the client's close code and reason, once it left
     try:

@@ -3,23 +3,25 @@
 //
 //   node recovery.mjs WS_URL JSON_ARGS
 //
-// JSON_ARGS: {token, channel, subscription?, timeout_ms?}; `subscription` holds options for
-// newSubscription (e.g. {"tagsFilter": {...}} or {"delta": "fossil"}). Every event is one JSON
-// line on stdout
+// JSON_ARGS: {token, channel, subscription?, protobuf?, timeout_ms?}; `subscription` holds
+// options for newSubscription (e.g. {"tagsFilter": {...}} or {"delta": "fossil"}); `protobuf`
+// true runs the SDK's protobuf build (`centrifuge/build/protobuf`, the `centrifuge-protobuf`
+// subprotocol), whose publications carry bytes: they are printed decoded from JSON, or as
+// `data_b64` when they are not JSON. Every event is one JSON line on stdout
 // ({"event": "...", ...}); the test steers the run with lines on stdin:
 //
 //   kill    the network fails: the live WebSocket is terminated (its TCP socket destroyed,
 //           no close frame, so both ends see the connection drop) and every new connection
 //           attempt fails the same way until `heal`. Prints "killed" once the SDK noticed.
 //   heal    the network is back: the SDK's next reconnect attempt reaches the server.
-//   finish  unsubscribe, disconnect and exit 0.
+//   finish  unsubscribe, disconnect and exit 0, after printing "wire": the bytes of every frame
+//           the SDK received ({bytes, frames}) and the subscription's deltaStats().
 //
 // Exit codes: 0 finished, 1 failed (an "error" event, and stderr), 2 the overall timeout
 // (JSON_ARGS.timeout_ms, default 20000) fired. Nothing here can hang past that timeout.
 
 import net from 'node:net';
 import readline from 'node:readline';
-import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 
 const [url, rawArgs = '{}'] = process.argv.slice(2);
@@ -45,6 +47,8 @@ try {
   fail(`JSON_ARGS is not JSON: ${err.message}`);
 }
 
+const { Centrifuge } = await import(args.protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
+
 const timeoutMs = args.timeout_ms ?? 20000;
 setTimeout(() => {
   emit('timeout', { after_ms: timeoutMs });
@@ -62,12 +66,27 @@ const deadUrl = `ws://127.0.0.1:${blackhole.address().port}/connection/websocket
 
 let partitioned = false;
 let live = null;
+const wire = { bytes: 0, frames: 0 };
 
 class FlakyWebSocket extends WebSocket {
   constructor(target, ...rest) {
     super(partitioned ? deadUrl : target, ...rest);
-    emit('transport_open', { partitioned });
+    emit('transport_open', { partitioned, protocols: rest[0] ?? null });
     live = this;
+    this.on('message', (data) => {
+      wire.bytes += data.byteLength ?? data.length;
+      wire.frames += 1;
+    });
+  }
+}
+
+function payload(data) {
+  // The protobuf build hands the bytes published; the JSON build the decoded JSON.
+  if (!(data instanceof Uint8Array)) return { data };
+  try {
+    return { data: JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data)) };
+  } catch {
+    return { data_b64: Buffer.from(data).toString('base64') };
   }
 }
 
@@ -99,7 +118,7 @@ sub.on('subscribed', (ctx) =>
 sub.on('unsubscribed', (ctx) => emit('unsubscribed', { code: ctx.code, reason: ctx.reason }));
 sub.on('error', (ctx) => emit('subscription_error', { type: ctx.type, message: String(ctx.error?.message ?? ctx.error) }));
 sub.on('publication', (ctx) =>
-  emit('publication', { data: ctx.data, offset: ctx.offset ?? null, ...(ctx.tags ? { tags: ctx.tags } : {}) }),
+  emit('publication', { ...payload(ctx.data), offset: ctx.offset ?? null, ...(ctx.tags && Object.keys(ctx.tags).length ? { tags: ctx.tags } : {}) }),
 );
 
 function once(emitter, name) {
@@ -116,6 +135,7 @@ async function kill() {
 }
 
 async function finish() {
+  emit('wire', { ...wire, delta: sub.deltaStats() });
   const gone = once(sub, 'unsubscribed');
   sub.unsubscribe();
   await gone;

@@ -9,6 +9,9 @@
 // event and on stderr), 2 the overall timeout fired. Nothing here can hang: every wait is
 // bounded by the overall timeout (JSON_ARGS.timeout_ms, default 8000).
 //
+// JSON_ARGS.protobuf true runs the SDK's protobuf build (`centrifuge/build/protobuf`): payloads
+// are then sent as the UTF-8 bytes of their JSON and printed decoded from them.
+//
 // Scenarios (JSON_ARGS keys in brackets):
 //   pubsub   [token, channel, data, external]  connect, subscribe, publish `data` and receive
 //            it back, print "ready", wait for a publication whose data equals `external`
@@ -20,7 +23,6 @@
 //   private  [token, channel, sub_token]  subscribe with a getToken callback that returns
 //            `sub_token`, report the subscription's outcome, disconnect.
 
-import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
 
 const [url, scenario, rawArgs = '{}'] = process.argv.slice(2);
@@ -46,6 +48,12 @@ try {
   fail(`JSON_ARGS is not JSON: ${err.message}`);
 }
 
+const { Centrifuge } = await import(args.protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
+
+// The protobuf build carries bytes: JSON goes out as its UTF-8 and comes back decoded.
+const encode = (value) => (args.protobuf ? new TextEncoder().encode(JSON.stringify(value)) : value);
+const decode = (data) => (data instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(data)) : data);
+
 const timeoutMs = args.timeout_ms ?? 8000;
 setTimeout(() => {
   emit('timeout', { after_ms: timeoutMs });
@@ -57,7 +65,7 @@ setTimeout(() => {
 class CountingWebSocket extends WebSocket {
   constructor(...params) {
     super(...params);
-    emit('transport_open');
+    emit('transport_open', { protocols: params[1] ?? null });
   }
 }
 
@@ -96,7 +104,7 @@ function watchSubscription(sub) {
   sub.on('error', (ctx) => emit('subscription_error', { channel: ctx.channel, type: ctx.type, ...errorFields(ctx.error) }));
   sub.on('publication', (ctx) => {
     const info = ctx.info ? { user: ctx.info.user, client: ctx.info.client } : null;
-    emit('publication', { channel: ctx.channel, data: ctx.data, info, offset: ctx.offset ?? null });
+    emit('publication', { channel: ctx.channel, data: decode(ctx.data), info, offset: ctx.offset ?? null });
   });
 }
 
@@ -104,7 +112,7 @@ function nextPublicationWith(sub, data) {
   const wanted = JSON.stringify(data);
   return new Promise((resolve) => {
     const listener = (ctx) => {
-      if (JSON.stringify(ctx.data) === wanted) {
+      if (JSON.stringify(decode(ctx.data)) === wanted) {
         sub.off('publication', listener);
         resolve(ctx);
       }
@@ -129,7 +137,7 @@ const scenarios = {
     client.connect();
     sub.subscribe();
     await sub.ready(3000);
-    await sub.publish(args.data);
+    await sub.publish(encode(args.data));
     emit('published', { channel: args.channel });
     await own;
     emit('ready');
@@ -163,8 +171,8 @@ const scenarios = {
     client.connect();
     await client.ready(3000);
     try {
-      const result = await client.rpc(args.method, args.data ?? {});
-      emit('rpc_result', { data: result.data });
+      const result = await client.rpc(args.method, encode(args.data ?? {}));
+      emit('rpc_result', { data: decode(result.data) });
     } catch (err) {
       emit('rpc_error', errorFields(err));
     }

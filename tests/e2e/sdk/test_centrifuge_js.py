@@ -98,12 +98,24 @@ async def raw_command(ws: Any, command_id: int, **command: Any) -> dict[str, Any
     return await asyncio.wait_for(reply(), 5.0)
 
 
-async def test_publish_from_node_and_from_python_arrive_in_node(node: str, url: str) -> None:
-    channel = "chat:js-roundtrip"
+@pytest.mark.parametrize("build", ["json", "protobuf"])
+async def test_publish_from_node_and_from_python_arrive_in_node(
+    node: str, url: str, build: str
+) -> None:
+    """Node's SDK (its JSON build, or its protobuf build) and a raw JSON client share a
+    channel: each one's publication reaches Node with the publisher's info."""
+    channel = f"chat:js-roundtrip-{build}"
     own = {"text": "hello from node", "n": 1}
     external = {"text": "hello from python", "n": 2}
     run = await NodeRun.start(
-        node, url, "pubsub", token=token("js-user"), channel=channel, data=own, external=external
+        node,
+        url,
+        "pubsub",
+        token=token("js-user"),
+        channel=channel,
+        data=own,
+        external=external,
+        protobuf=build == "protobuf",
     )
     try:
         await run.wait_for("ready")
@@ -138,7 +150,8 @@ async def test_publish_from_node_and_from_python_arrive_in_node(node: str, url: 
     }
     assert run.one("subscriptions")["channels"] == []
     assert run.one("disconnected")["code"] == 0
-    assert len(run.named("transport_open")) == 1, run.describe()
+    [opened] = run.named("transport_open")
+    assert opened["protocols"] == ("centrifuge-protobuf" if build == "protobuf" else None)
     assert not run.named("client_error"), run.describe()
     assert not run.named("subscription_error"), run.describe()
 

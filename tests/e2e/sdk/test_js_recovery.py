@@ -5,6 +5,7 @@ WebSocket the way a network failure would (the TCP socket destroyed, no closing 
 keeps every reconnect attempt failing until told the network is back. Meanwhile this test
 publishes through the HTTP server API. The SDK then reconnects by itself and resubscribes
 with its last position; the server answers with what it missed, or says plainly that it cannot.
+Each test runs with the SDK's JSON build and with its protobuf build.
 
 Skips when ``node`` or ``tests/e2e/js/node_modules`` is missing, except under ``CI=true``.
 """
@@ -93,6 +94,7 @@ class RecoveryRun(NodeScript):
     """One run of ``recovery.mjs``: commands go to its stdin, events come from its stdout."""
 
     quiet = frozenset({"publication"})
+    build = "json"
 
     @classmethod
     async def start(cls, node: str, url: str, **args: Any) -> RecoveryRun:
@@ -110,8 +112,14 @@ class RecoveryRun(NodeScript):
 StartRun = Callable[[str], Awaitable[RecoveryRun]]
 
 
+@pytest.fixture(params=["json", "protobuf"])
+def build(request: pytest.FixtureRequest) -> str:
+    """The SDK's JSON build, or its protobuf build (``centrifuge/build/protobuf``)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def run_factory(node: str, server: RunningServer) -> AsyncIterator[StartRun]:
+async def run_factory(node: str, server: RunningServer, build: str) -> AsyncIterator[StartRun]:
     runs: list[RecoveryRun] = []
 
     async def start(channel: str) -> RecoveryRun:
@@ -120,7 +128,9 @@ async def run_factory(node: str, server: RunningServer) -> AsyncIterator[StartRu
             f"{server.ws}/connection/websocket",
             token=connection_token("js-user"),
             channel=channel,
+            protobuf=build == "protobuf",
         )
+        run.build = build
         runs.append(run)
         return run
 
@@ -134,6 +144,9 @@ async def _subscribe_and_fail_network(
 ) -> int:
     """Subscribe, receive one live publication, then kill the network; the offset it was at."""
     await run.wait_for("ready")
+    opened = next(e for e in run.events if e["event"] == "transport_open")
+    asked = "centrifuge-protobuf" if run.build == "protobuf" else None
+    assert opened["protocols"] == asked, run.describe()
     subscribed = [e for e in run.events if e["event"] == "subscribed"]
     assert len(subscribed) == 1, run.describe()
     first = subscribed[0]

@@ -55,10 +55,11 @@ def _sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, str, dict[st
         master["password"] = unquote(credentials.rpartition(":")[2])
     if parts.scheme == "rediss+sentinel":
         master["ssl"] = True
-    timeouts = {
+    timeouts: dict[str, Any] = {
         key: master[key] for key in ("socket_timeout", "socket_connect_timeout") if key in master
     }
-    manager = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+    # redis-py types Sentinel from 6.x on; earlier releases leave it untyped.
+    manager = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call,unused-ignore]
     return manager, service, master
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.redis_cluster import close_shared_cluster
 from tests.support.server import RunningServer, start_server
 
 SEED_ENV = {
@@ -31,3 +32,8 @@ def clean_log(seed_server: RunningServer) -> Iterator[RunningServer]:
     yield seed_server
     written = seed_server.log[before:]
     assert "Traceback" not in written, written
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the run's Redis Cluster, if a test started it."""
+    close_shared_cluster()

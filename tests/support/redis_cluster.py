@@ -148,14 +148,13 @@ class RedisClusterProcess:
             roles = [node.role() for node in self.nodes]
         except (EngineProcessError, subprocess.TimeoutExpired):
             return False
+        replicas = [node for node, role in zip(self.nodes, roles, strict=True) if role == "slave"]
         return (
-            all(
-                i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384"
-                for i in infos
-            )
-            and roles.count("master") == 3
+            all(i.get("cluster_state") == "ok" for i in infos)
+            and all(i.get("cluster_slots_ok") == "16384" for i in infos)
             and all(i.get("cluster_known_nodes") == "6" for i in infos)
-            and all(self._replica_linked(n) for n, r in zip(self.nodes, roles) if r == "slave")
+            and roles.count("master") == 3
+            and all(self._replica_linked(node) for node in replicas)
         )
 
     @staticmethod

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.redis_cluster import close_shared_cluster
+from tests.support.redis_cluster import close_shared_cluster, redis_cluster
 from tests.support.server import RunningServer, start_server
+
+__all__ = ["redis_cluster"]  # the session's Redis Cluster, a fixture of every test
 
 SEED_ENV = {
     "ROOMCAST_EXAMPLES__STREAM_INTERVAL": "0.05",

@@ -1,11 +1,12 @@
 """One cluster, one truth: three ``roomcast serve`` nodes, A, B and C, on each of the machine's
-engines (Redis, PostgreSQL, NATS) and on a Redis Cluster of the run's own. ``cent`` calls go to node A; ``centrifuge-python`` clients
+engines (Redis, PostgreSQL, NATS) and on a Redis Cluster of the run's own
+(``tests.support.redis_cluster``). ``cent`` calls go to node A; ``centrifuge-python`` clients
 sit on node B and npm ``centrifuge`` clients (under Node) on node C. What A is asked to do to
 a user's connections reaches them on B and C; ``info`` lists the three nodes, then two once C
 is killed; ``channels`` counts B's and C's subscribers; a publish with an idempotency key,
 retried through every node or after its reply was lost, is delivered once.
 
-The nodes of a module are shared by its tests (nine processes per run); the test that kills
+The nodes of a module are shared by its tests (twelve processes per run); the test that kills
 node C runs last. Every wait is bounded.
 """
 

@@ -3,8 +3,10 @@
 chosen, so none passes 65535), joined by ``redis-cli --cluster create --cluster-replicas 1``,
 with nothing saved to disk.
 
-One cluster serves the whole run (:func:`shared_cluster` starts it on first use; the root
-conftest's ``pytest_sessionfinish`` tears it down, and ``atexit`` does if that never runs).
+One cluster serves the whole run: the session-scoped fixture :func:`redis_cluster` (the root
+conftest makes it available everywhere), or :func:`shared_cluster` for code that is not a
+fixture (the engine factories), start it on first use; the root conftest's
+``pytest_sessionfinish`` tears it down, and ``atexit`` does if that never runs.
 Tests keep apart by key prefix, as on the machine's Redis. ``failover(master)`` promotes that
 master's replica with ``CLUSTER FAILOVER`` (no write the master acknowledged is lost) and
 returns once every node agrees on the new master. Every wait is bounded; a cluster that does
@@ -26,6 +28,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from tests.support.ci import missing
 from tests.support.engine_processes import HOST, EngineProcessError, free_port
 
@@ -33,6 +37,7 @@ __all__ = [
     "ClusterNode",
     "RedisClusterProcess",
     "close_shared_cluster",
+    "redis_cluster",
     "require_cluster",
     "shared_cluster",
 ]
@@ -250,3 +255,9 @@ def close_shared_cluster() -> None:
         if _scratch is not None:
             shutil.rmtree(_scratch, ignore_errors=True)
             _scratch = None
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> RedisClusterProcess:
+    """The run's Redis Cluster (skips, or fails under ``CI=true``, without redis-server)."""
+    return shared_cluster()

@@ -33,7 +33,7 @@ import pytest
 from roomcast.engines.redis.slots import ChannelSlots
 from tests.e2e.chaos.conftest import API_KEY, NAMESPACE, Nodes, node_env
 from tests.e2e.chaos.harness import Publisher, Subscriber, subscriber, until
-from tests.support.redis_cluster import RedisClusterProcess, shared_cluster
+from tests.support.redis_cluster import RedisClusterProcess
 from tests.support.server import RunningServer, start_server
 from tests.support.server_log import log_problems
 from tests.support.shared_engines import unique_prefix
@@ -48,16 +48,13 @@ DELIVERED_WITHIN = 30.0
 
 
 @pytest.fixture
-def cluster() -> Iterator[RedisClusterProcess]:
-    yield shared_cluster()
-
-
-@pytest.fixture
-def cluster_nodes(cluster: RedisClusterProcess, tmp_path: Path) -> Iterator[tuple[str, Nodes]]:
+def cluster_nodes(
+    redis_cluster: RedisClusterProcess, tmp_path: Path
+) -> Iterator[tuple[str, Nodes]]:
     """Nodes A and B on the cluster under a prefix of the test's own; stopped afterwards, and
     the test fails if either logged an error or a traceback."""
     prefix = unique_prefix()
-    env = node_env(cluster.url(prefix))
+    env = node_env(redis_cluster.url(prefix))
     started: list[RunningServer] = []
     lock = threading.Lock()
 
@@ -76,7 +73,7 @@ def cluster_nodes(cluster: RedisClusterProcess, tmp_path: Path) -> Iterator[tupl
     finally:
         for server in started:
             server.stop()
-        cluster.delete(prefix)
+        redis_cluster.delete(prefix)
     for name, server in zip("ab", (a, b), strict=True):
         problems = log_problems(server.log)
         assert problems == [], f"node {name}:\n" + "\n".join(problems)
@@ -92,9 +89,9 @@ async def _subscribers(ws_url: str, channel: str) -> AsyncIterator[list[Subscrib
 
 
 async def test_a_master_failover_under_load_loses_and_repeats_nothing(
-    cluster: RedisClusterProcess, cluster_nodes: tuple[str, Nodes]
+    redis_cluster: RedisClusterProcess, cluster_nodes: tuple[str, Nodes]
 ) -> None:
-    _, nodes = cluster_nodes
+    cluster, (_, nodes) = redis_cluster, cluster_nodes
     channel = f"{NAMESPACE}:{uuid.uuid4().hex[:12]}"
     slots = ChannelSlots(16)  # the URL's default partitions
     master = cluster.master_of(slots.tag(slots.partition(channel)))

@@ -9,7 +9,9 @@ fixture (the engine factories), start it on first use; the root conftest's
 ``pytest_sessionfinish`` tears it down, and ``atexit`` does if that never runs.
 Tests keep apart by key prefix, as on the machine's Redis. ``failover(master)`` promotes that
 master's replica with ``CLUSTER FAILOVER`` (no write the master acknowledged is lost) and
-returns once every node agrees on the new master. Every wait is bounded; a cluster that does
+returns once every node agrees on the new master; ``kill(master)`` SIGKILLs it and returns
+once the cluster promoted the replica by itself, and ``revive(node)`` brings it back as a
+replica, so the next test finds the cluster whole. Every wait is bounded; a cluster that does
 not form in time raises :class:`EngineProcessError` with the tail of the logs.
 
 Missing ``redis-server`` or ``redis-cli``: :func:`require_cluster` skips, or fails under
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from redis.crc import key_slot
 
 from tests.support.ci import missing
 from tests.support.engine_processes import HOST, EngineProcessError, free_port
@@ -70,20 +73,37 @@ class ClusterNode:
         self.scratch = scratch
         scratch.mkdir(parents=True, exist_ok=True)
         self._log: IO[bytes] = open(scratch / "redis.log", "ab")  # noqa: SIM115 - kept open
-        self._process = subprocess.Popen(
+        self._process = self._launch()
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 "redis-server", "--port", str(self.port), "--bind", HOST,
                 "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
-                "--cluster-config-file", str(scratch / "nodes.conf"),
+                "--cluster-config-file", str(self.scratch / "nodes.conf"),
                 "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
-                "--dir", str(scratch), "--protected-mode", "no",
+                "--dir", str(self.scratch), "--protected-mode", "no",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=scratch,
+            cwd=self.scratch,
             start_new_session=True,
         )  # fmt: skip
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: nothing saved, no goodbye to the cluster."""
+        self._process.kill()
+        self._process.wait(10)
+
+    def restart(self) -> None:
+        """Start again on the same ports with the same cluster identity (``nodes.conf``)."""
+        if not self.running:
+            self._process = self._launch()
 
     @property
     def address(self) -> str:
@@ -111,8 +131,7 @@ class ClusterNode:
 
     def close(self) -> None:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            self._process.kill()
-            self._process.wait(10)
+            self.kill()
         self._log.close()
 
 
@@ -167,11 +186,17 @@ class RedisClusterProcess:
         return node.info("replication").get("master_link_status") == "up"
 
     def masters(self) -> list[ClusterNode]:
-        return [node for node in self.nodes if node.role() == "master"]
+        """The masters that answer now."""
+        found = []
+        for node in self.nodes:
+            with contextlib.suppress(EngineProcessError, subprocess.TimeoutExpired):
+                if node.role() == "master":
+                    found.append(node)
+        return found
 
     def master_of(self, key: str) -> ClusterNode:
         """The master that owns ``key``'s slot now."""
-        slot = int(_command(self.nodes[0].port, "cluster", "keyslot", key).strip())
+        slot = key_slot(key.encode())
         for node in self.masters():
             for line in _command(node.port, "cluster", "nodes").splitlines():
                 fields = line.split()
@@ -199,6 +224,28 @@ class RedisClusterProcess:
         self._until(lambda: replica.role() == "master", "the promoted replica", deadline)
         self._until(self._settled, "cluster_state:ok after the failover", deadline)
         return replica
+
+    def kill(self, master: ClusterNode) -> ClusterNode:
+        """SIGKILL ``master`` and return its replica once the cluster promoted it by itself
+        (after ``--cluster-node-timeout``, 2 s); :meth:`revive` brings ``master`` back."""
+        replica = self.replica_of(master)
+        master.kill()
+        deadline = time.monotonic() + FAILOVER_TIMEOUT
+        self._until(lambda: replica.role() == "master", "a replica promoted by itself", deadline)
+        self._until(
+            lambda: replica.info("cluster").get("cluster_state") == "ok",
+            "cluster_state:ok without the killed master",
+            deadline,
+        )
+        return replica
+
+    def revive(self, node: ClusterNode) -> None:
+        """Restart a killed ``node``; returns once it rejoined (as a replica) and the cluster
+        settled with six nodes again."""
+        node.restart()
+        deadline = time.monotonic() + FORM_TIMEOUT
+        self._until(node.answers, f"{node.address} answers again", deadline)
+        self._until(self._settled, "the cluster whole again", deadline)
 
     def _until(self, condition: object, what: str, deadline: float) -> None:
         assert callable(condition)

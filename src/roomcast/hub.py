@@ -123,6 +123,7 @@ class Hub:
             ),
             lag_bytes=self.settings.client.queue_max_size // 2,
             lag_timeout=self.settings.client.lag_timeout,
+            stall_timeout=self.settings.client.stall_timeout,
         )
         self.hooks = Hooks()
         self.registry: Registry[Session] = Registry()

@@ -149,6 +149,7 @@ class Writer:
         # A frame write_now refused, sent before anything else: (frame, bytes it accounts for).
         self._held: tuple[str | bytes, int] | None = None
         self._queued_bytes = 0
+        self._drained_bytes = 0
         self._close: Close | None = None
         self._task: asyncio.Task[None] | None = None
         self._flusher: _Flusher | None = None
@@ -160,6 +161,12 @@ class Writer:
     def queued_bytes(self) -> int:
         """Bytes pushed and not yet handed to the transport."""
         return self._queued_bytes
+
+    @property
+    def drained_bytes(self) -> int:
+        """Bytes handed to the transport since the writer was made: a stalled peer's stops
+        growing, a lagging one's keeps growing."""
+        return self._drained_bytes
 
     @property
     def close_frame(self) -> Close | None:
@@ -190,6 +197,7 @@ class Writer:
             # it in the same iteration are joined and written when the iteration ends.
             self._schedule_flush()
             if self._write_now(message):
+                self._drained_bytes += len(message)
                 return True
         queue = self._queue
         if queue is None:
@@ -238,7 +246,12 @@ class Writer:
         self._spawn(self._send_close())
 
     def cut_off(self) -> None:
-        """Close as a slow consumer: drop the queue and send the ``overflow`` close."""
+        """Close as a slow consumer: drop the queue and send the ``overflow`` close.
+
+        Counted in ``slow_cut_offs`` once per writer; a writer already closing is left alone.
+        """
+        if self.state is not WriterState.OPEN:
+            return
         Writer.slow_cut_offs += 1
         logger.info(
             "closing a slow connection: %d bytes queued, limit %d",
@@ -318,6 +331,7 @@ class Writer:
                 self._queued_bytes += size
                 self._spawn(self._drain())
                 break
+            self._drained_bytes += size
             wrote = True
         if wrote:
             self._notify()
@@ -388,8 +402,9 @@ class Writer:
         """Send what is queued by awaiting the transport; exit once there is nothing left."""
         try:
             while self._has_frames():
-                frame, _ = self._next_frame()
+                frame, size = self._next_frame()
                 await self._send(frame)
+                self._drained_bytes += size
                 self._notify()
             if self.state is WriterState.CLOSING:
                 await self._send_close()

@@ -399,23 +399,35 @@ class Node:
         deltas: DeltaForms | None = None
         # A copy, because a delivery that overflows a writer may end its subscription.
         recipients = tuple(subscribers)
+        lag_bytes = self._lag_bytes
+        # Most recipients share one format: the last one's message is reused without a lookup.
+        last_format: WireFormat | None = None
+        message: str | bytes = b""
         for subscriber in recipients:
             wire_format = subscriber.wire_format
-            message = encoded.get(wire_format)
-            if message is None:
+            if wire_format is not last_format:
                 if wire_format.delta:
                     if deltas is None:
                         deltas = DeltaForms(channel, publication)
                     base = cast(DeltaSubscriber, subscriber).delta_base
-                    message = deltas.message(wire_format, base)
-                else:
-                    message = self._encoders[wire_format](channel, publication)
-                    encoded[wire_format] = message
+                    subscriber.deliver(channel, deltas.message(wire_format, base), publication)
+                    self._note_lag(subscriber.writer)
+                    continue
+                cached = encoded.get(wire_format)
+                if cached is None:
+                    cached = encoded[wire_format] = self._encoders[wire_format](
+                        channel, publication
+                    )
+                message, last_format = cached, wire_format
             subscriber.deliver(channel, message, publication)
             writer = subscriber.writer
-            if writer.queued_bytes > self._lag_bytes:
+            if writer.queued_bytes > lag_bytes:
                 self._laggards[writer] = None
         self._count_sent(encoded, recipients, "publication", deltas is not None)
+
+    def _note_lag(self, writer: Writer) -> None:
+        if writer.queued_bytes > self._lag_bytes:
+            self._laggards[writer] = None
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""

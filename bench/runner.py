@@ -157,7 +157,7 @@ class _Run:
                             await self.pool.close()
                         except WorkerError as exc:
                             ctx.warn(f"{scenario}: {exc}")
-                    if not server.alive():
+                    if not server.alive() and not server.stopped:
                         ctx.warn(f"{scenario}: the server exited during the run:\n"
                                  f"{server.log_tail(600)}")  # fmt: skip
                     return metrics
@@ -180,7 +180,9 @@ class _Run:
 
 async def run(cfg: RunConfig, console: Console) -> dict[str, Any]:
     """Run everything; returns the results document written to ``latest.json``."""
-    nofile, nofile_warning = raise_nofile(cfg.sizes.idle_clients + 1024)
+    nofile, nofile_warning = raise_nofile(
+        max(cfg.sizes.idle_clients + 1024, cfg.sizes.connections + 500)
+    )
     warnings: list[str] = [nofile_warning] if nofile_warning else []
     results: dict[str, dict[str, Metrics]] = {t.name: {} for t in cfg.targets}
     started = time.monotonic()

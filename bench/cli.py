@@ -82,6 +82,12 @@ def _parser(servers: list[str], default_servers: list[str]) -> argparse.Argument
         help="do not pin the server and the clients to separate CPU halves",
     )
     parser.add_argument("--no-plot", action="store_true", help="skip latest.png")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample each server with py-spy during each scenario into DIR/<server>-<scenario>.txt",
+    )
     return parser
 
 
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
     console = Console(stderr=True)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     cfg = RunConfig(
         targets=[targets[name] for name in args.servers],
         scenarios=args.scenarios,
@@ -102,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         publish=args.publish,
         workers=args.workers,
         pin=not args.no_pin,
+        profile=args.profile,
     )
     doc = asyncio.run(run(cfg, console))
     table_console = Console()

@@ -27,6 +27,8 @@ class Sizes:
     slow_rcvbuf: int
     idle_clients: int
     idle_settle: float
+    connections: int
+    connections_reach_timeout: float
     history_subscribers: int
     history_messages: int
     history_window: int
@@ -51,7 +53,7 @@ FULL = Sizes(
     burst_subscribers=1000, burst_messages=200, burst_size=100, burst_timeout=60.0,
     fixed_subscribers=1000, fixed_rate=50.0, fixed_seconds=10.0, fixed_drain=10.0,
     slow_healthy=100, slow_messages=1000, slow_size=20_000, slow_timeout=30.0, slow_rcvbuf=4096,
-    idle_clients=5000, idle_settle=2.0,
+    idle_clients=5000, idle_settle=2.0, connections=19_000, connections_reach_timeout=20.0,
     history_subscribers=100, history_messages=5000, history_window=64, history_rounds=5,
     history_timeout=60.0,
     formats_subscribers=200, formats_messages=500, formats_timeout=60.0,
@@ -64,7 +66,7 @@ QUICK = Sizes(
     burst_subscribers=200, burst_messages=50, burst_size=100, burst_timeout=15.0,
     fixed_subscribers=200, fixed_rate=50.0, fixed_seconds=2.0, fixed_drain=3.0,
     slow_healthy=20, slow_messages=300, slow_size=20_000, slow_timeout=5.0, slow_rcvbuf=4096,
-    idle_clients=500, idle_settle=1.0,
+    idle_clients=500, idle_settle=1.0, connections=1000, connections_reach_timeout=10.0,
     history_subscribers=100, history_messages=500, history_window=64, history_rounds=1,
     history_timeout=15.0,
     formats_subscribers=50, formats_messages=100, formats_timeout=20.0,

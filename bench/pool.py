@@ -130,6 +130,11 @@ class ClientPool:
         return list(await asyncio.gather(*calls))
 
     @property
+    def nofile(self) -> int:
+        """The open-files limit each worker raises itself to."""
+        return self._nofile
+
+    @property
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
         return [p.pid for p in self._procs if p.pid is not None]
@@ -149,8 +154,13 @@ class ClientPool:
         count: int,
         per_client_s: float = 10.0,
         deadline_s: float = 60.0,
+        concurrency: int = 100,
+        spread_sources: bool = False,
     ) -> dict[str, Any]:
-        """Connect and subscribe ``count`` healthy clients; returns opened/failed/errors/seconds."""
+        """Connect and subscribe ``count`` healthy clients; returns opened/failed/errors/seconds.
+
+        ``concurrency`` handshakes at a time per worker; ``spread_sources`` binds the clients
+        to source addresses 127.0.0.2-127.0.0.250 in turn."""
         shares = self.split(count)
         common = {
             "host": host,
@@ -159,6 +169,8 @@ class ClientPool:
             "channel": channel,
             "per_client_s": per_client_s,
             "deadline_s": deadline_s,
+            "concurrency": concurrency,
+            "spread_sources": spread_sources,
         }
         replies = await self._all("open", [{**common, "count": n} for n in shares], deadline_s + 15)
         return {

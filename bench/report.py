@@ -63,10 +63,17 @@ ROWS = [
       )],
     Row("slow", "healthy_delivered_pct", "slow: healthy delivered %", "up"),
     Row("slow", "healthy_closed", "slow: healthy clients disconnected", "down", 0),
+    Row("slow", "p50_ms", "slow: healthy p50 latency ms", "down", 1),
+    Row("slow", "p99_ms", "slow: healthy p99 latency ms", "down", 1),
     Row("slow", "stalled_outcome", "slow: stalled client", ""),
     Row("slow", "peak_rss_mb", "slow: server peak RSS MB", "down"),
     Row("idle", "kb_per_client", "idle: server KB/client", "down"),
     Row("idle", "connects_per_s", "idle: connects/s", "up", 0),
+    Row("connections", "clients", "connections: subscribed", "up", 0),
+    Row("connections", "connects_per_s", "connections: connects/s", "up", 0),
+    Row("connections", "kib_per_connection", "connections: server KiB/connection", "down"),
+    Row("connections", "reach_all_ms", "connections: one publication to all, ms", "down"),
+    Row("connections", "shutdown_s", "connections: shutdown s", "down", 2),
     *[Row("history", f"{v}_publishes_per_s", f"history: publishes/s {label}", "up", 0)
       for v, label in _HISTORY],
     *[Row("history", f"{v}_off_ratio", f"history: {label}/off ratio", "up", 2)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +33,7 @@ from rich.progress import (
 from bench.config import Sizes
 from bench.machine import LoadMonitor
 from bench.pool import ClientPool, WorkerError
+from bench.profiler import profiled
 from bench.scenarios import (
     EXPECTED_ERRORS,
     ONLY,
@@ -62,6 +64,8 @@ class RunConfig:
     publish: str
     workers: int
     pin: bool = True
+    profile: Path | None = None
+    """Where py-spy profiles of every server go (one file per scenario), or None."""
 
     @property
     def budget_s(self) -> float:
@@ -139,8 +143,12 @@ class _Run:
                     ctx = Context(server, self.pool, self.cfg.sizes, via, status)
                     monitor = LoadMonitor()  # this process, the server and the workers
                     monitor.start()
+                    name = f"{target.name}-{scenario}"
                     try:
-                        metrics = await SCENARIOS[scenario](ctx)
+                        async with profiled(server.pid, self.cfg.profile, name) as warning:
+                            if warning:
+                                ctx.warn(warning)
+                            metrics = await SCENARIOS[scenario](ctx)
                         metrics.update(monitor.stop())
                         self._check_load(ctx, scenario, metrics)
                     finally:
@@ -149,7 +157,7 @@ class _Run:
                             await self.pool.close()
                         except WorkerError as exc:
                             ctx.warn(f"{scenario}: {exc}")
-                    if not server.alive():
+                    if not server.alive() and not server.stopped:
                         ctx.warn(f"{scenario}: the server exited during the run:\n"
                                  f"{server.log_tail(600)}")  # fmt: skip
                     return metrics
@@ -172,7 +180,9 @@ class _Run:
 
 async def run(cfg: RunConfig, console: Console) -> dict[str, Any]:
     """Run everything; returns the results document written to ``latest.json``."""
-    nofile, nofile_warning = raise_nofile(cfg.sizes.idle_clients + 1024)
+    nofile, nofile_warning = raise_nofile(
+        max(cfg.sizes.idle_clients + 1024, cfg.sizes.connections + 500)
+    )
     warnings: list[str] = [nofile_warning] if nofile_warning else []
     results: dict[str, dict[str, Metrics]] = {t.name: {} for t in cfg.targets}
     started = time.monotonic()

@@ -101,6 +101,8 @@ class ServerProcess:
         # Lives as long as this object: read on failure to show the server's last words.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self._cwd: tempfile.TemporaryDirectory[str] | None = None
+        self.stopped = False
+        """Whether :meth:`stop` was called (a scenario may stop its server to time that)."""
 
     @property
     def pid(self) -> int:
@@ -160,6 +162,7 @@ class ServerProcess:
 
     async def stop(self, grace: float = 3.0) -> None:
         """SIGTERM, then SIGKILL (the whole process tree) after ``grace`` seconds; idempotent."""
+        self.stopped = True
         proc = self._proc
         if proc is not None and proc.returncode is None:
             tree = _tree(proc.pid)

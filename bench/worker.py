@@ -55,16 +55,20 @@ class Worker:
     async def open(
         self, *, host: str, port: int, dialect: str, channel: str, count: int,
         stalled: bool = False, rcvbuf: int | None = None, per_client_s: float = 10.0,
-        deadline_s: float = 60.0, concurrency: int = 100,
+        deadline_s: float = 60.0, concurrency: int = 100, spread_sources: bool = False,
     ) -> Reply:  # fmt: skip
         speaker = get_dialect(dialect)
         gate = asyncio.Semaphore(concurrency)
         errors: collections.Counter[str] = collections.Counter()
         started = time.monotonic()
 
-        async def one() -> None:
+        async def one(index: int) -> None:
+            # 127.0.0.2-127.0.0.250: loopback answers for the whole 127/8 on Linux.
+            source = f"127.0.0.{2 + index % 249}" if spread_sources else None
             async with gate, asyncio.timeout(per_client_s):
-                conn = await connect(host, port, speaker.subscriber_path, rcvbuf=rcvbuf)
+                conn = await connect(
+                    host, port, speaker.subscriber_path, rcvbuf=rcvbuf, source=source
+                )
                 try:
                     await speaker.subscribe(conn, channel)
                 except BaseException:
@@ -72,7 +76,7 @@ class Worker:
                     raise
                 self._adopt(conn, speaker, stalled)
 
-        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        tasks = [asyncio.create_task(one(index)) for index in range(count)]
         done, pending = await asyncio.wait(tasks, timeout=deadline_s)
         for task in pending:
             task.cancel()

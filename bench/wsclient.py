@@ -308,11 +308,15 @@ class WsConn(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(host: str, port: int, path: str, *, rcvbuf: int | None = None) -> WsConn:
+async def connect(
+    host: str, port: int, path: str, *, rcvbuf: int | None = None, source: str | None = None
+) -> WsConn:
     """Open one WebSocket connection and complete the HTTP upgrade (callers bound the wait).
 
     ``rcvbuf`` sets ``SO_RCVBUF`` before connecting (so the TCP window is negotiated small):
     the slow-consumer scenario uses it to make the kernel buffer fill after a few kilobytes.
+    ``source`` binds the local end to that address (any port), so that many thousands of
+    connections to one server do not share one address's ephemeral port range.
     """
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -320,6 +324,8 @@ async def connect(host: str, port: int, path: str, *, rcvbuf: int | None = None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if rcvbuf is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source is not None:
+        sock.bind((source, 0))
     conn: WsConn | None = None
     try:
         await loop.sock_connect(sock, (host, port))

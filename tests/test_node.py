@@ -266,6 +266,58 @@ async def test_a_stalled_subscriber_is_cut_off_after_the_lag_timeout() -> None:
     assert len(healthy.sent) == 11
 
 
+async def test_a_stalled_subscriber_is_cut_off_after_the_stall_timeout_not_the_lag_timeout() -> (
+    None
+):
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=30.0, stall_timeout=0.1)
+    await node.start()
+    stalled, healthy = Connection(pace=None), Connection(pace=0)
+    await node.subscribe("room", stalled)
+    await node.subscribe("room", healthy)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(10):
+        for n in range(10):
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        waited = loop.time() - started
+        await stalled.writer.wait_closed()
+        healthy.writer.close(DONE)
+        await healthy.writer.wait_closed()
+    assert waited < 1.0, f"the publisher waited {waited:.2f}s for a reader that read nothing"
+    assert stalled.sent == [SLOW]
+    assert len(healthy.sent) == 11
+    assert (node.stats.stalled_cut_offs, node.stats.lagging_cut_offs) == (1, 0)
+
+
+async def test_a_lagging_subscriber_that_keeps_draining_outlasts_many_stall_windows() -> None:
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=5.0, stall_timeout=0.05)
+    await node.start()
+    lagging = Connection(pace=0.02)  # one frame per 20 ms: behind, but always moving
+    await node.subscribe("room", lagging)
+    async with asyncio.timeout(10):
+        for n in range(20):
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        lagging.writer.close(DONE)
+        await lagging.writer.wait_closed()
+    assert len(lagging.sent) == 21
+    assert lagging.sent[-1] == DONE
+    assert (node.stats.stalled_cut_offs, node.stats.lagging_cut_offs) == (0, 0)
+
+
+async def test_a_subscriber_that_drains_too_slowly_is_cut_off_as_lagging() -> None:
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=0.3, stall_timeout=0.25)
+    await node.start()
+    crawling = Connection(pace=0.1)  # one frame per 100 ms: moving, but 0.9 s behind
+    await node.subscribe("room", crawling)
+    async with asyncio.timeout(10):
+        await asyncio.gather(
+            *(node.publish("room", text_publication(f"{n:0900d}")) for n in range(10))
+        )
+        await crawling.writer.wait_closed()
+    assert crawling.sent[-1] == SLOW
+    assert (node.stats.stalled_cut_offs, node.stats.lagging_cut_offs) == (0, 1)
+
+
 async def test_a_gap_in_a_stream_makes_its_subscribers_resync(broker: RecordingBroker) -> None:
     node = Node(broker)
     await node.start()

@@ -489,3 +489,37 @@ async def test_overflow_while_write_now_refuses_cancels_the_blocked_send() -> No
     assert transport.cancelled == ["x" * 6]
     assert transport.sent == [SLOW]
     assert wire.written == []
+
+
+async def test_drained_bytes_counts_what_the_transport_took_by_every_path() -> None:
+    transport, wire = Transport(block_first=True), WriteNowFake()
+    writer = writer_with_write_now(transport, wire)
+    writer.push("aa")  # written at once
+    writer.push("bbb")  # joined at the iteration's end
+    writer.push("cccc")
+    assert writer.drained_bytes == 2
+    await iteration_end()
+    assert writer.drained_bytes == 2 + 3 + 4  # the joined frame's newline is not counted
+    wire.accepting = False
+    await iteration_end()
+    writer.push("ddddd")  # refused by write_now: to the task, whose first send blocks
+    await iteration_end()
+    await asyncio.wait_for(transport.entered.wait(), TIMEOUT)
+    assert writer.drained_bytes == 9  # a send under way has not been taken yet
+    transport.release.set()
+    await asyncio.wait_for(writer.wait_below(0), TIMEOUT)
+    await iteration_end()
+    assert writer.drained_bytes == 14
+
+
+async def test_a_writer_cut_off_twice_is_counted_once() -> None:
+    transport = Transport()
+    writer = make_writer(transport)
+    writer.start()
+    cut_offs = Writer.slow_cut_offs
+    writer.push("x")
+    writer.cut_off()
+    writer.cut_off()
+    assert Writer.slow_cut_offs == cut_offs + 1
+    await finish(writer)
+    assert transport.sent == [SLOW]

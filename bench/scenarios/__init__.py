@@ -6,6 +6,8 @@
 * ``slow``  - one stalled subscriber among healthy ones: fairness, disconnect, memory
   (:mod:`.slow`);
 * ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
+* ``connections`` - 19,000 subscribed connections to one process: connects/s, memory per
+  connection, one publication to all of them, shutdown under them (:mod:`.connections`);
 * ``history`` - roomcast's publish throughput with history off / on (SQLite, batched or
   synchronous), roomcast only (:mod:`.history`);
 * ``formats`` - bytes and server CPU per delivery for JSON and Protobuf subscribers, and for
@@ -22,7 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bench.scenarios import burst, crossnode, fixed, formats, history, idle, slow
+from bench.scenarios import (
+    burst,
+    connections,
+    crossnode,
+    fixed,
+    formats,
+    history,
+    idle,
+    slow,
+)
 from bench.scenarios.common import (
     EXPECTED_ERRORS,
     Context,
@@ -51,6 +62,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "fixed200": fixed.at(200.0),
     "slow": slow.run,
     "idle": idle.run,
+    "connections": connections.run,
     "history": history.run,
     "formats": formats.run,
     "crossnode": crossnode.run,

@@ -123,6 +123,7 @@ class Hub:
             ),
             lag_bytes=self.settings.client.queue_max_size // 2,
             lag_timeout=self.settings.client.lag_timeout,
+            stall_timeout=self.settings.client.stall_timeout,
         )
         self.hooks = Hooks()
         self.registry: Registry[Session] = Registry()
@@ -139,7 +140,9 @@ class Hub:
             registry=self.registry,
             presence=self.presence_store,
         )
-        self.drain = Drain(self.registry, self.settings.shutdown.timeout)
+        self.drain = Drain(
+            self.registry, self.settings.shutdown.timeout, alone=lambda: len(self.nodes()) <= 1
+        )
         """Closes this hub's clients in batches when the server stops (``session.drain``)."""
         self.router = hub_router(
             self.services,

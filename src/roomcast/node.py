@@ -44,7 +44,7 @@ from roomcast.metrics import (
 )
 from roomcast.publication import ChannelEvent, Join, Leave, Publication, StreamPosition
 from roomcast.wire import DeltaForms, Encoder, EventEncoder, WireFormat, encode_text
-from roomcast.writer import Writer
+from roomcast.writer import Writer, WriterState
 
 __all__ = ["DeltaSubscriber", "Node", "NodeStats", "Subscriber"]
 
@@ -101,6 +101,8 @@ class NodeStats:
     """Times the broker's link came back after a break (every channel resynced)."""
     lagging_cut_offs: int = 0
     """Subscribers cut off because they stayed behind past the lag timeout."""
+    stalled_cut_offs: int = 0
+    """Subscribers cut off because they drained nothing for the stall timeout while behind."""
 
 
 class Node:
@@ -109,8 +111,10 @@ class Node:
     Publishing is paced, never blocked, by slow subscribers: a fan-out that leaves a
     subscriber's writer with more than ``lag_bytes`` queued makes the publish wait until that
     writer drains below it, for at most ``lag_timeout`` seconds; a writer still behind then is
-    cut off as a slow consumer. The fan-out itself never waits, so a publisher is held back
-    only as long as it takes to tell a lagging subscriber from a stalled one.
+    cut off as a slow consumer. A writer that drains nothing at all for ``stall_timeout``
+    seconds meanwhile is stalled, not lagging, and is cut off then. The fan-out itself never
+    waits, so a publisher is held back only as long as it takes to tell a lagging subscriber
+    from a stalled one.
 
     A channel whose publications carry offsets is watched for gaps: a publication whose
     offset does not follow the last one seen (another epoch, or a skipped offset, as when a
@@ -126,6 +130,7 @@ class Node:
         history: where channels with history keep their streams.
         lag_bytes: the backlog past which a subscriber paces publishers.
         lag_timeout: the longest a publish waits for lagging subscribers.
+        stall_timeout: how long a lagging subscriber may drain nothing before it is cut off.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Node:
         history: HistoryStore | None = None,
         lag_bytes: int = 1 << 19,
         lag_timeout: float = 2.0,
+        stall_timeout: float = 0.3,
     ) -> None:
         self.broker = broker
         self._encoders: dict[WireFormat, Encoder] = {WireFormat.TEXT: encode_text}
@@ -148,6 +154,7 @@ class Node:
         self._started = False
         self._lag_bytes = lag_bytes
         self._lag_timeout = lag_timeout
+        self._stall_timeout = stall_timeout
         self._laggards: dict[Writer, None] = {}
         self.stats = NodeStats()
         self._event_encoders = event_encoders or {}
@@ -312,20 +319,61 @@ class Node:
     async def settle(self) -> None:
         """Wait for the subscribers that fell behind in recent fan-outs (see the class doc).
 
-        Returns at once when nobody lags; never raises.
+        A laggard is watched in windows of ``stall_timeout`` seconds: one that drained nothing
+        in a window is stalled and is cut off at once; one that drains but is still behind
+        after ``lag_timeout`` is cut off as lagging. Returns at once when nobody lags; never
+        raises.
         """
         if not self._laggards:
             return
         laggards = list(self._laggards)
         self._laggards.clear()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + self._lag_timeout
+        stall = self._stall_timeout
+        # Per laggard: its drained bytes when last seen moving, and since when.
         waits = {
-            asyncio.ensure_future(writer.wait_below(self._lag_bytes)): writer for writer in laggards
+            asyncio.ensure_future(writer.wait_below(self._lag_bytes)): (
+                writer,
+                writer.drained_bytes,
+                now,
+            )
+            for writer in laggards
         }
-        _, pending = await asyncio.wait(waits, timeout=self._lag_timeout)
-        for future in pending:
-            future.cancel()
-            waits[future].cut_off()
+        try:
+            while waits:
+                wake = min(deadline, *(since + stall for _, _, since in waits.values()))
+                done, _ = await asyncio.wait(waits, timeout=max(wake - loop.time(), 0.001))
+                for future in done:
+                    del waits[future]
+                now = loop.time()
+                for future, (writer, drained, since) in list(waits.items()):
+                    if writer.drained_bytes != drained:
+                        drained, since = writer.drained_bytes, now
+                    if now - since >= stall:
+                        stalled = True
+                    elif now >= deadline:
+                        stalled = False
+                    else:
+                        waits[future] = (writer, drained, since)
+                        continue
+                    del waits[future]
+                    future.cancel()
+                    self._cut_off(writer, stalled=stalled)
+        finally:
+            for future in waits:
+                future.cancel()
+
+    def _cut_off(self, writer: Writer, *, stalled: bool) -> None:
+        """Cut ``writer`` off as slow, counted once however many publishes waited for it."""
+        if writer.state is not WriterState.OPEN:
+            return
+        if stalled:
+            self.stats.stalled_cut_offs += 1
+        else:
             self.stats.lagging_cut_offs += 1
+        writer.cut_off()
 
     def _fan_out(self, channel: str, event: ChannelEvent) -> None:
         subscribers = self._channels.get(channel)
@@ -351,23 +399,35 @@ class Node:
         deltas: DeltaForms | None = None
         # A copy, because a delivery that overflows a writer may end its subscription.
         recipients = tuple(subscribers)
+        lag_bytes = self._lag_bytes
+        # Most recipients share one format: the last one's message is reused without a lookup.
+        last_format: WireFormat | None = None
+        message: str | bytes = b""
         for subscriber in recipients:
             wire_format = subscriber.wire_format
-            message = encoded.get(wire_format)
-            if message is None:
+            if wire_format is not last_format:
                 if wire_format.delta:
                     if deltas is None:
                         deltas = DeltaForms(channel, publication)
                     base = cast(DeltaSubscriber, subscriber).delta_base
-                    message = deltas.message(wire_format, base)
-                else:
-                    message = self._encoders[wire_format](channel, publication)
-                    encoded[wire_format] = message
+                    subscriber.deliver(channel, deltas.message(wire_format, base), publication)
+                    self._note_lag(subscriber.writer)
+                    continue
+                cached = encoded.get(wire_format)
+                if cached is None:
+                    cached = encoded[wire_format] = self._encoders[wire_format](
+                        channel, publication
+                    )
+                message, last_format = cached, wire_format
             subscriber.deliver(channel, message, publication)
             writer = subscriber.writer
-            if writer.queued_bytes > self._lag_bytes:
+            if writer.queued_bytes > lag_bytes:
                 self._laggards[writer] = None
         self._count_sent(encoded, recipients, "publication", deltas is not None)
+
+    def _note_lag(self, writer: Writer) -> None:
+        if writer.queued_bytes > self._lag_bytes:
+            self._laggards[writer] = None
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""

@@ -72,21 +72,35 @@ class WriterState(Enum):
 
 
 class _Flusher:
-    """Once per event-loop iteration, flushes every writer pushed to during it: one callback
-    per iteration for the whole fan-out, rather than one per recipient."""
+    """Once per event-loop iteration, flushes every writer that queued during it: one callback
+    per iteration for the whole fan-out, rather than one per recipient.
 
-    __slots__ = ("_loop", "_pending")
+    ``generation`` counts the flushes: a writer that wrote at once remembers the generation it
+    wrote in, so a second message in the same iteration is queued behind it without the first
+    one having to register anything but the callback.
+    """
+
+    __slots__ = ("_loop", "_pending", "armed", "generation")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._pending: list[Writer] = []
+        self.armed = False
+        self.generation = 0
+
+    def arm(self) -> None:
+        """Make sure the flush runs at the end of this iteration."""
+        if not self.armed:
+            self.armed = True
+            self._loop.call_soon(self._run)
 
     def add(self, writer: Writer) -> None:
-        if not self._pending:
-            self._loop.call_soon(self._run)
+        self.arm()
         self._pending.append(writer)
 
     def _run(self) -> None:
+        self.armed = False
+        self.generation += 1
         pending, self._pending = self._pending, []
         for writer in pending:
             writer._flush()
@@ -148,18 +162,23 @@ class Writer:
         self._queue: deque[str | bytes] | None = None
         # A frame write_now refused, sent before anything else: (frame, bytes it accounts for).
         self._held: tuple[str | bytes, int] | None = None
-        self._queued_bytes = 0
+        self.queued_bytes = 0
+        """Bytes pushed and not yet handed to the transport (read-only outside the writer; a
+        plain attribute because the fan-out reads it for every delivery)."""
+        self._drained_bytes = 0
         self._close: Close | None = None
         self._task: asyncio.Task[None] | None = None
         self._flusher: _Flusher | None = None
         self._flush_scheduled = False
+        self._wrote_in = -1  # the flusher generation of the last message written at once
         self._waiters: list[asyncio.Future[None]] = []
         self.state = WriterState.OPEN
 
     @property
-    def queued_bytes(self) -> int:
-        """Bytes pushed and not yet handed to the transport."""
-        return self._queued_bytes
+    def drained_bytes(self) -> int:
+        """Bytes handed to the transport since the writer was made: a stalled peer's stops
+        growing, a lagging one's keeps growing."""
+        return self._drained_bytes
 
     @property
     def close_frame(self) -> Close | None:
@@ -179,8 +198,9 @@ class Writer:
         """
         if self.state is not WriterState.OPEN:
             return False
+        write_now = self._write_now
         if (
-            self._write_now is not None
+            write_now is not None
             and not self._flush_scheduled
             and self._queue is None
             and self._held is None
@@ -188,15 +208,21 @@ class Writer:
         ):
             # The first message of this event-loop iteration leaves at once; any that follow
             # it in the same iteration are joined and written when the iteration ends.
-            self._schedule_flush()
-            if self._write_now(message):
+            flusher = self._flusher
+            if flusher is None:
+                flusher = self._flusher = _flusher_of(self._running_loop())
+            generation = flusher.generation
+            if self._wrote_in != generation and write_now(message):
+                self._wrote_in = generation
+                flusher.arm()
+                self._drained_bytes += len(message)
                 return True
         queue = self._queue
         if queue is None:
             queue = self._queue = deque()
         queue.append(message)
-        self._queued_bytes += len(message)
-        if self._queued_bytes > self._max_queue_bytes:
+        self.queued_bytes += len(message)
+        if self.queued_bytes > self._max_queue_bytes:
             self.cut_off()
             return False
         if self._task is None:
@@ -238,11 +264,16 @@ class Writer:
         self._spawn(self._send_close())
 
     def cut_off(self) -> None:
-        """Close as a slow consumer: drop the queue and send the ``overflow`` close."""
+        """Close as a slow consumer: drop the queue and send the ``overflow`` close.
+
+        Counted in ``slow_cut_offs`` once per writer; a writer already closing is left alone.
+        """
+        if self.state is not WriterState.OPEN:
+            return
         Writer.slow_cut_offs += 1
         logger.info(
             "closing a slow connection: %d bytes queued, limit %d",
-            self._queued_bytes,
+            self.queued_bytes,
             self._max_queue_bytes,
         )
         self.abort(self._overflow)
@@ -271,7 +302,7 @@ class Writer:
 
     async def wait_below(self, threshold: int) -> None:
         """Return once at most ``threshold`` bytes are queued, or the writer is closed."""
-        while self._queued_bytes > threshold and self.state is not WriterState.CLOSED:
+        while self.queued_bytes > threshold and self.state is not WriterState.CLOSED:
             await self._wait()
 
     async def wait_closed(self) -> None:
@@ -315,9 +346,10 @@ class Writer:
             frame, size = self._next_frame()
             if not write_now(frame):
                 self._held = (frame, size)
-                self._queued_bytes += size
+                self.queued_bytes += size
                 self._spawn(self._drain())
                 break
+            self._drained_bytes += size
             wrote = True
         if wrote:
             self._notify()
@@ -330,7 +362,7 @@ class Writer:
         held = self._held
         if held is not None:
             self._held = None
-            self._queued_bytes -= held[1]
+            self.queued_bytes -= held[1]
             return held
         queue = self._queue
         assert queue is not None
@@ -339,11 +371,11 @@ class Writer:
             if self._join_binary and queue:
                 return self._joined_binary(first, queue)
             self._release_if_empty()
-            self._queued_bytes -= len(first)
+            self.queued_bytes -= len(first)
             return first, len(first)
         if not self._coalesce or not queue:
             self._release_if_empty()
-            self._queued_bytes -= len(first)
+            self.queued_bytes -= len(first)
             return first, len(first)
         parts = [first]
         size = len(first)
@@ -356,7 +388,7 @@ class Writer:
             size += 1 + len(nxt)
         self._release_if_empty()
         accounted = size - (len(parts) - 1)
-        self._queued_bytes -= accounted
+        self.queued_bytes -= accounted
         return "\n".join(parts), accounted
 
     def _joined_binary(self, first: bytes, queue: deque[str | bytes]) -> tuple[bytes, int]:
@@ -372,7 +404,7 @@ class Writer:
             parts.append(nxt)
             size += len(nxt)
         self._release_if_empty()
-        self._queued_bytes -= size
+        self.queued_bytes -= size
         return b"".join(parts), size
 
     def _release_if_empty(self) -> None:
@@ -382,14 +414,15 @@ class Writer:
     def _drop_queue(self) -> None:
         self._queue = None
         self._held = None
-        self._queued_bytes = 0
+        self.queued_bytes = 0
 
     async def _drain(self) -> None:
         """Send what is queued by awaiting the transport; exit once there is nothing left."""
         try:
             while self._has_frames():
-                frame, _ = self._next_frame()
+                frame, size = self._next_frame()
                 await self._send(frame)
+                self._drained_bytes += size
                 self._notify()
             if self.state is WriterState.CLOSING:
                 await self._send_close()

@@ -192,6 +192,46 @@ async def test_a_slow_disconnect_is_counted_once(
     assert cut_off - metric(before, "roomcast_slow_disconnects_total") == 1
 
 
+async def test_a_stalled_subscriber_is_cut_off_without_holding_up_the_others(
+    server: RunningServer, api: httpx.AsyncClient
+) -> None:
+    """A reader that reads nothing is told from one that is behind: it is closed after the
+    stall timeout (0.3 s), long before the lag timeout (2 s) a merely lagging one gets, and
+    no publish waits for it longer than that."""
+    channel, count, pad = f"stall-{uuid.uuid4().hex[:12]}", 200, "x" * 20_000
+    before = await scrape(server)
+    async with (
+        small_buffer_client(server.host, server.port, "/connection/websocket") as stalled,
+        protocol_client(server.ws) as healthy,
+    ):
+        await stalled.send(json.dumps({"id": 1, "connect": {}}))
+        await stalled.send(json.dumps({"id": 2, "subscribe": {"channel": channel}}))
+        replies: list[dict[str, Any]] = []
+        while len(replies) < 2:
+            frame = await asyncio.wait_for(stalled.recv(), TIMEOUT)
+            replies += [json.loads(line) for line in str(frame).splitlines() if line.strip()]
+        await healthy.subscribe(channel)
+        stalled.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        longest = 0.0
+        for n in range(count):
+            began = loop.time()
+            await call(api, "publish", channel=channel, data={"n": n, "pad": pad})
+            longest = max(longest, loop.time() - began)
+        received = [(await healthy.push(channel, "pub"))["data"]["n"] for _ in range(count)]
+        stalled.transport.resume_reading()
+        assert await closed_with(stalled, 15.0) == (3008, "slow")
+    assert received == list(range(count))
+    assert longest < 1.5, f"a publish waited {longest:.2f}s for a reader that read nothing"
+    after = await settled(server, "roomcast_clients", 0)
+    for name, cut_offs in (
+        ("roomcast_slow_disconnects_total", 1),
+        ("roomcast_stall_disconnects_total", 1),
+        ("roomcast_lag_timeout_disconnects_total", 0),
+    ):
+        assert metric(after, name) - metric(before, name) == cut_offs, name
+
+
 async def test_the_control_plane_is_counted(server: RunningServer) -> None:
     text = await scrape(server)  # the node announced itself when it started
     assert metric(text, "roomcast_announcements_total") >= 1

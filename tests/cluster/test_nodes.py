@@ -48,3 +48,16 @@ def test_a_leaving_node_is_forgotten_at_once() -> None:
     table.forget("a")
     table.forget("unknown")
     assert [n.uid for n in table.live()] == ["b"]
+
+
+def test_an_announcement_arriving_after_the_farewell_does_not_bring_the_node_back() -> None:
+    clock = Clock()
+    table = NodeTable(10.0, clock)
+    table.heard(info("a"))
+    table.forget("a")
+    clock.now += 0.01
+    assert table.heard(info("a")) is False  # sent before it left, delivered after
+    assert table.live() == []
+    clock.now += 10
+    assert table.heard(info("a")) is True  # the farewell is forgotten after the TTL
+    assert [n.uid for n in table.live()] == ["a"]

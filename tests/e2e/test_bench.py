@@ -48,3 +48,26 @@ def test_the_quick_bench_produces_figures(tmp_path: Path) -> None:
         assert burst["delivered_pct"] == 100.0, burst
         assert burst["deliveries"] == burst["subscribers"] * burst["publications"], burst
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.timeout(RUN_WITHIN + 30)
+def test_profile_samples_the_server_under_test_with_py_spy(tmp_path: Path) -> None:
+    require_module("matplotlib", hint="`pip install -e '.[bench]'` installs it")
+    profiles = tmp_path / "profiles"
+    command = [sys.executable, "-m", "bench", "--quick", "--servers", "roomcast"]
+    command += ["--scenarios", "burst", "--out", str(tmp_path), "--no-plot"]
+    command += ["--profile", str(profiles)]
+    run = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=RUN_WITHIN, check=False
+    )
+    output = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert run.returncode == 0, output
+    assert "py-spy is not installed" not in run.stderr, output
+    profile = profiles / "roomcast-burst.txt"
+    assert profile.is_file(), output
+    hot = subprocess.run(
+        [sys.executable, "-m", "bench.hotspots", str(profile), "--filter", "roomcast"],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert hot.returncode == 0, hot.stdout + hot.stderr
+    assert "Node._fan_out" in hot.stdout, hot.stdout  # the fan-out is where a burst spends

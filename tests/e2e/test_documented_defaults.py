@@ -62,6 +62,7 @@ def test_the_settings_model_holds_the_documented_defaults(
     assert (client.ping_interval, client.pong_timeout) == (25.0, 8.0)
     assert client.queue_max_size == 1024 * KIB
     assert client.lag_timeout == 2.0
+    assert client.stall_timeout == 0.3
     assert settings.websocket.message_size_limit == 64 * KIB
     engine = settings.engine
     assert (engine.broker_url, engine.presence_url) == ("memory://", "memory://")

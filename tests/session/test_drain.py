@@ -82,6 +82,33 @@ async def test_every_client_is_told_shutdown_once_in_batches_over_the_window() -
     assert elapsed < 2.0 + 0.5
 
 
+async def test_a_node_alone_closes_every_client_at_once() -> None:
+    registry = FakeRegistry()
+    clients = registry.join(200)
+    asked: list[bool] = []
+
+    def alone() -> bool:
+        asked.append(True)
+        return True
+
+    drain = Drain(registry, timeout=2.0, alone=alone)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(drain.run(), 5)
+    assert asked == [True]  # decided when the drain runs, not when the node started
+    assert registry.num_clients == 0
+    assert told_at(clients, started)[-1] < 0.05  # one batch, no window to spread over
+    assert all([(d.code, d.reason) for _, d in c.told] == [SHUTDOWN] for c in clients)
+
+
+async def test_a_node_with_peers_spreads_its_closes() -> None:
+    registry = FakeRegistry()
+    clients = registry.join(50)
+    drain = Drain(registry, timeout=1.0, alone=lambda: False)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(drain.run(), 5)
+    assert told_at(clients, started)[-1] > 0.5
+
+
 async def test_fewer_clients_than_batches_are_closed_one_per_batch() -> None:
     registry = FakeRegistry()
     clients = registry.join(4)

@@ -93,6 +93,11 @@ class HubCollector(Collector):
                 stats.lagging_cut_offs,
             ),
             (
+                "roomcast_stall_disconnects",
+                "Of the slow disconnects, those of subscribers that drained nothing while behind.",
+                stats.stalled_cut_offs,
+            ),
+            (
                 "roomcast_broker_link_restores",
                 "Times the broker's link came back after a break (every subscriber resynced).",
                 stats.broker_gaps,

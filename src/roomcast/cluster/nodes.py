@@ -15,6 +15,8 @@ class NodeTable:
 
     A node stays live for ``ttl`` seconds after its last announcement (or until it says it is
     leaving); one that went silent (killed, cut off from the engine) drops out by itself.
+    A node that said it left stays forgotten for ``ttl`` seconds even if an announcement it
+    sent before leaving arrives late (brokers with several connections may reorder them).
     ``clock`` returns seconds, monotonic.
     """
 
@@ -22,16 +24,27 @@ class NodeTable:
         self._ttl = ttl
         self._clock = clock
         self._nodes: dict[str, tuple[float, NodeInfo]] = {}
+        self._left: dict[str, float] = {}
 
     def heard(self, info: NodeInfo) -> bool:
-        """Record ``info``; True when its node was not live before."""
+        """Record ``info``; True when its node was not live before. Ignored (False) when the
+        node said it left less than ``ttl`` seconds ago."""
+        left = self._left.get(info.uid)
+        if left is not None:
+            if left > self._clock():
+                return False
+            del self._left[info.uid]
         known = info.uid in self._nodes and self._expire(info.uid)
         self._nodes[info.uid] = (self._clock() + self._ttl, info)
         return not known
 
     def forget(self, uid: str) -> None:
-        """The node ``uid`` left; unknown ones are ignored."""
+        """The node ``uid`` left: drop it, and ignore its late announcements for ``ttl``."""
         self._nodes.pop(uid, None)
+        now = self._clock()
+        for gone in [gone for gone, until in self._left.items() if until <= now]:
+            del self._left[gone]
+        self._left[uid] = now + self._ttl
 
     def live(self) -> list[NodeInfo]:
         """The live nodes' last announcements, oldest heard-of first; expired ones are

@@ -126,16 +126,19 @@ class ControlPlane:
         ]
 
     async def stop(self) -> None:
-        """Tell the others this node leaves (best effort), then stop every task."""
-        if self._loops:
-            with contextlib.suppress(EngineError):
-                await self._publish(Leaving())
+        """Stop every task, then tell the others this node leaves (best effort).
+
+        The tasks stop first so that no announcement of this node follows its farewell."""
+        started = bool(self._loops)
         for task in [*self._loops, *self._tasks]:
             task.cancel()
         for task in [*self._loops, *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._loops = []
+        if started:
+            with contextlib.suppress(EngineError):
+                await self._publish(Leaving())
 
     # --- commands ---------------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ answers 503 and new client connections are refused. ``run`` closes every connect
 with ``DisconnectCode.SHUTDOWN`` (3001, "shutdown": the SDKs reconnect after it, with their
 backoff): batch after batch, evenly over the first :data:`CLOSING_SHARE` of the timeout, then
 whoever connected meanwhile at once, and waits until every connection is over or the timeout
-has passed. ``hurry`` (a second signal) closes every client still connected at once and makes
-``run`` return without waiting.
+has passed. A node with no live peer closes everyone in one batch: spreading reconnects only
+helps the nodes that take them, and a lone node's clients have nowhere else to go. ``hurry``
+(a second signal) closes every client still connected at once and makes ``run`` return
+without waiting.
 
 Each client is closed through its session's own ``disconnect``, the path every server close
 takes: what is queued for it is sent first, then the close, and the connection ends as any
@@ -25,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Final, Protocol
 
@@ -85,11 +87,15 @@ class Connections(Protocol):
 
 class Drain:
     """The drain of one hub's connected clients (``registry``, a :class:`Registry` of
-    sessions); ``timeout`` is ``shutdown.timeout``."""
+    sessions); ``timeout`` is ``shutdown.timeout``; ``alone`` tells, when the drain runs,
+    whether no other node is live to take the clients (never, when not given)."""
 
-    def __init__(self, registry: Connections, timeout: float) -> None:
+    def __init__(
+        self, registry: Connections, timeout: float, alone: Callable[[], bool] | None = None
+    ) -> None:
         self._registry = registry
         self.timeout = timeout
+        self._alone = alone
         self.state = DrainState.SERVING
         self._hurried: asyncio.Event | None = None
         self._hurry_requested = False
@@ -120,8 +126,12 @@ class Drain:
         if self._hurry_requested:
             hurried.set()
         members = self._registry.members()
-        logger.info("draining: %d clients to close over %.1f s", len(members), timeout)
-        window = timeout * CLOSING_SHARE
+        if self._alone is not None and self._alone():
+            window = 0.0
+            logger.info("draining: %d clients to close at once: no other node", len(members))
+        else:
+            window = timeout * CLOSING_SHARE
+            logger.info("draining: %d clients to close over %.1f s", len(members), timeout)
         batches = _batch_count(len(members), window)
         for index in range(batches):
             if hurried.is_set():
@@ -152,7 +162,7 @@ def _batch_count(clients: int, window: float) -> int:
     most, at most one per :data:`MIN_BATCH_INTERVAL`."""
     if clients == 0:
         return 0
-    return max(1, min(clients, math.floor(window / MIN_BATCH_INTERVAL)))
+    return max(1, min(clients, math.floor(window / MIN_BATCH_INTERVAL)))  # 1 for no window
 
 
 def _batch(members: Sequence[Drained], index: int, batches: int) -> Sequence[Drained]:

@@ -84,7 +84,8 @@ class ChannelSubscription:
         wire_format: WireFormat = WireFormat.CENTRIFUGE_JSON,
     ) -> None:
         self.wire_format = wire_format
-        self._writer = writer
+        self.writer = writer
+        """The session's writer (a plain attribute: the fan-out reads it for every delivery)."""
         self.channel = channel
         self.info = info
         self.features = features
@@ -100,10 +101,6 @@ class ChannelSubscription:
         self.state = SubscriptionState.PENDING
 
     @property
-    def writer(self) -> Writer:
-        return self._writer
-
-    @property
     def join_leave(self) -> bool:
         return self.features.join_leave
 
@@ -116,13 +113,13 @@ class ChannelSubscription:
                 return  # the client has it already (in the subscribe reply's history)
             self._position = StreamPosition(event.offset, event.epoch)
         if self.state is SubscriptionState.LIVE:
-            self._writer.push(message)
+            self.writer.push(message)
             return
         self._kept.append((message, event))
         self._kept_bytes += len(message)
         if self._kept_bytes > self._max_kept_bytes:
             self._kept.clear()
-            self._writer.cut_off()
+            self.writer.cut_off()
 
     def resync(self, channel: str) -> None:
         if self.features.positioned and self._on_gap is not None:
@@ -155,9 +152,9 @@ class ChannelSubscription:
         self._position = position
         for message, event in self._kept:
             if (then is None or not isinstance(event, Publication)) and self.wants(event):
-                self._writer.push(message)
+                self.writer.push(message)
         for message in then or ():
-            self._writer.push(message)
+            self.writer.push(message)
         self._kept = []
         self._kept_bytes = 0
         self.state = SubscriptionState.LIVE

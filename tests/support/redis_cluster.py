@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+import redis
 from redis.crc import key_slot
 
 from tests.support.ci import missing
@@ -256,11 +257,16 @@ class RedisClusterProcess:
             time.sleep(0.1)
 
     def delete(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` on every master."""
+        """Delete every key under ``prefix`` on every master (each master its own keys)."""
         for node in self.masters():
-            keys = _command(node.port, "--scan", "--pattern", prefix + "*", timeout=30).split()
-            for key in keys:
-                _command(node.port, "del", key)
+            client = redis.Redis(host=HOST, port=node.port, socket_timeout=10.0)
+            try:
+                with client.pipeline(transaction=False) as pipe:
+                    for key in client.scan_iter(match=prefix + "*", count=1000):
+                        pipe.unlink(key)
+                    pipe.execute()
+            finally:
+                client.close()
 
     def close(self) -> None:
         for node in self.nodes:

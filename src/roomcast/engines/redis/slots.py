@@ -11,7 +11,9 @@ tags are chosen so partition ``i``'s slot lies in the ``i``-th of ``partitions``
 of the 16384 slots, which is how ``redis-cli --cluster create`` hands slots to masters: the
 partitions spread evenly over them.
 
-Outside a cluster a channel's keys keep their ``{channel}`` tag, as they always had.
+Outside a cluster a channel's keys keep their ``{channel}`` tag, as they always had. Both
+choices of a channel (its instance of several, its partition of a cluster) are
+:func:`shard_of`'s consistent hashing.
 """
 
 from __future__ import annotations

@@ -20,7 +20,12 @@ from roomcast.metrics import CENTRIFUGE_TRANSPORT, CLIENT_DISCONNECTS, close_cod
 from roomcast.protocol import DisconnectCode
 from roomcast.session.connection import Session, SessionServices
 from roomcast.session.hooks import Credentials
-from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
+from roomcast.transport.asgi import (
+    asgi_frame_sender,
+    over_limit,
+    stop_server_pings,
+    write_now_of,
+)
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.negotiation import PROTOBUF_SUBPROTOCOL, Negotiated, negotiate
 from roomcast.transport.origins import origin_allowed
@@ -78,6 +83,7 @@ async def serve_client(
     if negotiated.subprotocol is not None:
         accept["subprotocol"] = negotiated.subprotocol
     await send(accept)
+    stop_server_pings(scope)  # the session pings its client itself
     writer = Writer(
         asgi_frame_sender(send),
         max_queue_bytes=settings.client.queue_max_size,

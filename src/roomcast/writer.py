@@ -154,7 +154,8 @@ class Writer:
         self._send = send
         self._write_now = write_now
         self._max_queue_bytes = max_queue_bytes
-        self._overflow = overflow
+        self.overflow = overflow
+        """The close sent when the queue overflows."""
         self._coalesce = coalesce
         self._join_binary = join_binary
         self._max_frame_bytes = max_frame_bytes
@@ -276,7 +277,7 @@ class Writer:
             self.queued_bytes,
             self._max_queue_bytes,
         )
-        self.abort(self._overflow)
+        self.abort(self.overflow)
 
     def discard(self) -> None:
         """Stop at once without sending anything more: the peer is already gone."""

@@ -60,12 +60,16 @@ async def serve_client(
     send: Send,
     services: SessionServices,
     credentials: Credentials | None,
+    *,
+    release_headers: bool = False,
 ) -> None:
     """Run one client connection until it ends; never raises for anything the client does.
 
     However it ends (the client left, the server closed it, or this loop raised), the session
     is told once, with the close the server sent or else the client's, so the app's
-    ``on_disconnect`` hears each connection end exactly once."""
+    ``on_disconnect`` hears each connection end exactly once. With ``release_headers`` the
+    scope's handshake headers are dropped once the handshake is answered (nothing after it
+    reads them), rather than kept for the connection's lifetime."""
     settings = services.settings
     if (await receive())["type"] != "websocket.connect":
         return
@@ -84,6 +88,8 @@ async def serve_client(
         accept["subprotocol"] = negotiated.subprotocol
     await send(accept)
     stop_server_pings(scope)  # the session pings its client itself
+    if release_headers:
+        scope["headers"] = []
     writer = Writer(
         asgi_frame_sender(send),
         max_queue_bytes=settings.client.queue_max_size,
@@ -147,6 +153,7 @@ class DirectClientEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == CLIENT_PATH:
-            await serve_client(scope, receive, send, self.services, None)
+            # This path bypasses the app, so no middleware of its own reads the scope later.
+            await serve_client(scope, receive, send, self.services, None, release_headers=True)
         else:
             await self.app(scope, receive, send)

@@ -90,19 +90,24 @@ UVICORN_METHODS: Final = (
 class _FrameCache:
     """The last message framed and its frame: a fan-out frames each publication once."""
 
-    message: Data | None = None
-    frame: bytes = b""
+    __slots__ = ("frame", "message")
 
-    @classmethod
-    def frame_of(cls, message: Data) -> bytes:
-        if message is not cls.message:
-            if isinstance(message, str):
-                frame = Frame(Opcode.TEXT, message.encode())
-            else:
-                frame = Frame(Opcode.BINARY, bytes(message))
-            cls.frame = frame.serialize(mask=False)
-            cls.message = message
-        return cls.frame
+    def __init__(self) -> None:
+        self.message: Data | None = None
+        self.frame = b""
+
+    def frame_of(self, message: Data) -> bytes:
+        if isinstance(message, str):
+            frame = Frame(Opcode.TEXT, message.encode())
+        else:
+            frame = Frame(Opcode.BINARY, bytes(message))
+        self.frame = frame.serialize(mask=False)
+        self.message = message
+        return self.frame
+
+
+_FRAMES: Final = _FrameCache()
+"""One cache for the process: every connection writes the same frame of a publication."""
 
 
 class _EventQueue:
@@ -191,7 +196,7 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _EventQueue()  # type: ignore[assignment]
-        self.writable = _Flag()  # type: ignore[assignment]
+        self._writable_flag = self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -221,12 +226,15 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if (
             self.close_sent
             or self.disconnected
-            or not self.writable.is_set()
+            or not self._writable_flag._set
             or self.conn.state is not State.OPEN
             or self.conn.extensions  # a negotiated compression makes frames per connection
         ):
             return False
-        self.transport.write(_FrameCache.frame_of(message))
+        frames = _FRAMES
+        self.transport.write(
+            frames.frame if message is frames.message else frames.frame_of(message)
+        )
         return True
 
     async def send(self, message: Any) -> None:

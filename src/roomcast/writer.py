@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 __all__ = [
     "CLOSE_FLUSH_TIMEOUT",
@@ -69,6 +69,9 @@ class WriterState(Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+_OPEN: Final = WriterState.OPEN
 
 
 class _Flusher:
@@ -197,7 +200,7 @@ class Writer:
         Returns ``False`` when the writer no longer accepts messages, including when this push
         overflowed the queue (the writer then closes the connection with ``overflow``).
         """
-        if self.state is not WriterState.OPEN:
+        if self.state is not _OPEN:
             return False
         write_now = self._write_now
         if (

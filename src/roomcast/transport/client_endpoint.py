@@ -86,8 +86,8 @@ async def serve_client(
     accept: dict[str, Any] = {"type": "websocket.accept"}
     if negotiated.subprotocol is not None:
         accept["subprotocol"] = negotiated.subprotocol
+    stop_server_pings(scope)  # the session pings its client itself; before the accept starts them
     await send(accept)
-    stop_server_pings(scope)  # the session pings its client itself
     if release_headers:
         scope["headers"] = []
     writer = Writer(

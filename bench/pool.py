@@ -180,6 +180,21 @@ class ClientPool:
             "seconds": max(r["seconds"] for r in replies),
         }
 
+    async def open_each(
+        self, *, ports: list[int], host: str, dialect: str, channel: str, count: int,
+        deadline_s: float = 60.0, concurrency: int = 100, spread_sources: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Worker ``i`` connects and subscribes ``count`` clients to ``ports[i]`` (one server
+        per worker); returns each worker's opened/failed/errors/seconds."""
+        common = {
+            "host": host, "dialect": dialect, "channel": channel, "count": count,
+            "per_client_s": 10.0, "deadline_s": deadline_s, "concurrency": concurrency,
+            "spread_sources": spread_sources,
+        }  # fmt: skip
+        return await self._all(
+            "open", [{**common, "port": port} for port in ports], deadline_s + 15
+        )
+
     async def open_stalled(self, *, host: str, port: int, dialect: str, channel: str,
                            count: int, rcvbuf: int, per_client_s: float = 10.0
                            ) -> dict[str, Any]:  # fmt: skip

@@ -74,6 +74,11 @@ ROWS = [
     Row("connections", "kib_per_connection", "connections: server KiB/connection", "down"),
     Row("connections", "reach_all_ms", "connections: one publication to all, ms", "down"),
     Row("connections", "shutdown_s", "connections: shutdown s", "down", 2),
+    Row("connections2", "clients", "connections, two nodes: subscribed", "up", 0),
+    Row("connections2", "connects_per_s", "connections, two nodes: connects/s", "up", 0),
+    Row("connections2", "kib_per_connection", "connections, two nodes: KiB/connection", "down"),
+    Row("connections2", "reach_all_ms", "connections, two nodes: publication to all, ms", "down"),
+    Row("connections2", "shutdown_s", "connections, two nodes: shutdown s", "down", 2),
     *[Row("history", f"{v}_publishes_per_s", f"history: publishes/s {label}", "up", 0)
       for v, label in _HISTORY],
     *[Row("history", f"{v}_off_ratio", f"history: {label}/off ratio", "up", 2)

@@ -214,13 +214,15 @@ class Connection:
 
     def __init__(self, pace: float | None) -> None:
         self.pace = pace
+        self.resume = asyncio.Event()
+        """Set to let a stalled connection's blocked send through."""
         self.sent: list[Frame] = []
         self.writer = Writer(self._send, max_queue_bytes=10_000, overflow=SLOW)
         self.writer.start()
 
     async def _send(self, frame: Frame) -> None:
         if self.pace is None and not isinstance(frame, Close):
-            await asyncio.Event().wait()
+            await self.resume.wait()
         await asyncio.sleep(self.pace or 0)
         self.sent.append(frame)
 
@@ -277,7 +279,7 @@ async def test_a_stalled_subscriber_is_cut_off_after_the_stall_timeout_not_the_l
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(10):
-        for n in range(10):
+        for n in range(40):  # 40 x 400 bytes: past the stalled one's 10,000-byte queue
             await node.publish("room", text_publication(f"{n:0400d}"))
         waited = loop.time() - started
         await stalled.writer.wait_closed()
@@ -285,8 +287,31 @@ async def test_a_stalled_subscriber_is_cut_off_after_the_stall_timeout_not_the_l
         await healthy.writer.wait_closed()
     assert waited < 1.0, f"the publisher waited {waited:.2f}s for a reader that read nothing"
     assert stalled.sent == [SLOW]
-    assert len(healthy.sent) == 11
+    assert len(healthy.sent) == 41
     assert (node.stats.stalled_cut_offs, node.stats.lagging_cut_offs) == (1, 0)
+
+
+async def test_a_stalled_subscriber_is_not_waited_for_again_and_resumes_when_it_reads() -> None:
+    node = Node(MemoryBroker(), lag_bytes=1_000, lag_timeout=30.0, stall_timeout=0.1)
+    await node.start()
+    paused = Connection(pace=None)
+    await node.subscribe("room", paused)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(10):
+        for n in range(5):  # 2,000 bytes: behind, far from its 10,000-byte limit
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        started = loop.time()
+        for n in range(5, 10):
+            await node.publish("room", text_publication(f"{n:0400d}"))
+        assert loop.time() - started < 0.05  # let go: no publish waits for it any more
+        assert paused.writer.state is WriterState.OPEN  # paused, not cut off: it has room
+        paused.pace = 0.0  # it reads again
+        paused.resume.set()
+        await paused.writer.wait_below(0)
+        paused.writer.close(DONE)
+        await paused.writer.wait_closed()
+    assert len(paused.sent) == 11
+    assert (node.stats.stalled_cut_offs, node.stats.lagging_cut_offs) == (0, 0)
 
 
 async def test_a_lagging_subscriber_that_keeps_draining_outlasts_many_stall_windows() -> None:

@@ -7,7 +7,8 @@
   (:mod:`.slow`);
 * ``idle``  - server memory per idle subscribed connection (:mod:`.idle`);
 * ``connections`` - 19,000 subscribed connections to one process: connects/s, memory per
-  connection, one publication to all of them, shutdown under them (:mod:`.connections`);
+  connection, one publication to all of them, shutdown under them; ``connections2`` the
+  same on each of two nodes over Redis, roomcast only (:mod:`.connections`);
 * ``history`` - roomcast's publish throughput with history off / on (SQLite, batched or
   synchronous), roomcast only (:mod:`.history`);
 * ``formats`` - bytes and server CPU per delivery for JSON and Protobuf subscribers, and for
@@ -63,6 +64,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "slow": slow.run,
     "idle": idle.run,
     "connections": connections.run,
+    "connections2": connections.run_two_nodes,
     "history": history.run,
     "formats": formats.run,
     "crossnode": crossnode.run,
@@ -72,6 +74,7 @@ ONLY: dict[str, tuple[frozenset[str], str]] = {
     "history": (frozenset({"roomcast"}), "n/a: no history"),
     "formats": (frozenset({"roomcast"}), "n/a: one format"),
     "crossnode": (frozenset({"roomcast"}), "n/a: no engines"),
+    "connections2": (frozenset({"roomcast"}), "n/a: no engines"),
 }
 """scenario -> (the servers it runs on, the table's note for the others)."""
 

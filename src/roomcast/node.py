@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -102,7 +103,8 @@ class NodeStats:
     lagging_cut_offs: int = 0
     """Subscribers cut off because they stayed behind past the lag timeout."""
     stalled_cut_offs: int = 0
-    """Subscribers cut off because they drained nothing for the stall timeout while behind."""
+    """Subscribers cut off (their queue overflowed) after publishers stopped waiting for them
+    because they drained nothing for the stall timeout while behind."""
 
 
 class Node:
@@ -112,7 +114,8 @@ class Node:
     subscriber's writer with more than ``lag_bytes`` queued makes the publish wait until that
     writer drains below it, for at most ``lag_timeout`` seconds; a writer still behind then is
     cut off as a slow consumer. A writer that drains nothing at all for ``stall_timeout``
-    seconds meanwhile is stalled, not lagging, and is cut off then. The fan-out itself never
+    seconds meanwhile is stalled, not lagging: publishers stop waiting for it, and it is cut
+    off once its queue overflows (or paced again once it drains). The fan-out itself never
     waits, so a publisher is held back only as long as it takes to tell a lagging subscriber
     from a stalled one.
 
@@ -130,7 +133,8 @@ class Node:
         history: where channels with history keep their streams.
         lag_bytes: the backlog past which a subscriber paces publishers.
         lag_timeout: the longest a publish waits for lagging subscribers.
-        stall_timeout: how long a lagging subscriber may drain nothing before it is cut off.
+        stall_timeout: how long a lagging subscriber may drain nothing before publishers stop
+            waiting for it.
     """
 
     def __init__(
@@ -156,6 +160,8 @@ class Node:
         self._lag_timeout = lag_timeout
         self._stall_timeout = stall_timeout
         self._laggards: dict[Writer, None] = {}
+        # Stalled writers publishers stopped waiting for, with their drained bytes then.
+        self._let_go: weakref.WeakKeyDictionary[Writer, int] = weakref.WeakKeyDictionary()
         self.stats = NodeStats()
         self._event_encoders = event_encoders or {}
         self.history = history
@@ -319,11 +325,15 @@ class Node:
     async def settle(self) -> None:
         """Wait for the subscribers that fell behind in recent fan-outs (see the class doc).
 
-        A laggard is watched in windows of ``stall_timeout`` seconds: one that drained nothing
-        in a window is stalled and is cut off at once; one that drains but is still behind
-        after ``lag_timeout`` is cut off as lagging. Returns at once when nobody lags; never
-        raises.
+        A laggard is watched in windows of ``stall_timeout`` seconds. One that drained nothing
+        in a window is stalled: publishers stop waiting for it (until it drains again) and it
+        stays connected while its queue has room, so a client that merely paused keeps its
+        connection and one that stopped reading overflows its queue and is cut off then. One
+        that drains but is still behind after ``lag_timeout`` is cut off as lagging. Returns
+        at once when nobody lags; never raises.
         """
+        if self._let_go:
+            self._count_stalled_cut_offs()
         if not self._laggards:
             return
         laggards = list(self._laggards)
@@ -352,28 +362,36 @@ class Node:
                     if writer.drained_bytes != drained:
                         drained, since = writer.drained_bytes, now
                     if now - since >= stall:
-                        stalled = True
+                        self._let_go[writer] = writer.drained_bytes
                     elif now >= deadline:
-                        stalled = False
+                        if writer.state is WriterState.OPEN:  # once, however many waited
+                            self.stats.lagging_cut_offs += 1
+                            writer.cut_off()
                     else:
                         waits[future] = (writer, drained, since)
                         continue
                     del waits[future]
                     future.cancel()
-                    self._cut_off(writer, stalled=stalled)
         finally:
             for future in waits:
                 future.cancel()
 
-    def _cut_off(self, writer: Writer, *, stalled: bool) -> None:
-        """Cut ``writer`` off as slow, counted once however many publishes waited for it."""
-        if writer.state is not WriterState.OPEN:
-            return
-        if stalled:
-            self.stats.stalled_cut_offs += 1
-        else:
-            self.stats.lagging_cut_offs += 1
-        writer.cut_off()
+    def _note_lag(self, writer: Writer) -> None:
+        """``writer`` is more than ``lag_bytes`` behind: the next settle waits for it, unless
+        it was let go as stalled and has drained nothing since."""
+        let_go = self._let_go.get(writer)
+        if let_go is not None:
+            if writer.drained_bytes == let_go:
+                return
+            del self._let_go[writer]  # moving again: paced like any laggard
+        self._laggards[writer] = None
+
+    def _count_stalled_cut_offs(self) -> None:
+        """Forget the let-go writers that closed, counting those whose queue overflowed."""
+        for writer in [writer for writer in self._let_go if writer.state is not WriterState.OPEN]:
+            del self._let_go[writer]
+            if writer.close_frame is not None and writer.close_frame == writer.overflow:
+                self.stats.stalled_cut_offs += 1
 
     def _fan_out(self, channel: str, event: ChannelEvent) -> None:
         subscribers = self._channels.get(channel)
@@ -411,7 +429,8 @@ class Node:
                         deltas = DeltaForms(channel, publication)
                     base = cast(DeltaSubscriber, subscriber).delta_base
                     subscriber.deliver(channel, deltas.message(wire_format, base), publication)
-                    self._note_lag(subscriber.writer)
+                    if subscriber.writer.queued_bytes > lag_bytes:
+                        self._note_lag(subscriber.writer)
                     continue
                 cached = encoded.get(wire_format)
                 if cached is None:
@@ -422,12 +441,8 @@ class Node:
             subscriber.deliver(channel, message, publication)
             writer = subscriber.writer
             if writer.queued_bytes > lag_bytes:
-                self._laggards[writer] = None
+                self._note_lag(writer)
         self._count_sent(encoded, recipients, "publication", deltas is not None)
-
-    def _note_lag(self, writer: Writer) -> None:
-        if writer.queued_bytes > self._lag_bytes:
-            self._laggards[writer] = None
 
     def _broker_gap(self) -> None:
         """The broker's link came back: any channel may have missed publications."""

@@ -113,8 +113,9 @@ class ClientSettings(_Section):
     """How long a publish waits for subscribers more than half ``queue_max_size`` behind; one
     still that far behind afterwards is disconnected as slow."""
     stall_timeout: Seconds = Field(default=0.3, gt=0)
-    """How long a connection that far behind may drain nothing before it is disconnected as
-    slow, without waiting for ``lag_timeout``: it is stalled, not lagging."""
+    """How long a connection that far behind may drain nothing before publishes stop waiting
+    for it (it is stalled, not lagging): it is then disconnected as slow once its queue
+    overflows, and paced again if it drains."""
     allow_anonymous_connect_without_token: bool = False
     channel_limit: int = Field(default=128, gt=0)
     """Channels one connection may be subscribed to at once."""

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 __all__ = [
     "CLOSE_FLUSH_TIMEOUT",
@@ -69,6 +69,9 @@ class WriterState(Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+_OPEN: Final = WriterState.OPEN
 
 
 class _Flusher:
@@ -154,7 +157,8 @@ class Writer:
         self._send = send
         self._write_now = write_now
         self._max_queue_bytes = max_queue_bytes
-        self._overflow = overflow
+        self.overflow = overflow
+        """The close sent when the queue overflows."""
         self._coalesce = coalesce
         self._join_binary = join_binary
         self._max_frame_bytes = max_frame_bytes
@@ -196,7 +200,7 @@ class Writer:
         Returns ``False`` when the writer no longer accepts messages, including when this push
         overflowed the queue (the writer then closes the connection with ``overflow``).
         """
-        if self.state is not WriterState.OPEN:
+        if self.state is not _OPEN:
             return False
         write_now = self._write_now
         if (
@@ -276,7 +280,7 @@ class Writer:
             self.queued_bytes,
             self._max_queue_bytes,
         )
-        self.abort(self._overflow)
+        self.abort(self.overflow)
 
     def discard(self) -> None:
         """Stop at once without sending anything more: the peer is already gone."""

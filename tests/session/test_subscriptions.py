@@ -154,6 +154,39 @@ async def test_presence_is_refreshed_for_as_long_as_the_connection_lives(
     assert await hub.presence("feed:a") == {}
 
 
+async def test_only_a_connection_in_presence_wakes_up_to_refresh_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = {"name": "quiet", "allow_subscribe_for_client": True}
+    channels = {"namespaces": [*FEED["namespaces"], quiet]}
+    hub = await harness.hub(client={"presence_update_interval": 0.05}, channel=channels)
+    store = hub.presence_store
+    assert store is not None
+    added: list[str] = []
+    add = store.add
+
+    async def counted(channel: str, *args: Any, **kwargs: Any) -> None:
+        added.append(channel)
+        await add(channel, *args, **kwargs)
+
+    monkeypatch.setattr(store, "add", counted)
+    client = await harness.connected(hub)
+    await client.subscribe("quiet:a")
+    await asyncio.sleep(0.3)  # six intervals: nothing of this connection is in presence
+    assert added == []
+    assert client.session.subscriptions._presence_timer is None
+    await client.subscribe("feed:a")
+    await asyncio.sleep(0.3)  # now it is, and its entry is refreshed
+    assert added[0] == "feed:a"
+    assert len(added) >= 3, added
+    await client.call("unsubscribe", {"channel": "feed:a"})
+    await asyncio.sleep(0.1)
+    refreshed = len(added)
+    await asyncio.sleep(0.3)  # out of presence again: no more wake-ups
+    assert len(added) == refreshed
+    assert client.session.subscriptions._presence_timer is None
+
+
 async def test_the_subscriptions_read_as_a_mapping(harness: Harness, hub: Hub) -> None:
     client = await harness.connected(hub)
     await client.subscribe("chat:a")

@@ -699,3 +699,24 @@ async def test_a_connection_that_never_connected_is_not_heard() -> None:
         asgi.client_leaves(1000)
         await serve(hub, asgi)
     assert heard == []
+
+
+@pytest.mark.parametrize("release", [True, False])
+async def test_the_handshake_headers_are_released_only_when_asked(release: bool) -> None:
+    from roomcast.transport.client_endpoint import serve_client
+
+    async with hub_hearing_disconnects() as (hub, heard):
+        asgi = FakeASGI()
+        asgi.client_sends({"id": 1, "connect": {}})
+        asgi.client_leaves(1000, "bye")
+        headers = [(b"host", b"example.test"), (b"user-agent", b"x" * 500)]
+        scope = {"type": "websocket", "path": "/connection/websocket", "headers": headers}
+        await asyncio.wait_for(
+            serve_client(
+                scope, asgi.receive, asgi.send, hub.services, None, release_headers=release
+            ),
+            TIMEOUT,
+        )
+    assert asgi.sent[0]["type"] == "websocket.accept"
+    assert heard == [(1000, "bye")]
+    assert scope["headers"] == ([] if release else headers)

@@ -26,12 +26,14 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.server import ServerProtocol
 
 from roomcast.protocol import DisconnectCode
-from roomcast.transport.asgi import WRITE_NOW_EXTENSION
+from roomcast.transport.asgi import WRITE_NOW_EXTENSION, stop_server_pings
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.uvicorn_protocol import (
     UVICORN_METHODS,
     UVICORN_STATE,
     RoomcastWebSocketProtocol,
+    _EventQueue,
+    _Flag,
 )
 from tests.support.wsclient import connect, recv
 
@@ -265,7 +267,8 @@ async def test_uvicorn_still_has_the_private_state_the_subclass_uses(
     _, accepted = await raw_peer(served, peers)
     assert accepted.missing_before_accept == []
     protocol = accepted.protocol
-    assert isinstance(protocol.writable, asyncio.Event)
+    assert protocol.writable.is_set() is True  # the subclass's lighter stand-in for an Event
+    assert protocol.ping_interval is None or protocol.ping_interval > 0
     assert isinstance(protocol.conn, ServerProtocol)
     assert isinstance(protocol.close_timeout, float)
     assert isinstance(protocol.loop, asyncio.AbstractEventLoop)
@@ -275,7 +278,10 @@ async def test_uvicorn_still_has_the_private_state_the_subclass_uses(
         assert getattr(protocol, flag) is False, flag
     assert protocol.handshake_complete is True
     assert isinstance(protocol.scope, dict)
-    assert protocol.scope["extensions"][WRITE_NOW_EXTENSION] == {"write": protocol.write_now}
+    assert protocol.scope["extensions"][WRITE_NOW_EXTENSION] == {
+        "write": protocol.write_now,
+        "stop_pings": protocol.stop_pings,
+    }
 
 
 def test_uvicorn_still_has_the_methods_the_subclass_overrides_and_calls() -> None:
@@ -505,3 +511,72 @@ async def test_a_peer_that_closed_properly_ends_with_its_own_code(
     await peer.send_close(CloseCode.NORMAL_CLOSURE)
     event = await asyncio.wait_for(accepted.receive(), TIMEOUT)
     assert (event["type"], event["code"]) == ("websocket.disconnect", CloseCode.NORMAL_CLOSURE)
+
+
+PING = 0x9
+
+
+async def frames_within(peer: RawPeer, seconds: float) -> list[int]:
+    """The opcodes of the frames that arrive within ``seconds``."""
+    opcodes: list[int] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            opcode, _ = await asyncio.wait_for(peer.read_frame(), left)
+        except TimeoutError:
+            break
+        opcodes.append(opcode)
+    return opcodes
+
+
+async def test_an_app_that_pings_its_client_itself_stops_the_servers_pings(
+    peers: list[RawPeer],
+) -> None:
+    async with running(ws_per_message_deflate=False, ws_ping_interval=0.1) as harness:
+        pinged, _ = await raw_peer(harness, peers)
+        quiet, accepted = await raw_peer(harness, peers)
+        stop_server_pings(accepted.protocol.scope)
+        assert accepted.protocol.ping_interval is None
+        assert PING in await frames_within(pinged, 0.5)  # uvicorn's keepalive, as before
+        assert await frames_within(quiet, 0.5) == []
+        stop_server_pings({"extensions": {}})  # another server's scope: nothing to stop
+
+
+async def test_the_handshake_request_keeps_no_headers_once_answered(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    """websockets' parser keeps the request object alive for the connection's lifetime; its
+    headers are dropped once the handshake is answered (the scope keeps its own copy)."""
+    _, accepted = await raw_peer(served, peers)
+    headers = dict(accepted.protocol.scope["headers"])
+    assert headers[b"upgrade"] == b"websocket"
+    parser = accepted.protocol.conn.parser
+    request = parser.gi_frame.f_locals.get("request") if parser.gi_frame else None
+    assert request is not None, "websockets' parser no longer keeps the request: drop the fix"
+    assert list(request.headers.raw_items()) == []
+
+
+async def test_the_event_queue_and_the_writable_flag_behave_as_asyncios() -> None:
+    queue = _EventQueue()
+    assert queue.empty()
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    for item in ("a", "b", "c"):
+        queue.put_nowait(item)
+    assert await asyncio.wait_for(getter, TIMEOUT) == "a"
+    assert [await queue.get(), await queue.get()] == ["b", "c"]
+    assert queue.empty()
+    queue.put_nowait("d")
+    assert not queue.empty()
+    assert await queue.get() == "d"
+
+    flag = _Flag()
+    assert flag.is_set()
+    assert await flag.wait()
+    flag.clear()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(waiter.done() for waiter in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), TIMEOUT) == [True, True]

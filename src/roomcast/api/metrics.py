@@ -94,7 +94,7 @@ class HubCollector(Collector):
             ),
             (
                 "roomcast_stall_disconnects",
-                "Of the slow disconnects, those of subscribers that drained nothing while behind.",
+                "Of the slow disconnects, those publishers had stopped waiting for (stalled).",
                 stats.stalled_cut_offs,
             ),
             (

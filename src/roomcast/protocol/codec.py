@@ -89,19 +89,10 @@ def decode_frame(frame: bytes | str) -> list[Command | RefusedCommand] | Disconn
             # it lets through (e.g. a lone surrogate in a str frame); RecursionError is its
             # answer to JSON nested too deeply.
             return _bad_request(_describe(exc))
-        problem = _problem(command)
-        if problem is not None:
-            return _bad_request(problem)
-        method = command.method
-        if unknown and command.id == 0:
-            return _bad_request(f"unknown field {', '.join(unknown)}")
-        if unknown and method is not None:
-            detail = f"{method.value}: unknown field {', '.join(unknown)} (not in client.proto)"
-            commands.append(
-                RefusedCommand(command.id, method, Error.of(ErrorCode.BAD_REQUEST, detail))
-            )
-            continue
-        commands.append(command)
+        screened = _screen(command, unknown)
+        if isinstance(screened, str):
+            return _bad_request(screened)
+        commands.append(screened)
     return commands
 
 
@@ -186,14 +177,20 @@ def _one_line(encoded: bytes) -> bytes:
     return encoded.replace(b"\n", b"") if b"\n" in encoded else encoded
 
 
-def _problem(command: Command) -> str | None:
-    """What makes a well-typed command unacceptable, or None."""
+def _screen(command: Command, unknown: list[str]) -> Command | RefusedCommand | str:
+    """A decoded command as the session gets it, whatever the wire format: itself, a refusal
+    naming the ``unknown`` fields it carried, or (a str) why the whole frame is refused."""
     method = command.method
     if command.id == 0 and method is not None and method is not Method.SEND:
         return f"{method.value} command without id"
     if command.subscribe is not None and not command.subscribe.channel:
         return "subscribe without channel"
-    return None
+    if unknown and command.id == 0:
+        return f"unknown field {', '.join(unknown)}"
+    if unknown and method is not None:
+        detail = f"{method.value}: unknown field {', '.join(unknown)} (not in client.proto)"
+        return RefusedCommand(command.id, method, Error.of(ErrorCode.BAD_REQUEST, detail))
+    return command
 
 
 def _describe(exc: ValueError | RecursionError) -> str:

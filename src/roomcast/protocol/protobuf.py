@@ -30,8 +30,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from .codec import RefusedCommand, _bad_request, _problem
-from .codes import Disconnect, Error, ErrorCode
+from .codec import RefusedCommand, _bad_request, _screen
+from .codes import Disconnect, Error
 from .messages import ClientInfo, Command, Publication, Push, Reply, raw
 from .protobuf_schema import message_classes
 
@@ -114,19 +114,10 @@ def decode_frame(frame: bytes | str) -> list[Command | RefusedCommand] | Disconn
             return _bad_request(f"not a protobuf Command: {exc}")
         except msgspec.ValidationError as exc:
             return _bad_request(str(exc))
-        problem = _problem(command)
-        if problem is not None:
-            return _bad_request(problem)
-        method = command.method
-        if unknown and command.id == 0:
-            return _bad_request(f"unknown field {', '.join(unknown)}")
-        if unknown and method is not None:
-            detail = f"{method.value}: unknown field {', '.join(unknown)} (not in client.proto)"
-            commands.append(
-                RefusedCommand(command.id, method, Error.of(ErrorCode.BAD_REQUEST, detail))
-            )
-            continue
-        commands.append(command)
+        screened = _screen(command, unknown)
+        if isinstance(screened, str):
+            return _bad_request(screened)
+        commands.append(screened)
     return commands
 
 

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from roomcast.publication import ChannelEvent, ClientInfo, Publication, StreamPosition
 from roomcast.session.tags_filter import TagsFilter
@@ -35,6 +36,10 @@ class SubscriptionState(Enum):
     PENDING = "pending"
     LIVE = "live"
     STALE = "stale"
+
+
+_LIVE: Final = SubscriptionState.LIVE
+_STALE: Final = SubscriptionState.STALE
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +110,11 @@ class ChannelSubscription:
         return self.features.join_leave
 
     def deliver(self, channel: str, message: str | bytes, event: ChannelEvent) -> None:
-        if self.state is SubscriptionState.STALE:
+        state = self.state
+        if state is _LIVE and self._position is None:  # the fan-out's common case, first
+            self.writer.push(message)
+            return
+        if state is _STALE:
             return
         position = self._position
         if position is not None and isinstance(event, Publication) and event.offset:

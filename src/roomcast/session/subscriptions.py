@@ -119,6 +119,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._presence_timer: asyncio.TimerHandle | None = None
+        self._refreshing_presence = False
         self._stopped = False
 
     # --- the mapping --------------------------------------------------------------------------
@@ -311,6 +312,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         try:
             if subscription.features.presence and services.presence is not None:
                 await services.presence.add(channel, subscription.info, self._presence_ttl)
+                self._arm_presence_refresh()
             if subscription.features.emit_join_leave:
                 await services.node.publish_event(channel, Join(subscription.info))
         except EngineError as exc:
@@ -439,8 +441,19 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
     def start_presence_refresh(self) -> None:
         """Once connected: refresh this connection's presence entries every
         ``client.presence_update_interval`` until :meth:`stop`, so that they outlive the
-        store's TTL for as long as the connection lives."""
-        if self._services.presence is not None and not self._stopped:
+        store's TTL for as long as the connection lives. The timer runs only while some
+        subscription is in presence: a connection without one costs no wake-up."""
+        self._refreshing_presence = True
+        self._arm_presence_refresh()
+
+    def _arm_presence_refresh(self) -> None:
+        if (
+            self._refreshing_presence
+            and self._presence_timer is None
+            and self._services.presence is not None
+            and not self._stopped
+            and any(s.features.presence for s in self._by_channel.values())
+        ):
             self._presence_timer = self._loop.call_later(
                 self._services.settings.client.presence_update_interval, self._refresh_presence
             )
@@ -540,7 +553,7 @@ class Subscriptions(Mapping[str, ChannelSubscription]):
         entries = [s for s in self._by_channel.values() if s.features.presence]
         if store is not None and entries:
             self._spawn(self._add_presence(store, entries))
-        self.start_presence_refresh()
+        self._arm_presence_refresh()
 
     async def _add_presence(
         self, store: PresenceStore, subscriptions: list[ChannelSubscription]

@@ -18,6 +18,7 @@ __all__ = [
     "close_reason",
     "over_limit",
     "refuse_handshake",
+    "stop_server_pings",
     "write_now_of",
 ]
 
@@ -26,7 +27,8 @@ logger = logging.getLogger("roomcast.transport")
 WRITE_NOW_EXTENSION = "roomcast.write_now"
 """Offered by roomcast's uvicorn protocol (see ``transport.uvicorn_protocol``): ``roomcast
 serve``, ``uvicorn --ws roomcast:RoomcastWebSocketProtocol`` and
-``gunicorn -k roomcast.workers.UvicornWorker``."""
+``gunicorn -k roomcast.workers.UvicornWorker``. ``write`` is the synchronous write,
+``stop_pings`` ends the server's WebSocket pings on the connection."""
 
 DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 """The ASGI extension with which an app answers a WebSocket handshake with an HTTP response."""
@@ -58,6 +60,14 @@ def close_reason(reason: str) -> str:
     if len(encoded) <= _MAX_REASON_BYTES:
         return reason
     return encoded[:_MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def stop_server_pings(scope: Mapping[str, Any]) -> None:
+    """Stop the server's WebSocket pings on this connection, where roomcast's protocol runs
+    it (the Centrifuge session pings its client itself); a no-op elsewhere."""
+    extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
+    if extension is not None and "stop_pings" in extension:
+        extension["stop_pings"]()
 
 
 def write_now_of(scope: Mapping[str, Any]) -> WriteNow | None:

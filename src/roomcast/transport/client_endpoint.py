@@ -20,7 +20,12 @@ from roomcast.metrics import CENTRIFUGE_TRANSPORT, CLIENT_DISCONNECTS, close_cod
 from roomcast.protocol import DisconnectCode
 from roomcast.session.connection import Session, SessionServices
 from roomcast.session.hooks import Credentials
-from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
+from roomcast.transport.asgi import (
+    asgi_frame_sender,
+    over_limit,
+    stop_server_pings,
+    write_now_of,
+)
 from roomcast.transport.close_codes import CloseCode
 from roomcast.transport.negotiation import PROTOBUF_SUBPROTOCOL, Negotiated, negotiate
 from roomcast.transport.origins import origin_allowed
@@ -55,12 +60,16 @@ async def serve_client(
     send: Send,
     services: SessionServices,
     credentials: Credentials | None,
+    *,
+    release_headers: bool = False,
 ) -> None:
     """Run one client connection until it ends; never raises for anything the client does.
 
     However it ends (the client left, the server closed it, or this loop raised), the session
     is told once, with the close the server sent or else the client's, so the app's
-    ``on_disconnect`` hears each connection end exactly once."""
+    ``on_disconnect`` hears each connection end exactly once. With ``release_headers`` the
+    scope's handshake headers are dropped once the handshake is answered (nothing after it
+    reads them), rather than kept for the connection's lifetime."""
     settings = services.settings
     if (await receive())["type"] != "websocket.connect":
         return
@@ -77,7 +86,10 @@ async def serve_client(
     accept: dict[str, Any] = {"type": "websocket.accept"}
     if negotiated.subprotocol is not None:
         accept["subprotocol"] = negotiated.subprotocol
+    stop_server_pings(scope)  # the session pings its client itself; before the accept starts them
     await send(accept)
+    if release_headers:
+        scope["headers"] = []
     writer = Writer(
         asgi_frame_sender(send),
         max_queue_bytes=settings.client.queue_max_size,
@@ -141,6 +153,7 @@ class DirectClientEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == CLIENT_PATH:
-            await serve_client(scope, receive, send, self.services, None)
+            # This path bypasses the app, so no middleware of its own reads the scope later.
+            await serve_client(scope, receive, send, self.services, None, release_headers=True)
         else:
             await self.app(scope, receive, send)

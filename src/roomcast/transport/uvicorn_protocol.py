@@ -41,6 +41,7 @@ from collections import deque
 from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Data
@@ -62,6 +63,7 @@ UVICORN_STATE: Final = (
     "frames",
     "handshake_complete",
     "loop",
+    "ping_interval",
     "queue",
     "read_paused",
     "request",
@@ -88,48 +90,103 @@ UVICORN_METHODS: Final = (
 class _FrameCache:
     """The last message framed and its frame: a fan-out frames each publication once."""
 
-    message: Data | None = None
-    frame: bytes = b""
+    __slots__ = ("frame", "message")
 
-    @classmethod
-    def frame_of(cls, message: Data) -> bytes:
-        if message is not cls.message:
-            if isinstance(message, str):
-                frame = Frame(Opcode.TEXT, message.encode())
-            else:
-                frame = Frame(Opcode.BINARY, bytes(message))
-            cls.frame = frame.serialize(mask=False)
-            cls.message = message
-        return cls.frame
+    def __init__(self) -> None:
+        self.message: Data | None = None
+        self.frame = b""
+
+    def frame_of(self, message: Data) -> bytes:
+        if isinstance(message, str):
+            frame = Frame(Opcode.TEXT, message.encode())
+        else:
+            frame = Frame(Opcode.BINARY, bytes(message))
+        self.frame = frame.serialize(mask=False)
+        self.message = message
+        return self.frame
+
+
+_FRAMES: Final = _FrameCache()
+"""One cache for the process: every connection writes the same frame of a publication."""
 
 
 class _EventQueue:
     """The part of ``asyncio.Queue`` uvicorn uses (``put_nowait``, ``get``, ``empty``), for
-    one reader: unbounded, FIFO."""
+    one reader: unbounded, FIFO. The first item waits in a slot of its own and a deque is
+    made only while more than one waits, so an idle connection holds no deque."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_first", "_has_first", "_rest", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[Any] = deque()
+        self._first: Any = None
+        self._has_first = False
+        self._rest: deque[Any] | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
+        if not self._has_first:
+            self._first, self._has_first = item, True
+        elif self._rest is None:
+            self._rest = deque((item,))
+        else:
+            self._rest.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def get(self) -> Any:
-        while not self._items:
+        while not self._has_first:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        item, rest = self._first, self._rest
+        if rest:
+            self._first = rest.popleft()
+            if not rest:
+                self._rest = None
+        else:
+            self._first, self._has_first = None, False
+        return item
 
     def empty(self) -> bool:
-        return not self._items
+        return not self._has_first
+
+
+class _Flag:
+    """The part of ``asyncio.Event`` uvicorn uses for ``writable`` (``set``, ``clear``,
+    ``is_set``, ``wait``), holding no deque: a list of waiters exists only while someone
+    waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+        return True
 
 
 class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -139,12 +196,26 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _EventQueue()  # type: ignore[assignment]
+        self._writable_flag = self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        # The handshake has been answered (uvicorn keeps its response) and the scope holds
+        # the headers: the request's own copy would live on, for the connection's lifetime,
+        # in the frame of websockets' parser generator.
+        event.headers = Headers()
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][WRITE_NOW_EXTENSION] = {"write": self.write_now}
+            scope["extensions"][WRITE_NOW_EXTENSION] = {
+                "write": self.write_now,
+                "stop_pings": self.stop_pings,
+            }
+
+    def stop_pings(self) -> None:
+        """Stop, for good, the WebSocket pings uvicorn sends this connection: the app pings
+        its client itself (the Centrifuge protocol's pings)."""
+        self.ping_interval = None
+        self.stop_keepalive()
 
     def write_now(self, message: Data) -> bool:
         """Write one whole message now if the connection is open and writable; else False.
@@ -155,12 +226,15 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if (
             self.close_sent
             or self.disconnected
-            or not self.writable.is_set()
+            or not self._writable_flag._set
             or self.conn.state is not State.OPEN
             or self.conn.extensions  # a negotiated compression makes frames per connection
         ):
             return False
-        self.transport.write(_FrameCache.frame_of(message))
+        frames = _FRAMES
+        self.transport.write(
+            frames.frame if message is frames.message else frames.frame_of(message)
+        )
         return True
 
     async def send(self, message: Any) -> None:

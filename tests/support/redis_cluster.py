@@ -31,10 +31,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-import redis
-from redis.crc import key_slot
 
-from tests.support.ci import missing
+from tests.support.ci import missing, require_module
 from tests.support.engine_processes import HOST, EngineProcessError, free_port
 
 __all__ = [
@@ -197,6 +195,8 @@ class RedisClusterProcess:
 
     def master_of(self, key: str) -> ClusterNode:
         """The master that owns ``key``'s slot now."""
+        from redis.crc import key_slot  # the driver is optional: imported when used
+
         slot = key_slot(key.encode())
         for node in self.masters():
             for line in _command(node.port, "cluster", "nodes").splitlines():
@@ -258,6 +258,8 @@ class RedisClusterProcess:
 
     def delete(self, prefix: str) -> None:
         """Delete every key under ``prefix`` on every master (each master its own keys)."""
+        import redis
+
         for node in self.masters():
             client = redis.Redis(host=HOST, port=node.port, socket_timeout=10.0)
             try:
@@ -279,8 +281,9 @@ _scratch: str | None = None
 
 
 def require_cluster() -> None:
-    """Go on only if ``redis-server`` and ``redis-cli`` are installed (``tests.support.ci``
-    decides otherwise)."""
+    """Go on only if ``redis-server``, ``redis-cli`` and the redis driver are installed
+    (``tests.support.ci`` decides otherwise)."""
+    require_module("redis", hint="pip install 'roomcast[redis]'")
     for program in ("redis-server", "redis-cli"):
         if shutil.which(program) is None:
             missing(f"{program} is not installed (needed to run a Redis Cluster of the tests' own)")

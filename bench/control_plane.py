@@ -3,6 +3,7 @@ client on node B, and what each node's announcements cost.
 
     .venv/bin/python -m bench.control_plane                     # 200 calls, 30 s idle, every engine
     .venv/bin/python -m bench.control_plane --engines redis --calls 50 --idle 10
+    .venv/bin/python -m bench.control_plane --engines "" --url "redis+cluster://127.0.0.1:7000"
 
 For each engine of :data:`bench.roomcast_target.ENGINE_URLS` (Redis, PostgreSQL, NATS, under a
 prefix unique to the run, cleaned up afterwards), two ``roomcast serve`` nodes, A and B:
@@ -141,9 +142,11 @@ async def _pair(url: str, interval: float | None) -> tuple[ServerProcess, Server
     return a, b
 
 
-async def measure_engine(name: str, calls: int, idle: float) -> dict[str, Any]:
-    """Every figure of one engine (see the module doc)."""
-    url = ENGINE_URLS[name].format(run=uuid.uuid4().hex[:8])
+async def measure_engine(
+    name: str, calls: int, idle: float, url: str | None = None
+) -> dict[str, Any]:
+    """Every figure of one engine (see the module doc): ``ENGINE_URLS[name]``, or ``url``."""
+    url = url or ENGINE_URLS[name].format(run=uuid.uuid4().hex[:8])
     refused = engine_unavailable(url)
     if refused is not None:
         return {"skipped": refused}
@@ -200,9 +203,11 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
 
 async def _main(args: argparse.Namespace) -> int:
     results = {}
-    for engine in args.engines.split(","):
+    engines = [(name, None) for name in args.engines.split(",") if name]
+    engines += [(url.split(":", 1)[0], url) for url in args.url]
+    for engine, url in engines:
         print(f"measuring {engine} ...", file=sys.stderr)
-        results[engine] = await measure_engine(engine, args.calls, args.idle)
+        results[engine] = await measure_engine(engine, args.calls, args.idle, url)
     print(_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
@@ -213,6 +218,12 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.control_plane", description=__doc__)
     parser.add_argument("--engines", default=",".join(ENGINE_URLS))
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="an engine URL of your own to measure too (a Redis Cluster, say), named by scheme",
+    )
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement")
     parser.add_argument(

@@ -150,8 +150,11 @@ def with_engine(target: Target, url: str, *, history: bool = True) -> Target:
 
 
 def _reachable(url: str) -> str | None:
+    """Why the first host a URL lists (of one or several) does not answer, or None."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    first = urlsplit(f"//{parts.netloc.rpartition('@')[2].split(',')[0]}")
+    scheme = parts.scheme.split("+", 1)[0]
+    host, port = first.hostname or "127.0.0.1", first.port or _DEFAULT_PORTS.get(scheme)
     if port is None:
         return None
     try:

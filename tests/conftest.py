@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.redis_cluster import close_shared_cluster, redis_cluster
 from tests.support.server import RunningServer, start_server
+
+__all__ = ["redis_cluster"]  # the session's Redis Cluster, a fixture of every test
 
 SEED_ENV = {
     "ROOMCAST_EXAMPLES__STREAM_INTERVAL": "0.05",
@@ -31,3 +34,8 @@ def clean_log(seed_server: RunningServer) -> Iterator[RunningServer]:
     yield seed_server
     written = seed_server.log[before:]
     assert "Traceback" not in written, written
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop the run's Redis Cluster, if a test started it."""
+    close_shared_cluster()

@@ -101,6 +101,45 @@ def _redis_broker(tmp: Path) -> Broker:
     return RedisBroker(f"redis://{REDIS_HOST}:{REDIS_PORT}/0", prefix=redis_prefix(tmp))
 
 
+def _cluster_url() -> str:
+    from tests.support.redis_cluster import shared_cluster
+
+    return shared_cluster().url()
+
+
+def _cluster_history(tmp: Path, clock: FakeClock) -> HistoryStore:
+    from roomcast.engines.redis import RedisHistoryStore
+
+    return RedisHistoryStore(_cluster_url(), prefix=redis_prefix(tmp), clock=clock)
+
+
+def _cluster_presence(tmp: Path, clock: FakeClock) -> PresenceStore:
+    from roomcast.engines.redis import RedisPresenceStore
+
+    return RedisPresenceStore(_cluster_url(), prefix=redis_prefix(tmp), clock=clock)
+
+
+def _cluster_broker(tmp: Path) -> Broker:
+    from roomcast.engines.redis import RedisBroker
+
+    return RedisBroker(_cluster_url(), prefix=redis_prefix(tmp))
+
+
+def require_redis_cluster(engine: str) -> None:
+    """Go on only if the driver is installed and the run's Redis Cluster formed (it is
+    started on first use)."""
+    from tests.support.redis_cluster import shared_cluster
+
+    require_module("redis", hint="pip install 'roomcast[redis]'")
+    shared_cluster()
+
+
+def delete_cluster_keys(tmp: Path) -> None:
+    from tests.support.redis_cluster import shared_cluster
+
+    shared_cluster().delete(redis_prefix(tmp))
+
+
 def require_redis(engine: str) -> None:
     """Go on only if the test Redis answers and its driver is installed."""
     require_module("redis", hint="pip install 'roomcast[redis]'")
@@ -300,6 +339,7 @@ HISTORY_ENGINES: dict[str, HistoryFactory] = {
         tmp / "history.sqlite3", clock=clock, synchronous=True
     ),
     "redis": _redis_history,
+    "redis-cluster": _cluster_history,
     "postgres": _postgres_history,
     "nats": _nats_history,
 }
@@ -307,6 +347,7 @@ HISTORY_ENGINES: dict[str, HistoryFactory] = {
 PRESENCE_ENGINES: dict[str, PresenceFactory] = {
     "memory": lambda tmp, clock: MemoryPresenceStore(clock=clock),
     "redis": _redis_presence,
+    "redis-cluster": _cluster_presence,
     "postgres": _postgres_presence,
     "nats": _nats_presence,
 }
@@ -315,6 +356,7 @@ PRESENCE_ENGINES: dict[str, PresenceFactory] = {
 BROKER_ENGINES: dict[str, BrokerFactory] = {
     "memory": lambda tmp: MemoryBroker(),
     "redis": _redis_broker,
+    "redis-cluster": _cluster_broker,
     "postgres": _postgres_broker,
     "nats": _nats_broker,
 }
@@ -322,6 +364,7 @@ BROKER_ENGINES: dict[str, BrokerFactory] = {
 
 STREAM_ENGINES: dict[str, StreamFactory] = {
     "redis": lambda tmp, clock: (_redis_broker(tmp), _redis_history(tmp, clock)),
+    "redis-cluster": lambda tmp, clock: (_cluster_broker(tmp), _cluster_history(tmp, clock)),
     "postgres": lambda tmp, clock: (_postgres_broker(tmp), _postgres_history(tmp, clock)),
     "nats": lambda tmp, clock: (_nats_broker(tmp), _nats_history(tmp, clock)),
 }
@@ -392,10 +435,12 @@ class EngineService:
 
 SERVICES: dict[str, EngineService] = {
     "redis": EngineService(require_redis, delete_redis_keys),
+    "redis-cluster": EngineService(require_redis_cluster, delete_cluster_keys),
     "postgres": EngineService(require_postgres, drop_postgres_tables),
     "nats": EngineService(require_nats, delete_nats_streams),
 }
-"""Engines that need a server, by the engine name's prefix (``redis`` covers ``redis-*``)."""
+"""Engines that need a server, by the engine's name, else by its prefix (``redis`` covers
+``redis-*`` but ``redis-cluster``)."""
 
 
 @pytest.fixture(params=sorted(STREAM_ENGINES))
@@ -410,7 +455,7 @@ def make_stream_engine(
 def with_engine(engine: str, tmp: Path, make: Callable[[], _T]) -> Iterator[Callable[[], _T]]:
     """Yields ``make``; for an engine with a server, first checks the server and afterwards
     cleans up what the test left there."""
-    service = SERVICES.get(engine.split("-", 1)[0])
+    service = SERVICES.get(engine, SERVICES.get(engine.split("-", 1)[0]))
     if service is None:
         yield make
         return

@@ -64,6 +64,8 @@ EXPECTED: dict[str, tuple[str, tuple[str | None, str | None, str | None], str | 
     "rediss": ("rediss://cache:6380/1", _REDIS, "redis"),
     "redis+sentinel": ("redis+sentinel://s1,s2/service/0", _REDIS, "redis"),
     "rediss+sentinel": ("rediss+sentinel://s1/service", _REDIS, "redis"),
+    "redis+cluster": ("redis+cluster://n1:7000,n2:7001", _REDIS, "redis"),
+    "rediss+cluster": ("rediss+cluster://n1:7000", _REDIS, "redis"),
     "postgresql": ("postgresql://user@db:5432/app", _POSTGRES, "asyncpg"),
     "postgres": ("postgres://user@db/app", _POSTGRES, "asyncpg"),
     "nats": ("nats://bus:4222", _NATS, "nats"),

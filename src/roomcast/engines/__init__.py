@@ -97,7 +97,7 @@ _ENGINES: Final = (
     ),
     Engine(
         "Redis",
-        ("redis", "rediss", "redis+sentinel", "rediss+sentinel"),
+        ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"),
         "redis://host:port/db",
         {
             Role.BROKER: "roomcast.engines.redis.broker:RedisBroker",

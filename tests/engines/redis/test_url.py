@@ -40,3 +40,26 @@ def test_messages_name_the_instance_without_its_credentials() -> None:
     assert where_of("redis://:secret@cache:6380/2?socket_timeout=1") == "cache:6380/2"
     assert where_of("redis://cache") == "cache:6379/0"
     assert where_of("redis+sentinel://:secret@s1,s2:26380/svc/1") == "Sentinels s1,s2:26380/svc/1"
+
+
+def test_a_cluster_url_is_one_instance_listing_its_seeds() -> None:
+    parsed = RedisURL.parse("redis+cluster://u:pw@n1:7000,n2:7001/0?prefix=p:")
+    assert parsed.urls == ("redis+cluster://u:pw@n1:7000,n2:7001/0",)
+    assert (parsed.prefix, parsed.pubsub_shards) == ("p:", 16)
+    assert RedisURL.parse("rediss+cluster://n1:7000?pubsub_shards=3").pubsub_shards == 3
+    assert where_of("redis+cluster://u:secret@n1:7000,n2:7001") == "cluster n1:7000,n2:7001"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis+cluster://n1:7000?socket_timeout=1&retry=2", "retry, socket_timeout"),
+        ("redis+cluster://n1:7000/2", "only database 0"),
+        ("redis+cluster://n1:7000?prefix=a{b}", "brace"),
+        ("redis+cluster://n1:7000?pubsub_shards=0", "pubsub_shards"),
+        ("redis+cluster://", "malformed"),
+    ],
+)
+def test_what_a_cluster_url_cannot_do_is_refused_by_name(url: str, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        RedisURL.parse(url)

@@ -23,14 +23,22 @@ many nodes publish into them.
 An engine URL may list several instances (``redis://host:port,host:port/db``): each channel
 lives on one of them, chosen by consistent hashing of its name, for its keys and its pub/sub.
 
+A Redis Cluster (``redis+cluster://host:port,host:port``) is one instance whose channels are
+spread over ``pubsub_shards`` partitions, each one hash slot: ``{channel}`` becomes
+``{<tag>}<channel>`` in every key above, the pub/sub channel is
+``<prefix>broker:{<tag>}<channel>``, published with ``SPUBLISH`` and held with
+``SSUBSCRIBE``, and control messages travel on ``<prefix>control:{<tag of partition 0>}``
+(see :mod:`.slots`).
+
 Every write and every read that must see a consistent stream is one Lua script, so Redis runs
 it atomically. Expiry is decided by comparing stored deadlines with "now", which is the Redis
 server's ``TIME`` (one clock for every process) unless a ``clock`` is injected, as the contract
 tests do; key TTLs (``PEXPIRE``) only reclaim memory once everything in a key is dead.
 
 :mod:`.url` (the URL), :mod:`.connection` (clients, sharding, error translation, what the stores
-share), :mod:`.codec` (what is published), :mod:`.scripts` (the Lua), :mod:`.pubsub_link` (one
-pub/sub connection), :mod:`.broker`, :mod:`.history` and :mod:`.presence`.
+share), :mod:`.slots` (a channel's hash slot on a cluster), :mod:`.codec` (what is published),
+:mod:`.scripts` (the Lua), :mod:`.pubsub_link` (one pub/sub connection), :mod:`.broker`,
+:mod:`.history` and :mod:`.presence`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """How the Redis broker and stores reach Redis: a client or a connection pool per instance
-(through Sentinel when the URL says so), the instance that holds a channel, the translation of
-Redis' errors, and :class:`ShardedStore`, what both stores share.
+(through Sentinel when the URL says so, a cluster client for a Redis Cluster), the instance
+that holds a channel, the translation of Redis' errors, and :class:`ShardedStore`, what both
+stores share.
 
 The URL itself is :mod:`roomcast.engines.redis.url`'s.
 """
@@ -9,34 +10,85 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Self
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from roomcast.engines.base import EngineState
-from roomcast.engines.redis.url import DEFAULT_PREFIX, SENTINEL_SCHEMES, RedisURL, where_of
+from roomcast.engines.redis import scripts
+from roomcast.engines.redis.slots import UNCLUSTERED, ChannelSlots, shard_of
+from roomcast.engines.redis.url import (
+    CLUSTER_PUBSUB_SHARDS,
+    DEFAULT_PREFIX,
+    SENTINEL_SCHEMES,
+    RedisURL,
+    is_cluster,
+    where_of,
+)
 from roomcast.errors import EngineUnavailable
 
 __all__ = [
     "OPERATION_TIMEOUT",
+    "Client",
+    "Connector",
     "ShardedStore",
     "client_for",
+    "cluster_for",
     "pool_for",
+    "reusing",
     "shard_of",
+    "slot_owner",
     "translate_errors",
 ]
 
 OPERATION_TIMEOUT: Final = 2.0
 """Seconds a store's call into Redis may take, retry included, before it fails with
 ``EngineUnavailable``: the broker's own timeout, so every engine call fails alike."""
+
+
+Connector = Callable[[], Awaitable[AbstractConnection]]
+"""Gives a pub/sub link a connected connection: at the start and on every reconnect."""
+
+
+def reusing(conn: AbstractConnection) -> Connector:
+    """A connector that connects ``conn`` again each time (one instance, one address)."""
+
+    async def connect() -> AbstractConnection:
+        await conn.connect()  # type: ignore[no-untyped-call]
+        return conn
+
+    return connect
+
+
+def slot_owner(cluster: RedisCluster, key: bytes) -> Connector:
+    """A connector to the master that owns ``key``'s slot, with the cluster client's
+    connection options. Each call after the first reads the cluster's topology again first,
+    so a reconnect after a failover or a migration reaches the new owner (a node that does
+    not own the slot answers a subscribe with MOVED, and the link tries again)."""
+    stale = False
+
+    async def connect() -> AbstractConnection:
+        nonlocal stale
+        if stale:
+            await cluster.nodes_manager.initialize()
+        stale = True
+        node = cluster.get_node_from_key(key.decode())
+        if node is None:
+            raise ConnectionError(f"no node of the cluster owns the slot of {key!r}")
+        conn = node.connection_class(**node.connection_kwargs)
+        await conn.connect()  # type: ignore[no-untyped-call]
+        return conn
+
+    return connect
 
 
 def _sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, str, dict[str, Any]]:
@@ -63,8 +115,33 @@ def _sentinel(url: str, options: dict[str, Any]) -> tuple[Sentinel, str, dict[st
     return manager, service, master
 
 
-def client_for(url: str, **options: Any) -> aioredis.Redis:
+Client = aioredis.Redis | RedisCluster
+"""A client of one instance: a plain (or Sentinel-found) Redis, or a whole Redis Cluster."""
+
+
+def cluster_for(url: str, **options: Any) -> RedisCluster:
+    """The cluster client of a ``redis+cluster://`` URL (one of ``RedisURL.urls``): its hosts
+    are the seeds, the rest of the cluster is discovered from them."""
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    seeds = []
+    for address in hosts.split(","):
+        host, _, port = address.rpartition(":")
+        seeds.append(ClusterNode(host or address, int(port) if host and port else 6379))
+    if credentials:
+        user, _, password = credentials.rpartition(":")
+        options["password"] = unquote(password)
+        if user:
+            options["username"] = unquote(user)
+    if parts.scheme == "rediss+cluster":
+        options["ssl"] = True
+    return RedisCluster(startup_nodes=seeds, **options)
+
+
+def client_for(url: str, **options: Any) -> Client:
     """A client of the instance ``url`` names (one of ``RedisURL.urls``)."""
+    if is_cluster(url):
+        return cluster_for(url, **options)
     if urlsplit(url).scheme in SENTINEL_SCHEMES:
         sentinel, service, master = _sentinel(url, options)
         client: aioredis.Redis = sentinel.master_for(service, **master)
@@ -80,29 +157,6 @@ def pool_for(url: str, **options: Any) -> aioredis.ConnectionPool:
     return aioredis.ConnectionPool.from_url(url, **options)
 
 
-def _channel_key(channel: str) -> int:
-    return int.from_bytes(hashlib.blake2b(channel.encode(), digest_size=8).digest(), "big")
-
-
-def _jump(key: int, buckets: int) -> int:
-    """Jump consistent hashing (Lamping and Veach): adding a bucket moves only ~1/n of keys."""
-    bucket, candidate = -1, 0
-    while candidate < buckets:
-        bucket = candidate
-        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
-        candidate = int((bucket + 1) * ((1 << 31) / ((key >> 33) + 1)))
-    return bucket
-
-
-def shard_of(channel: str, shards: int, *, salt: int = 0) -> int:
-    """The shard (0 <= shard < ``shards``) of ``channel``: the same in every process, and
-    stable when shards are added; ``salt`` gives an independent choice (e.g. a connection
-    within the chosen instance)."""
-    if shards == 1:
-        return 0
-    return _jump(_channel_key(channel) ^ salt, shards)
-
-
 @contextlib.contextmanager
 def translate_errors(what: str, operation: str, where: str) -> Iterator[None]:
     """Turn a Redis or socket error into ``EngineUnavailable``, naming ``what`` failed to do
@@ -110,7 +164,7 @@ def translate_errors(what: str, operation: str, where: str) -> Iterator[None]:
     gives it)."""
     try:
         yield
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         raise EngineUnavailable(
             f"the {what} cannot {operation}: Redis at {where} failed: {type(exc).__name__}: {exc}"
         ) from exc
@@ -123,7 +177,7 @@ class _Shard:
 
     where: str
     """The instance, for messages (see ``where_of``)."""
-    client: aioredis.Redis
+    client: Client
     scripts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,7 +187,9 @@ class ShardedStore:
     translation.
 
     ``clock``, when given, is "now" for every script (the contract tests inject one); else
-    each script reads the Redis server's ``TIME``.
+    each script reads the Redis server's ``TIME``. A Redis Cluster is one instance: a
+    channel's keys carry the hash tag of its partition of ``pubsub_shards`` (see
+    :mod:`.slots`), the broker's pub/sub channel of the channel included.
     """
 
     _what: str
@@ -146,10 +202,15 @@ class ShardedStore:
         *,
         prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] | None = None,
+        pubsub_shards: int | None = None,
     ) -> None:
         self._urls = (url,) if isinstance(url, str) else tuple(url)
         if not self._urls:
             raise ValueError("a Redis store needs at least one URL")
+        clustered = is_cluster(self._urls[0])
+        if clustered and len(self._urls) > 1:
+            raise ValueError("a Redis Cluster is one instance: give its URL alone")
+        self._slots = ChannelSlots((pubsub_shards or CLUSTER_PUBSUB_SHARDS) if clustered else 0)
         self._prefix = prefix
         self._clock = clock
         self._shards: list[_Shard] = []
@@ -163,12 +224,15 @@ class ShardedStore:
             ConfigurationError: the URL is malformed (see ``RedisURL.parse``).
         """
         parsed = RedisURL.parse(url)
-        return cls(parsed.urls, prefix=parsed.prefix, clock=None)
+        return cls(
+            parsed.urls, prefix=parsed.prefix, clock=None, pubsub_shards=parsed.pubsub_shards
+        )
 
-    def shares_redis_with(self, urls: Sequence[str]) -> bool:
+    def shares_redis_with(self, urls: Sequence[str], slots: ChannelSlots = UNCLUSTERED) -> bool:
         """Whether this store spreads channels over exactly the instances ``urls`` name, in
-        that order (as a broker built from the same engine URL does)."""
-        return self._urls == tuple(urls)
+        that order, and over the same cluster partitions ``slots`` (as a broker built from the
+        same engine URL does)."""
+        return self._urls == tuple(urls) and self._slots == slots
 
     async def start(self) -> None:
         if self._state is not EngineState.NEW:
@@ -194,9 +258,11 @@ class ShardedStore:
         except EngineUnavailable:
             await self._release(shards)
             raise
+        cluster = self._slots.clustered
         for shard in shards:
             shard.scripts = {
-                name: shard.client.register_script(source) for name, source in self._scripts.items()
+                name: shard.client.register_script(scripts.sharded(source) if cluster else source)
+                for name, source in self._scripts.items()
             }
         self._shards = shards
         self._state = EngineState.RUNNING
@@ -209,7 +275,7 @@ class ShardedStore:
     @staticmethod
     async def _release(shards: list[_Shard]) -> None:
         for shard in shards:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
                 await shard.client.aclose()
 
     def _shard(self, channel: str) -> _Shard:

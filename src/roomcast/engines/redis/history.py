@@ -1,8 +1,8 @@
 """History in Redis: one stream and one position hash per channel, shared by every node.
 
 See the package doc for the keys; a channel's keys live on the instance :func:`shard_of`
-gives it, the one the broker publishes that channel's events on, so the add script can
-announce what it added.
+gives it (on a cluster, in the hash slot of its partition), the one the broker publishes that
+channel's events on, so the add script can announce what it added.
 """
 
 from __future__ import annotations
@@ -56,16 +56,17 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
         prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] | None = None,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        pubsub_shards: int | None = None,
     ) -> None:
-        super().__init__(url, prefix=prefix, clock=clock)
+        super().__init__(url, prefix=prefix, clock=clock, pubsub_shards=pubsub_shards)
         self._idempotency_ttl = idempotency_ttl
 
     _scripts: ClassVar[dict[str, str]] = {"add": scripts.ADD, "read": scripts.READ}
 
     def _keys(self, channel: str) -> list[str]:
         return [
-            f"{self._prefix}history.stream:{{{channel}}}",
-            f"{self._prefix}history.meta:{{{channel}}}",
+            f"{self._prefix}history.stream:{self._slots.of(channel)}",
+            f"{self._prefix}history.meta:{self._slots.of(channel)}",
         ]
 
     async def add(
@@ -86,7 +87,8 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
         guards: PublishGuards = NO_GUARDS,
     ) -> Publication:
         """``add``, and when ``broker_key`` is given, publish the added publication on that
-        pub/sub channel of the channel's instance in the same script (see the package doc).
+        pub/sub channel of the channel's instance in the same script (see the package doc;
+        on a cluster, ``SPUBLISH`` on the sharded channel of the same slot).
 
         Raises:
             Suppressed: a guard stopped it.
@@ -109,7 +111,7 @@ class RedisHistoryStore(ShardedStore, HistoryStore):
 
     def _result_key(self, channel: str, key: str) -> str:
         """The hash keeping the result of the publication made with ``key`` in ``channel``."""
-        return f"{self._prefix}history.result:{{{channel}}}:{key}"
+        return f"{self._prefix}history.result:{self._slots.of(channel)}:{key}"
 
     async def read(
         self,

@@ -27,8 +27,8 @@ class RedisPresenceStore(ShardedStore, PresenceStore):
 
     def _keys(self, channel: str) -> list[str]:
         return [
-            f"{self._prefix}presence.infos:{{{channel}}}",
-            f"{self._prefix}presence.expiry:{{{channel}}}",
+            f"{self._prefix}presence.infos:{self._slots.of(channel)}",
+            f"{self._prefix}presence.expiry:{self._slots.of(channel)}",
         ]
 
     async def add(self, channel: str, info: ClientInfo, ttl: float) -> None:

@@ -1,4 +1,9 @@
-"""One pub/sub connection of the Redis broker: subscribes, reads, and survives a broken link."""
+"""One pub/sub connection of the Redis broker: subscribes, reads, and survives a broken link.
+
+On a Redis Cluster the link is sharded: it holds ``SSUBSCRIBE`` subscriptions of one hash
+slot, on a connection to the master that owns the slot, found again by its connector after a
+failover or a slot migration (which Redis announces by unsubscribing the link).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
-from roomcast.engines.redis.connection import translate_errors
-from roomcast.engines.redis.url import where_of
+from roomcast.engines.redis.connection import Connector, translate_errors
 from roomcast.errors import EngineUnavailable
 
 __all__ = ["LinkState", "PubSubLink"]
@@ -42,12 +46,17 @@ class PubSubLink:
     warning, reconnects with exponential backoff (``backoff`` doubling up to ``max_backoff``),
     subscribes again to every channel held, waits until Redis confirmed them all, and then
     calls ``on_restored``; it ends only with ``close()``.
+
+    ``sharded``: the link speaks ``SSUBSCRIBE``/``SUNSUBSCRIBE`` and receives ``smessage``
+    (every key it holds must hash to one slot). An ``sunsubscribe`` of a held key that it did
+    not ask for means the slot left the node (a failover, a migration): the link treats it as
+    a broken connection, so ``connect`` finds the slot's new owner.
     """
 
     def __init__(
         self,
-        conn: AbstractConnection,
-        url: str,
+        connect: Connector,
+        where: str,
         on_message: MessageHandler,
         on_restored: Callable[[], None],
         *,
@@ -55,9 +64,14 @@ class PubSubLink:
         backoff: float,
         max_backoff: float,
         ping_interval: float,
+        sharded: bool = False,
     ) -> None:
-        self._conn = conn
-        self._where = where_of(url)
+        self._connect = connect
+        self._conn: AbstractConnection | None = None
+        self._where = where
+        prefix = b"s" if sharded else b""
+        self._subscribe, self._unsubscribe = prefix + b"subscribe", prefix + b"unsubscribe"
+        self._message = prefix + b"message"
         self._on_message = on_message
         self._on_restored = on_restored
         self._timeout = timeout
@@ -78,7 +92,7 @@ class PubSubLink:
             EngineUnavailable: Redis cannot be reached.
         """
         with translate_errors("Redis broker", "connect", self._where):
-            await self._conn.connect()  # type: ignore[no-untyped-call]
+            self._conn = await self._connect()
         self.state = LinkState.UP
         self._reader = asyncio.create_task(self._read(), name="roomcast-redis-pubsub")
         self._reader.add_done_callback(self._reader_ended)
@@ -92,8 +106,9 @@ class PubSubLink:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-        with contextlib.suppress(RedisError, OSError):
-            await self._conn.disconnect(nowait=True)
+        if self._conn is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._conn.disconnect(nowait=True)
 
     async def subscribe(self, key: bytes) -> None:
         """Hold ``key`` and return once Redis confirmed the subscription.
@@ -108,7 +123,7 @@ class PubSubLink:
             )
         self.keys.add(key)
         try:
-            await self._command(b"subscribe", key)
+            await self._command(self._subscribe, key)
         except EngineUnavailable:
             self.keys.discard(key)
             raise
@@ -122,7 +137,7 @@ class PubSubLink:
         if self.state is not LinkState.UP:
             return
         try:
-            await self._command(b"unsubscribe", key)
+            await self._command(self._unsubscribe, key)
         except EngineUnavailable as exc:
             logger.debug("Redis broker: unsubscribe from %r unconfirmed: %s", key, exc)
 
@@ -132,6 +147,8 @@ class PubSubLink:
         waiters = self._pending.setdefault((kind, key), deque())
         waiters.append(future)
         try:
+            if self._conn is None:
+                raise EngineUnavailable(f"the Redis broker has no connection to {self._where}")
             with translate_errors("Redis broker", kind.decode(), self._where):
                 await self._conn.send_command(kind.decode().upper(), key)
             await asyncio.wait_for(asyncio.shield(future), self._timeout)
@@ -148,7 +165,6 @@ class PubSubLink:
 
     async def _read(self) -> None:
         """The reader task: deliver messages; on connection loss, reconnect and resubscribe."""
-        conn = self._conn
         while True:
             try:
                 await self._read_until_lost()
@@ -162,7 +178,8 @@ class PubSubLink:
                 )
             self.state = LinkState.DOWN
             self._fail_pending()
-            await conn.disconnect(nowait=True)
+            if self._conn is not None:
+                await self._conn.disconnect(nowait=True)
             attempts = await self._reconnect()
             self.state = LinkState.UP
             logger.warning(
@@ -187,60 +204,70 @@ class PubSubLink:
             )
 
     async def _read_until_lost(self) -> None:
+        conn = self._conn
+        assert conn is not None  # open() connected it; the reader starts after
         unanswered = False
         while True:
-            response = await self._conn.read_response(timeout=self._ping_interval)
+            response = await conn.read_response(timeout=self._ping_interval)
             if response is None:  # quiet for ping_interval: is the connection still alive?
                 if unanswered:
                     raise ConnectionError(f"no answer to PING in {self._ping_interval} s")
                 unanswered = True
-                await self._conn.send_command("PING")
+                await conn.send_command("PING")
                 continue
             unanswered = False
-            self._dispatch(response)
+            if self._dispatch(response):
+                raise ConnectionError("Redis unsubscribed the link: its slot moved to another node")
 
     async def _reconnect(self) -> int:
         """Connect again and resubscribe, retrying with capped exponential backoff."""
-        conn = self._conn
         delay, attempts = self._backoff, 0
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._max_backoff)
             attempts += 1
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
+                self._conn = await self._connect()
                 if self.keys:
-                    await conn.send_command("SUBSCRIBE", *self.keys)
+                    await self._conn.send_command(self._subscribe.decode().upper(), *self.keys)
                     await self._confirmed(len(self.keys))
                 return attempts
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 logger.debug("Redis broker: reconnect attempt %d failed: %s", attempts, exc)
-                await conn.disconnect(nowait=True)
+                if self._conn is not None:
+                    await self._conn.disconnect(nowait=True)
 
     async def _confirmed(self, count: int) -> None:
         """Read until Redis confirmed ``count`` subscriptions, delivering messages between."""
+        conn = self._conn
+        assert conn is not None
         while count:
-            response = await self._conn.read_response(timeout=self._timeout)
+            response = await conn.read_response(timeout=self._timeout)
             if response is None:
                 raise ConnectionError(f"no SUBSCRIBE confirmation in {self._timeout} s")
-            if isinstance(response, list) and response and response[0] == b"subscribe":
+            if isinstance(response, list) and response and response[0] == self._subscribe:
                 count -= 1
-            else:
-                self._dispatch(response)
+            elif self._dispatch(response):
+                raise ConnectionError("Redis unsubscribed the link while it resubscribed")
 
-    def _dispatch(self, response: Any) -> None:
+    def _dispatch(self, response: Any) -> bool:
+        """Deliver a message or confirm a command; True when Redis dropped a held key of its
+        own accord (a sharded link whose slot moved)."""
         if not isinstance(response, list) or len(response) < 2:
-            return
+            return False
         kind, key = response[0], response[1]
-        if kind == b"message" and len(response) == 3:
+        if kind == self._message and len(response) == 3:
             if key in self.keys:
                 self._on_message(key, response[2])
-        elif kind in (b"subscribe", b"unsubscribe"):
+        elif kind in (self._subscribe, self._unsubscribe):
             waiters = self._pending.get((kind, key))
             if waiters:
                 future = waiters.popleft()
                 if not future.done():
                     future.set_result(None)
+            elif kind == self._unsubscribe and key in self.keys:
+                return True
+        return False
 
     def _fail_pending(self) -> None:
         pending, self._pending = self._pending, {}

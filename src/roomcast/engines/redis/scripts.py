@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ADD", "ONCE", "PRESENCE_ADD", "PRESENCE_GET", "READ"]
+__all__ = ["ADD", "ONCE", "PRESENCE_ADD", "PRESENCE_GET", "READ", "sharded"]
 
 # Shared prologue: ARGV[1] is "now" in seconds, or empty to use the server's clock.
 _NOW: Final = """
@@ -171,3 +171,9 @@ if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
 return redis.call('HGETALL', KEYS[1])
 """
 )
+
+
+def sharded(source: str) -> str:
+    """``source`` for a Redis Cluster: its publish is ``SPUBLISH``, to the sharded pub/sub
+    channel in the slot of the script's keys, which only that slot's shard delivers."""
+    return source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")

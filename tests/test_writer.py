@@ -512,6 +512,28 @@ async def test_drained_bytes_counts_what_the_transport_took_by_every_path() -> N
     assert writer.drained_bytes == 14
 
 
+async def test_progress_is_what_the_peer_took_when_the_server_counts_unsent_bytes() -> None:
+    transport, wire = Transport(), WriteNowFake()
+    unsent = [0]
+    writer = Writer(
+        transport.send,
+        max_queue_bytes=1000,
+        overflow=SLOW,
+        coalesce=True,
+        write_now=wire,
+        unsent=lambda: unsent[0],
+    )
+    writer.push("aaaa")
+    assert writer.drained_bytes == writer.progress == 4
+    unsent[0] = 4  # handed over, still in the kernel's queue
+    writer.push("bb")  # joined at the iteration's end
+    await iteration_end()
+    unsent[0] = 6
+    assert (writer.drained_bytes, writer.progress) == (6, 0)  # the peer took nothing yet
+    unsent[0] = 1
+    assert writer.progress == 5
+
+
 async def test_a_writer_cut_off_twice_is_counted_once() -> None:
     transport = Transport()
     writer = make_writer(transport)

@@ -113,9 +113,10 @@ class Node:
     Publishing is paced, never blocked, by slow subscribers: a fan-out that leaves a
     subscriber's writer with more than ``lag_bytes`` queued makes the publish wait until that
     writer drains below it, for at most ``lag_timeout`` seconds; a writer still behind then is
-    cut off as a slow consumer. A writer that drains nothing at all for ``stall_timeout``
-    seconds meanwhile is stalled, not lagging: publishers stop waiting for it, and it is cut
-    off once its queue overflows (or paced again once it drains). The fan-out itself never
+    cut off as a slow consumer. A writer whose peer takes nothing at all for ``stall_timeout``
+    seconds meanwhile (see ``Writer.progress``) is stalled, not lagging: publishers stop
+    waiting for it, and it is cut off once its queue overflows (or paced again once it
+    moves). The fan-out itself never
     waits, so a publisher is held back only as long as it takes to tell a lagging subscriber
     from a stalled one.
 
@@ -160,7 +161,7 @@ class Node:
         self._lag_timeout = lag_timeout
         self._stall_timeout = stall_timeout
         self._laggards: dict[Writer, None] = {}
-        # Stalled writers publishers stopped waiting for, with their drained bytes then.
+        # Stalled writers publishers stopped waiting for, with their progress then.
         self._let_go: weakref.WeakKeyDictionary[Writer, int] = weakref.WeakKeyDictionary()
         self.stats = NodeStats()
         self._event_encoders = event_encoders or {}
@@ -325,11 +326,12 @@ class Node:
     async def settle(self) -> None:
         """Wait for the subscribers that fell behind in recent fan-outs (see the class doc).
 
-        A laggard is watched in windows of ``stall_timeout`` seconds. One that drained nothing
-        in a window is stalled: publishers stop waiting for it (until it drains again) and it
-        stays connected while its queue has room, so a client that merely paused keeps its
-        connection and one that stopped reading overflows its queue and is cut off then. One
-        that drains but is still behind after ``lag_timeout`` is cut off as lagging. Returns
+        A laggard is watched in windows of ``stall_timeout`` seconds. One whose peer took
+        nothing in a window (``Writer.progress`` stood still) is stalled: publishers stop
+        waiting for it (until it moves again) and it stays connected while its queue has room,
+        so a client that merely paused keeps its connection and one that stopped reading
+        overflows its queue and is cut off then. One that moves but is still behind after
+        ``lag_timeout`` is cut off as lagging. Returns
         at once when nobody lags; never raises.
         """
         if self._let_go:
@@ -342,11 +344,11 @@ class Node:
         now = loop.time()
         deadline = now + self._lag_timeout
         stall = self._stall_timeout
-        # Per laggard: its drained bytes when last seen moving, and since when.
+        # Per laggard: its progress when last seen moving, and since when.
         waits = {
             asyncio.ensure_future(writer.wait_below(self._lag_bytes)): (
                 writer,
-                writer.drained_bytes,
+                writer.progress,
                 now,
             )
             for writer in laggards
@@ -359,10 +361,11 @@ class Node:
                     del waits[future]
                 now = loop.time()
                 for future, (writer, drained, since) in list(waits.items()):
-                    if writer.drained_bytes != drained:
-                        drained, since = writer.drained_bytes, now
+                    progress = writer.progress
+                    if progress != drained:
+                        drained, since = progress, now
                     if now - since >= stall:
-                        self._let_go[writer] = writer.drained_bytes
+                        self._let_go[writer] = progress
                     elif now >= deadline:
                         if writer.state is WriterState.OPEN:  # once, however many waited
                             self.stats.lagging_cut_offs += 1
@@ -381,7 +384,7 @@ class Node:
         it was let go as stalled and has drained nothing since."""
         let_go = self._let_go.get(writer)
         if let_go is not None:
-            if writer.drained_bytes == let_go:
+            if writer.progress == let_go:
                 return
             del self._let_go[writer]  # moving again: paced like any laggard
         self._laggards[writer] = None

@@ -136,6 +136,7 @@ class Writer:
         max_frame_bytes: when coalescing, the largest frame built by joining messages; a
             single larger message is still sent, alone.
         write_now: a synchronous write offered by the server (see ``WriteNow``).
+        unsent: the bytes the server's transport and the kernel hold unsent, if it says.
 
     Sizes of text messages are counted in characters, which is their size in bytes for the
     ASCII JSON the protocol mostly carries, and at most four times less otherwise.
@@ -153,9 +154,11 @@ class Writer:
         join_binary: bool = False,
         max_frame_bytes: int = 65536,
         write_now: WriteNow | None = None,
+        unsent: Callable[[], int] | None = None,
     ) -> None:
         self._send = send
         self._write_now = write_now
+        self._unsent = unsent
         self._max_queue_bytes = max_queue_bytes
         self.overflow = overflow
         """The close sent when the queue overflows."""
@@ -180,9 +183,17 @@ class Writer:
 
     @property
     def drained_bytes(self) -> int:
-        """Bytes handed to the transport since the writer was made: a stalled peer's stops
-        growing, a lagging one's keeps growing."""
+        """Bytes handed to the transport since the writer was made."""
         return self._drained_bytes
+
+    @property
+    def progress(self) -> int:
+        """How far the peer has got: the bytes handed to the transport less what the transport
+        and the kernel still hold unsent, when the server says (``unsent``), else the bytes
+        handed over. A stalled peer's stands still; a lagging one's moves, even while the
+        kernel's socket buffer between them is full."""
+        unsent = self._unsent
+        return self._drained_bytes if unsent is None else self._drained_bytes - unsent()
 
     @property
     def close_frame(self) -> Close | None:

@@ -281,6 +281,7 @@ async def test_uvicorn_still_has_the_private_state_the_subclass_uses(
     assert protocol.scope["extensions"][WRITE_NOW_EXTENSION] == {
         "write": protocol.write_now,
         "stop_pings": protocol.stop_pings,
+        "unsent": protocol.unsent_bytes,
     }
 
 
@@ -320,6 +321,26 @@ async def test_write_now_refuses_while_the_transport_is_not_writable(
     buffered = protocol.transport.get_write_buffer_size()
     assert not protocol.write_now("one more")
     assert protocol.transport.get_write_buffer_size() == buffered, "a refused write wrote"
+
+
+async def test_unsent_bytes_counts_what_a_peer_that_does_not_read_has_not_taken(
+    served: Harness, peers: list[RawPeer]
+) -> None:
+    peer, accepted = await raw_peer(served, peers, receive_buffer=4096)
+    protocol = accepted.protocol
+    assert protocol.unsent_bytes() == 0
+    written = fill_until_unwritable(protocol)
+    # The kernel's queue and the transport's buffer hold what the peer has not read.
+    stuck = protocol.unsent_bytes()
+    assert stuck > protocol.transport.get_write_buffer_size()
+    assert written > 0
+    async with asyncio.timeout(TIMEOUT):
+        while protocol.unsent_bytes() > 0:
+            try:
+                peer.sock.recv(1 << 16)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+    assert protocol.unsent_bytes() == 0
 
 
 async def test_write_now_refuses_once_the_close_is_sent_and_after_the_peer_left(

@@ -37,7 +37,7 @@ from roomcast.errors import StateError
 from roomcast.protocol import DisconnectCode
 from roomcast.publication import ChannelEvent, ClientInfo
 from roomcast.sockets.rooms import RoomMembership, RoomServices
-from roomcast.transport.asgi import asgi_frame_sender, over_limit, write_now_of
+from roomcast.transport.asgi import asgi_frame_sender, over_limit, unsent_of, write_now_of
 from roomcast.transport.close_codes import CloseCode
 from roomcast.wire import WireFormat
 from roomcast.writer import Close, Writer, WriterState
@@ -101,6 +101,7 @@ class ManagedSocket:
             max_queue_bytes=settings.client.queue_max_size,
             overflow=Close(DisconnectCode.SLOW, "slow consumer: too many unsent messages"),
             write_now=write_now_of(websocket.scope),
+            unsent=unsent_of(websocket.scope),
         )
         self._reader: asyncio.Task[None] | None = None
         self._initial_rooms = rooms

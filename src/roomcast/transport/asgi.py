@@ -19,6 +19,7 @@ __all__ = [
     "over_limit",
     "refuse_handshake",
     "stop_server_pings",
+    "unsent_of",
     "write_now_of",
 ]
 
@@ -28,7 +29,8 @@ WRITE_NOW_EXTENSION = "roomcast.write_now"
 """Offered by roomcast's uvicorn protocol (see ``transport.uvicorn_protocol``): ``roomcast
 serve``, ``uvicorn --ws roomcast:RoomcastWebSocketProtocol`` and
 ``gunicorn -k roomcast.workers.UvicornWorker``. ``write`` is the synchronous write,
-``stop_pings`` ends the server's WebSocket pings on the connection."""
+``stop_pings`` ends the server's WebSocket pings on the connection, ``unsent`` counts the
+bytes written that the peer has not taken yet."""
 
 DENIAL_RESPONSE_EXTENSION = "websocket.http.response"
 """The ASGI extension with which an app answers a WebSocket handshake with an HTTP response."""
@@ -68,6 +70,15 @@ def stop_server_pings(scope: Mapping[str, Any]) -> None:
     extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
     if extension is not None and "stop_pings" in extension:
         extension["stop_pings"]()
+
+
+def unsent_of(scope: Mapping[str, Any]) -> Callable[[], int] | None:
+    """The server's count of this connection's bytes the peer has not taken yet, if it
+    offers one (roomcast's protocol does)."""
+    extension = scope.get("extensions", {}).get(WRITE_NOW_EXTENSION)
+    if extension is None or "unsent" not in extension:
+        return None
+    return cast(Callable[[], int], extension["unsent"])
 
 
 def write_now_of(scope: Mapping[str, Any]) -> WriteNow | None:

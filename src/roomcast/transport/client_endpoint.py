@@ -24,6 +24,7 @@ from roomcast.transport.asgi import (
     asgi_frame_sender,
     over_limit,
     stop_server_pings,
+    unsent_of,
     write_now_of,
 )
 from roomcast.transport.close_codes import CloseCode
@@ -97,6 +98,7 @@ async def serve_client(
         coalesce=True,
         join_binary=True,
         write_now=write_now_of(scope),
+        unsent=unsent_of(scope),
     )
     writer.start()
     if isinstance(negotiated, Negotiated):

@@ -36,7 +36,10 @@ minor version ``tests/transport/test_uvicorn_protocol.py`` checks these names ag
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
+import termios
 from collections import deque
 from typing import Any, Final
 
@@ -209,7 +212,22 @@ class RoomcastWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][WRITE_NOW_EXTENSION] = {
                 "write": self.write_now,
                 "stop_pings": self.stop_pings,
+                "unsent": self.unsent_bytes,
             }
+
+    def unsent_bytes(self) -> int:
+        """Bytes written and not yet taken by the peer: the transport's buffer plus the
+        kernel's send queue (its unacknowledged and unsent bytes; 0 where it cannot be
+        read). Never raises."""
+        unsent = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+                unsent += struct.unpack("i", queued)[0]
+            except (OSError, ValueError):
+                pass  # not a TCP socket here, or closed: the transport's buffer alone
+        return unsent
 
     def stop_pings(self) -> None:
         """Stop, for good, the WebSocket pings uvicorn sends this connection: the app pings
